@@ -1,0 +1,563 @@
+//! The `panther-host` command line.
+//!
+//! Machine output (`--format json`, reports to `-`) goes to stdout alone; logs, progress and
+//! summaries go to stderr. Listing, `info` and `check` load plugin libraries but touch no
+//! engine and run no tool.
+
+use std::{
+    io::Write,
+    path::PathBuf,
+    process::ExitCode,
+    sync::{atomic::AtomicBool, Arc},
+    time::Duration,
+};
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use panther_plugin_api::{Manifest, ProcessState, Role, RunResult, RunStatus};
+use serde_json::json;
+use tracing_subscriber::EnvFilter;
+
+use crate::{
+    context::RunServices,
+    events::{Observer, TracingObserver},
+    exit_code::{self, INTERNAL_ERROR, INVALID_INPUT, OK},
+    experiment::{self, ExperimentError},
+    loader::{self, PLUGIN_PATH_ENV},
+    registry::Registry,
+    run::{self, RunOptions},
+    settings::Settings,
+};
+
+/// Load protocol-testing plugins from shared libraries and run experiments with them.
+///
+/// Exit codes: 0 success, 1 a test failed (or timed out), 2 invalid input, 3 internal error,
+/// 130 interrupted.
+#[derive(Debug, Parser)]
+#[command(name = "panther-host", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    global: GlobalOptions,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every subcommand takes.
+#[derive(Debug, Args)]
+struct GlobalOptions {
+    /// Load plugins from DIR (repeatable); searched before PANTHER_PLUGIN_PATH. Without either,
+    /// the folder of the panther-host executable is searched.
+    #[arg(
+        long = "plugin-dir",
+        value_name = "DIR",
+        global = true,
+        help_heading = "Plugins"
+    )]
+    plugin_dirs: Vec<PathBuf>,
+
+    /// Read host settings from FILE instead of the user's config file.
+    #[arg(
+        long,
+        value_name = "FILE",
+        global = true,
+        env = "PANTHER_CONFIG",
+        help_heading = "Settings"
+    )]
+    config: Option<PathBuf>,
+
+    /// Show events live (-v), and debug output including every line services print (-vv).
+    #[arg(short, long, action = ArgAction::Count, global = true, help_heading = "Output")]
+    verbose: u8,
+
+    /// Print only errors.
+    #[arg(
+        short,
+        long,
+        global = true,
+        conflicts_with = "verbose",
+        help_heading = "Output"
+    )]
+    quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List every plugin found, and every file that failed to load with the reason.
+    List {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Show a plugin's manifest and configuration schema.
+    Info {
+        /// The plugin's name.
+        plugin: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Validate experiment files without running anything.
+    Check {
+        /// Experiment files.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Run experiments.
+    Run {
+        /// Experiment files, run one after the other.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Results go to DIR/<experiment>/<timestamp>/ (default: the file's `output`, the
+        /// settings' `output`, else `results`).
+        #[arg(long, short, value_name = "DIR")]
+        output: Option<PathBuf>,
+        /// Replace every experiment's timeout, e.g. `30s` or `2m`.
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        timeout: Option<Duration>,
+        /// Print the plan (services in order with their wrapped commands) and run nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Format of the dry-run plan.
+        #[arg(long, value_enum, default_value_t = Format::Table, requires = "dry_run")]
+        format: Format,
+    },
+}
+
+/// How to print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    /// For people.
+    Table,
+    /// For programs: JSON on stdout and nothing else.
+    Json,
+}
+
+/// Parses the command line, runs the command and returns its exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.global);
+    exit_code::exit(dispatch(cli))
+}
+
+fn init_logging(global: &GlobalOptions) {
+    let default = match (global.quiet, global.verbose) {
+        (true, _) => "error",
+        (_, 0 | 1) => "info",
+        (_, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn dispatch(cli: Cli) -> u8 {
+    let settings = match Settings::load(cli.global.config.as_deref()) {
+        Ok(settings) => settings,
+        Err(err) => return report_error(&err, INVALID_INPUT),
+    };
+    let mut cli_dirs = cli.global.plugin_dirs.clone();
+    cli_dirs.extend(settings.plugin_dirs.iter().cloned());
+    let env_path = std::env::var(PLUGIN_PATH_ENV).ok();
+    let dirs = loader::plugin_dirs(&cli_dirs, env_path.as_deref());
+    let registry = Registry::load(&dirs);
+    match cli.command {
+        Command::List { format } => list(&registry, format),
+        Command::Info { plugin, format } => info(&registry, &plugin, format),
+        Command::Check { files } => check(&registry, &files),
+        Command::Run {
+            files,
+            output,
+            timeout,
+            dry_run,
+            format,
+        } => {
+            let output = output.or(settings.output.clone());
+            if dry_run {
+                plan(&registry, &settings, &files, format)
+            } else {
+                run_files(
+                    &registry,
+                    &settings,
+                    &files,
+                    output,
+                    timeout,
+                    cli.global.verbose,
+                )
+            }
+        }
+    }
+}
+
+fn report_error(err: &dyn std::error::Error, code: u8) -> u8 {
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "error: {err}");
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let _ = writeln!(stderr, "  caused by: {cause}");
+        source = cause.source();
+    }
+    code
+}
+
+fn list(registry: &Registry, format: Format) -> u8 {
+    let mut out = std::io::stdout().lock();
+    if format == Format::Json {
+        let plugins: Vec<_> = registry
+            .plugins()
+            .map(|p| {
+                json!({
+                    "name": p.manifest.name,
+                    "kind": p.manifest.kind,
+                    "version": p.manifest.version,
+                    "api_version": p.manifest.api_version,
+                    "description": p.manifest.description,
+                    "path": p.path,
+                    "status": "ok",
+                })
+            })
+            .collect();
+        let errors: Vec<_> = registry
+            .failures()
+            .iter()
+            .map(|f| json!({ "path": f.path, "error": f.kind.to_string() }))
+            .collect();
+        let _ = writeln!(out, "{:#}", json!({ "plugins": plugins, "errors": errors }));
+        return OK;
+    }
+    let mut rows = vec![[
+        "NAME".to_string(),
+        "TYPE".into(),
+        "VERSION".into(),
+        "STATUS".into(),
+        "FILE".into(),
+    ]];
+    for p in registry.plugins() {
+        rows.push([
+            p.manifest.name.clone(),
+            p.manifest.kind.to_string(),
+            p.manifest.version.clone(),
+            "ok".into(),
+            p.path.display().to_string(),
+        ]);
+    }
+    for f in registry.failures() {
+        rows.push([
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "error".into(),
+            f.path.display().to_string(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..5)
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
+    for row in &rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+    }
+    if !registry.failures().is_empty() {
+        let _ = writeln!(out, "\nFiles that failed to load:");
+        for f in registry.failures() {
+            let _ = writeln!(out, "  {}: {}", f.path.display(), f.kind);
+        }
+    }
+    OK
+}
+
+fn info(registry: &Registry, name: &str, format: Format) -> u8 {
+    let found = registry.find(name);
+    if found.is_empty() {
+        let known: Vec<String> = registry
+            .plugins()
+            .map(|p| p.manifest.name.clone())
+            .collect();
+        let hint = crate::dispatch::driver::closest(name, &known)
+            .map(|s| format!(" (did you mean `{s}`?)"))
+            .unwrap_or_default();
+        eprintln!(
+            "error: no plugin named `{name}`{hint}; known: {}",
+            known.join(", ")
+        );
+        return INVALID_INPUT;
+    }
+    let mut out = std::io::stdout().lock();
+    for plugin in found {
+        if format == Format::Json {
+            let mut value = serde_json::to_value(&plugin.manifest).unwrap_or_default();
+            value["path"] = json!(plugin.path);
+            let _ = writeln!(out, "{value:#}");
+            continue;
+        }
+        let m: &Manifest = &plugin.manifest;
+        let _ = writeln!(out, "{} {} ({})", m.name, m.version, m.kind);
+        let _ = writeln!(out, "  {}", m.description);
+        let _ = writeln!(out, "  file:          {}", plugin.path.display());
+        let _ = writeln!(out, "  plugin API:    {}", m.api_version);
+        let _ = writeln!(out, "  priority:      {}", m.priority);
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "-".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        let _ = writeln!(out, "  capabilities:  {}", list(&m.capabilities));
+        let _ = writeln!(out, "  conflicts:     {}", list(&m.conflicts_with));
+        let tools: Vec<String> = m
+            .tools
+            .iter()
+            .map(|t| format!("{} (Debian: {})", t.program, t.package))
+            .collect();
+        let _ = writeln!(out, "  tools:         {}", list(&tools));
+        let _ = writeln!(out, "  configuration schema:\n{:#}", m.config_schema);
+    }
+    OK
+}
+
+fn check(registry: &Registry, files: &[PathBuf]) -> u8 {
+    let mut code = OK;
+    for file in files {
+        match experiment::load(file, registry) {
+            Ok(exp) => {
+                println!(
+                    "{}: ok ({} service{}, network {}, {} execution environment{}, {} report{})",
+                    file.display(),
+                    exp.services.len(),
+                    plural(exp.services.len()),
+                    exp.network.plugin,
+                    exp.execution.len(),
+                    plural(exp.execution.len()),
+                    exp.reports.len(),
+                    plural(exp.reports.len()),
+                );
+            }
+            Err(err) => code = exit_code::worst([code, report_experiment_error(&err)]),
+        }
+    }
+    code
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+fn report_experiment_error(err: &ExperimentError) -> u8 {
+    eprintln!("error: {err}");
+    INVALID_INPUT
+}
+
+fn options(
+    settings: &Settings,
+    output: PathBuf,
+    timeout: Option<Duration>,
+    verbose: u8,
+) -> RunOptions {
+    let cancelled = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(signal, Arc::clone(&cancelled));
+    }
+    let observers: Vec<Arc<dyn Observer>> = if verbose > 0 {
+        vec![Arc::new(TracingObserver)]
+    } else {
+        Vec::new()
+    };
+    RunOptions {
+        output_root: output,
+        timeout,
+        services: RunServices::new(cancelled),
+        observers,
+        outer_scopes: vec![settings.scope.clone()],
+    }
+}
+
+fn plan(registry: &Registry, settings: &Settings, files: &[PathBuf], format: Format) -> u8 {
+    let mut code = OK;
+    let mut all = Vec::new();
+    for file in files {
+        let exp = match experiment::load(file, registry) {
+            Ok(exp) => exp,
+            Err(err) => {
+                code = exit_code::worst([code, report_experiment_error(&err)]);
+                continue;
+            }
+        };
+        match run::dry_run(registry, &exp, options(settings, PathBuf::new(), None, 0)) {
+            Ok(planned) => all.push((exp, planned)),
+            Err(errors) => {
+                for e in errors {
+                    eprintln!("error: {e}");
+                }
+                code = exit_code::worst([code, INTERNAL_ERROR]);
+            }
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    if format == Format::Json {
+        let value: Vec<_> = all.iter().map(|(exp, planned)| json!({ "experiment": exp.name, "network": exp.network.plugin, "services": planned })).collect();
+        let _ = writeln!(out, "{:#}", serde_json::Value::Array(value));
+        return code;
+    }
+    for (exp, planned) in &all {
+        let _ = writeln!(
+            out,
+            "experiment {} on {} (timeout {})",
+            exp.name,
+            exp.network.plugin,
+            humantime::format_duration(exp.timeout)
+        );
+        for (i, p) in planned.iter().enumerate() {
+            let role = match p.spec.role {
+                panther_plugin_api::Role::Server => "server",
+                panther_plugin_api::Role::Client => "client",
+            };
+            let _ = writeln!(out, "  {}. {} ({role})", i + 1, p.spec.name);
+            if !p.spec.depends_on.is_empty() {
+                let _ = writeln!(out, "     after:   {}", p.spec.depends_on.join(", "));
+            }
+            if !p.execution.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "     wrapped: {} (slowdown ×{:.1})",
+                    p.execution.join(" + "),
+                    p.slowdown
+                );
+            }
+            let env: Vec<String> = p
+                .spec
+                .env
+                .iter()
+                .map(|(k, v)| format!("{k}={}", shell_quote(v)))
+                .collect();
+            let argv: Vec<String> = p.spec.argv.iter().map(|a| shell_quote(a)).collect();
+            let _ = writeln!(
+                out,
+                "     command: {}{}",
+                if env.is_empty() {
+                    String::new()
+                } else {
+                    format!("{} ", env.join(" "))
+                },
+                argv.join(" ")
+            );
+        }
+    }
+    code
+}
+
+/// Quotes an argument for display so that what is printed can be pasted into a shell.
+fn shell_quote(arg: &str) -> String {
+    if !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
+    {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', "'\\''"))
+    }
+}
+
+fn run_files(
+    registry: &Registry,
+    settings: &Settings,
+    files: &[PathBuf],
+    output: Option<PathBuf>,
+    timeout: Option<Duration>,
+    verbose: u8,
+) -> u8 {
+    let mut codes = Vec::new();
+    for file in files {
+        let exp = match experiment::load(file, registry) {
+            Ok(exp) => exp,
+            Err(err) => {
+                codes.push(report_experiment_error(&err));
+                continue;
+            }
+        };
+        let root = output
+            .clone()
+            .or(exp.output.clone())
+            .unwrap_or_else(|| PathBuf::from("results"));
+        let opts = options(settings, root, timeout, verbose);
+        let interrupted = Arc::clone(&opts.services.cancelled);
+        match run::run(registry, &exp, opts) {
+            Ok(result) => {
+                print_summary(&result);
+                codes.push(exit_code::for_status(result.status));
+            }
+            Err(err) => codes.push(report_error(&err, INTERNAL_ERROR)),
+        }
+        if interrupted.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
+    }
+    exit_code::worst(codes)
+}
+
+fn print_summary(result: &RunResult) {
+    let mut err = std::io::stderr().lock();
+    let verdict = match result.status {
+        RunStatus::Passed => "passed",
+        RunStatus::Failed => "FAILED",
+        RunStatus::TimedOut => "TIMED OUT",
+        RunStatus::Interrupted => "INTERRUPTED",
+        RunStatus::Error => "ERROR",
+    };
+    let _ = writeln!(
+        err,
+        "{}: {verdict} in {:.2}s, results in {}",
+        result.experiment,
+        result.duration_ms as f64 / 1000.0,
+        result.output_dir.display()
+    );
+    let width = result
+        .services
+        .iter()
+        .map(|s| s.name.len())
+        .max()
+        .unwrap_or(0);
+    for s in &result.services {
+        let status = if s.passed { "ok" } else { "FAILED" };
+        let detail = match (&s.message, &s.state) {
+            (Some(message), _) => message.clone(),
+            (None, ProcessState::Signaled { signal }) if s.role == Role::Server => {
+                format!("stopped by the host at the end of the run (signal {signal})")
+            }
+            (None, state) => state.to_string(),
+        };
+        let _ = writeln!(err, "  {:<width$}  {status:<6}  {detail}", s.name);
+    }
+    for e in &result.errors {
+        let _ = writeln!(err, "  error: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn quoting_keeps_metacharacters_visible() {
+        assert_eq!(shell_quote("; rm -rf x"), "'; rm -rf x'");
+        assert_eq!(shell_quote("plain"), "plain");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+    }
+}

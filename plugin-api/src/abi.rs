@@ -1,0 +1,158 @@
+//! The binary interface between `panther-host` and a plugin library.
+//!
+//! Plugin authors never touch this module: [`export_plugin!`](crate::export_plugin) generates
+//! the root module and the adapters. It is public because the host is built against it.
+//!
+//! Everything here is `StableAbi`. Structured payloads (configs, plans, results, events) cross
+//! as JSON text so that adding a field to them never changes the layout; small calls on hot
+//! paths ([`ExecutionEnvironmentFfi::slowdown`]) stay typed.
+//!
+//! # Compatibility
+//!
+//! [`PluginModule`] and every `#[sabi_trait]` vtable are prefix types: new fields and methods
+//! may be added **below** the one marked `#[sabi(last_prefix_field)]` in a minor release of
+//! this crate, and a plugin built against an older minor version keeps loading. Removing or
+//! reordering anything is a major release; the host refuses such a plugin at load time and
+//! names both versions.
+
+// `#[sabi_trait]` expands to impls inside a const block, which rustc flags; the code is
+// abi_stable's, not ours.
+#![allow(non_local_definitions)]
+
+use abi_stable::{
+    declare_root_module_statics,
+    library::RootModule,
+    package_version_strings, sabi_trait,
+    sabi_types::VersionStrings,
+    std_types::{RArc, RBox, RResult, RStr, RString},
+    StableAbi,
+};
+
+/// An error crossing the boundary: the whole cause chain, already formatted.
+pub type FfiError = RString;
+
+/// The host services handed to a plugin instance, as the plugin sees them.
+pub type HostContextBox = HostContextFfi_TO<'static, RArc<()>>;
+/// A network environment instance living in a plugin library.
+pub type NetworkEnvironmentBox = NetworkEnvironmentFfi_TO<'static, RBox<()>>;
+/// An execution environment instance living in a plugin library.
+pub type ExecutionEnvironmentBox = ExecutionEnvironmentFfi_TO<'static, RBox<()>>;
+/// A reporter instance living in a plugin library.
+pub type ReporterBox = ReporterFfi_TO<'static, RBox<()>>;
+
+/// The root module every plugin library exports.
+///
+/// Each constructor takes the instance's configuration as JSON and a host context. A library
+/// holds exactly one plugin, so only the constructor of its own kind succeeds; the others
+/// answer with an error naming the kind the plugin really is.
+#[repr(C)]
+#[derive(StableAbi)]
+#[sabi(kind(Prefix(prefix_ref = PluginModuleRef)))]
+#[sabi(missing_field(panic))]
+pub struct PluginModule {
+    /// The plugin's [`Manifest`](crate::Manifest), as JSON.
+    pub manifest: extern "C" fn() -> RResult<RString, FfiError>,
+    /// The resources an instance with this configuration (JSON) would claim, as a JSON list of
+    /// [`Resource`](crate::Resource). Called before anything is instantiated.
+    pub claims: extern "C" fn(config: RStr<'_>) -> RResult<RString, FfiError>,
+    /// Builds a network environment instance.
+    pub new_network_environment: extern "C" fn(
+        config: RStr<'_>,
+        ctx: HostContextBox,
+    ) -> RResult<NetworkEnvironmentBox, FfiError>,
+    /// Builds an execution environment instance.
+    pub new_execution_environment: extern "C" fn(
+        config: RStr<'_>,
+        ctx: HostContextBox,
+    ) -> RResult<ExecutionEnvironmentBox, FfiError>,
+    /// Builds a reporter instance.
+    ///
+    /// New fields go below this one, and the host must read them through their
+    /// `Option`-returning accessors.
+    #[sabi(last_prefix_field)]
+    pub new_reporter:
+        extern "C" fn(config: RStr<'_>, ctx: HostContextBox) -> RResult<ReporterBox, FfiError>,
+}
+
+impl RootModule for PluginModuleRef {
+    declare_root_module_statics! {PluginModuleRef}
+    const BASE_NAME: &'static str = "panther_plugin";
+    const NAME: &'static str = "panther-plugin-api";
+    const VERSION_STRINGS: VersionStrings = package_version_strings!();
+}
+
+/// What the host offers every plugin instance. Implemented by the host.
+#[sabi_trait]
+pub trait HostContextFfi: Send + Sync + Clone {
+    /// Forwards one log record to the host's `tracing` output. `level` is 1 (error) to 5 (trace).
+    fn log(&self, level: u8, target: RStr<'_>, message: RStr<'_>);
+    /// The most verbose level the host will print, 0 (off) to 5 (trace).
+    fn max_log_level(&self) -> u8;
+    /// Emits an [`Event`](crate::Event) given as JSON.
+    fn emit_event(&self, event: RStr<'_>);
+    /// The folder this instance may write its results to.
+    fn output_dir(&self) -> RString;
+    /// Whether the run was cancelled (Ctrl-C, timeout): long work should stop early.
+    fn is_cancelled(&self) -> bool;
+    /// Runs a [`Command`](crate::Command) (JSON) to completion, returning its
+    /// [`CommandOutput`](crate::CommandOutput) as JSON.
+    fn run_command(&self, command: RStr<'_>) -> RResult<RString, FfiError>;
+    /// Starts a long-running [`Command`](crate::Command) (JSON) and returns its handle.
+    fn spawn(&self, command: RStr<'_>) -> RResult<u64, FfiError>;
+    /// The [`ProcessState`](crate::ProcessState) of a spawned process, as JSON.
+    fn process_status(&self, handle: u64) -> RResult<RString, FfiError>;
+    /// Stops a spawned process group (TERM, then KILL after `grace_ms`) and returns its final
+    /// [`ProcessState`](crate::ProcessState) as JSON.
+    ///
+    /// New methods go below this one.
+    #[sabi(last_prefix_field)]
+    fn stop(&self, handle: u64, grace_ms: u64) -> RResult<RString, FfiError>;
+}
+
+/// A network environment: where the services of an experiment are deployed.
+#[sabi_trait]
+pub trait NetworkEnvironmentFfi: Send {
+    /// Prepares the environment for a [`DeploymentPlan`](crate::DeploymentPlan) (JSON).
+    fn setup_environment(&mut self, plan: RStr<'_>) -> RResult<(), FfiError>;
+    /// Starts one [`ServiceSpec`](crate::ServiceSpec) (JSON).
+    fn deploy_service(&mut self, service: RStr<'_>) -> RResult<(), FfiError>;
+    /// Blocks until the named service is ready or its readiness timeout passes.
+    fn wait_ready(&mut self, service: RStr<'_>) -> RResult<(), FfiError>;
+    /// The [`EnvironmentStatus`](crate::EnvironmentStatus) of every deployed service, as JSON.
+    fn get_environment_status(&mut self) -> RResult<RString, FfiError>;
+    /// Stops one service and returns its final [`ProcessState`](crate::ProcessState) as JSON.
+    fn stop_service(&mut self, service: RStr<'_>) -> RResult<RString, FfiError>;
+    /// Removes everything the environment created. Called always, also after failures.
+    ///
+    /// New methods go below this one.
+    #[sabi(last_prefix_field)]
+    fn teardown_environment(&mut self) -> RResult<(), FfiError>;
+}
+
+/// An execution environment: wraps a service's command to trace or profile it.
+#[sabi_trait]
+pub trait ExecutionEnvironmentFfi: Send {
+    /// How much slower a wrapped service typically runs (1.0: no slowdown).
+    fn slowdown(&self) -> f64;
+    /// Wraps a [`ServiceCommand`](crate::ServiceCommand) (JSON), returning the wrapped one.
+    fn wrap_command(&mut self, command: RStr<'_>) -> RResult<RString, FfiError>;
+    /// The wrapped service is running as `pid`.
+    fn start_monitoring(&mut self, service: RStr<'_>, pid: u32) -> RResult<(), FfiError>;
+    /// The service has stopped or is about to be stopped.
+    fn stop_monitoring(&mut self, service: RStr<'_>) -> RResult<(), FfiError>;
+    /// What was learned about the service, as JSON.
+    ///
+    /// New methods go below this one.
+    #[sabi(last_prefix_field)]
+    fn get_monitoring_data(&mut self, service: RStr<'_>) -> RResult<RString, FfiError>;
+}
+
+/// A reporter: writes the result of a run somewhere.
+#[sabi_trait]
+pub trait ReporterFfi: Send {
+    /// Writes a [`RunResult`](crate::RunResult) given as JSON.
+    ///
+    /// New methods go below this one.
+    #[sabi(last_prefix_field)]
+    fn report(&mut self, result: RStr<'_>) -> RResult<(), FfiError>;
+}

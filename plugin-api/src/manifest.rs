@@ -1,0 +1,182 @@
+//! What a plugin says about itself before anything is instantiated.
+//!
+//! [`Manifest`] is read by `panther-host list`, `info` and `check`; [`Resource`] is what an
+//! instance claims exclusively (checked when a proxy instance is added).
+
+use std::{fmt, path::PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The three plugin types the host knows, each a namespace plus an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PluginKind {
+    /// Deploys services somewhere (a driver: one per experiment).
+    NetworkEnvironment,
+    /// Wraps a service's command to trace or profile it (extensions, applied in order).
+    ExecutionEnvironment,
+    /// Writes the result of a run (proxy: many instances, each with its own arguments).
+    Reporter,
+}
+
+impl PluginKind {
+    /// Every kind, in the order the host lists them.
+    pub const ALL: [PluginKind; 3] = [
+        PluginKind::NetworkEnvironment,
+        PluginKind::ExecutionEnvironment,
+        PluginKind::Reporter,
+    ];
+
+    /// The name used in configuration files and listings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginKind::NetworkEnvironment => "network_environment",
+            PluginKind::ExecutionEnvironment => "execution_environment",
+            PluginKind::Reporter => "reporter",
+        }
+    }
+}
+
+impl fmt::Display for PluginKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An external program a plugin needs, and the Debian package that provides it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tool {
+    /// The program name looked up on `PATH`, or an absolute path to a library.
+    pub program: String,
+    /// The Debian package to install when it is missing.
+    pub package: String,
+}
+
+/// Everything the host knows about a plugin without instantiating it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The unique name users write in experiment files, e.g. `json` or `strace`.
+    pub name: String,
+    /// Which interface the plugin implements. Filled in by `export_plugin!`.
+    pub kind: PluginKind,
+    /// The plugin's own version (its crate version). Filled in by `export_plugin!`.
+    pub version: String,
+    /// The `panther-plugin-api` version the plugin was built against. Filled in by
+    /// `export_plugin!`.
+    pub api_version: String,
+    /// One line for listings.
+    pub description: String,
+    /// Free-form tags other plugins may declare conflicts with (e.g. `valgrind`, `ld_preload`).
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// Plugin names or capabilities this plugin cannot be combined with in one scope.
+    #[serde(default)]
+    pub conflicts_with: Vec<String>,
+    /// Extensions run in ascending priority; ties keep the configured order, then the name.
+    #[serde(default)]
+    pub priority: i32,
+    /// External programs the plugin runs.
+    #[serde(default)]
+    pub tools: Vec<Tool>,
+    /// The JSON Schema of the plugin's configuration. Filled in by `export_plugin!`.
+    #[serde(default)]
+    pub config_schema: serde_json::Value,
+}
+
+impl Manifest {
+    /// A manifest for the plugin called `name`; `export_plugin!` fills in the rest.
+    pub fn new(name: impl Into<String>) -> Self {
+        Manifest {
+            name: name.into(),
+            kind: PluginKind::Reporter,
+            version: String::new(),
+            api_version: String::new(),
+            description: String::new(),
+            capabilities: Vec::new(),
+            conflicts_with: Vec::new(),
+            priority: 0,
+            tools: Vec::new(),
+            config_schema: serde_json::Value::Null,
+        }
+    }
+
+    /// Sets the one-line description (defaults to the crate's `description`).
+    pub fn description(mut self, text: impl Into<String>) -> Self {
+        self.description = text.into();
+        self
+    }
+
+    /// Adds a capability tag.
+    pub fn capability(mut self, tag: impl Into<String>) -> Self {
+        self.capabilities.push(tag.into());
+        self
+    }
+
+    /// Declares that this plugin cannot be combined with a plugin of that name or capability.
+    pub fn conflicts_with(mut self, name_or_capability: impl Into<String>) -> Self {
+        self.conflicts_with.push(name_or_capability.into());
+        self
+    }
+
+    /// Sets the extension priority (lower runs first).
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// Declares an external program the plugin needs.
+    pub fn tool(mut self, program: impl Into<String>, package: impl Into<String>) -> Self {
+        self.tools.push(Tool {
+            program: program.into(),
+            package: package.into(),
+        });
+        self
+    }
+
+    /// Whether this plugin and `other` refuse to share a scope, and why.
+    pub fn conflict_with(&self, other: &Manifest) -> Option<String> {
+        let one_way = |a: &Manifest, b: &Manifest| {
+            a.conflicts_with.iter().find_map(|c| {
+                if *c == b.name {
+                    Some(format!(
+                        "`{}` declares it cannot run with `{}`",
+                        a.name, b.name
+                    ))
+                } else if b.capabilities.contains(c) {
+                    Some(format!(
+                        "`{}` declares it cannot run with `{c}` plugins, and `{}` is one",
+                        a.name, b.name
+                    ))
+                } else {
+                    None
+                }
+            })
+        };
+        one_way(self, other).or_else(|| one_way(other, self))
+    }
+}
+
+/// Something an instance uses exclusively. Two instances in one scope may not claim the same.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum Resource {
+    /// The host's standard output.
+    Stdout,
+    /// A file the instance writes.
+    File(PathBuf),
+    /// A TCP or UDP port the instance listens on.
+    Port(u16),
+    /// Anything else, by name.
+    Named(String),
+}
+
+impl fmt::Display for Resource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Resource::Stdout => f.write_str("stdout"),
+            Resource::File(path) => write!(f, "file {}", path.display()),
+            Resource::Port(port) => write!(f, "port {port}"),
+            Resource::Named(name) => f.write_str(name),
+        }
+    }
+}

@@ -1,0 +1,366 @@
+//! The data that flows between the host and plugins: commands, services, their states, and
+//! the result of a run. All of it is plain serde data; it crosses the ABI as JSON, so adding a
+//! field (with a default) never breaks an existing plugin.
+
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+/// A program for the host's command processor to run. Never passed through a shell: every
+/// argument reaches the program exactly as written.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Command {
+    /// The program, looked up on `PATH` when it has no `/`.
+    pub program: String,
+    /// Its arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Working directory; the host's when absent.
+    #[serde(default)]
+    pub cwd: Option<PathBuf>,
+    /// Variables added to (or replacing those of) the host's environment.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Kill the process group when it runs longer than this.
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    /// Base name of the files its stdout and stderr are captured to (`<name>.stdout`,
+    /// `<name>.stderr` in the output folder); the program's file name when absent.
+    #[serde(default)]
+    pub log_name: Option<String>,
+    /// Folder the captured output goes to; the instance's output folder when absent.
+    #[serde(default)]
+    pub log_dir: Option<PathBuf>,
+}
+
+impl Command {
+    /// A command running `program` with no arguments.
+    pub fn new(program: impl Into<String>) -> Self {
+        Command {
+            program: program.into(),
+            ..Command::default()
+        }
+    }
+
+    /// Builds a command from an argv (program first). `None` when argv is empty.
+    pub fn from_argv(argv: &[String]) -> Option<Self> {
+        let (program, args) = argv.split_first()?;
+        Some(Command {
+            program: program.clone(),
+            args: args.to_vec(),
+            ..Command::default()
+        })
+    }
+
+    /// Adds one argument.
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// Adds several arguments.
+    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Self {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets one environment variable.
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.insert(key.into(), value.into());
+        self
+    }
+
+    /// Sets the timeout.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Sets the base name of the captured output files.
+    pub fn log_name(mut self, name: impl Into<String>) -> Self {
+        self.log_name = Some(name.into());
+        self
+    }
+
+    /// The whole argv, program first.
+    pub fn argv(&self) -> Vec<String> {
+        std::iter::once(self.program.clone())
+            .chain(self.args.iter().cloned())
+            .collect()
+    }
+}
+
+/// How a command or process ended, or that it still runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ProcessState {
+    /// Not started yet.
+    Pending,
+    /// Running with this process id.
+    Running {
+        /// Process id (also the process group id).
+        pid: u32,
+    },
+    /// Exited on its own.
+    Exited {
+        /// Exit code.
+        code: i32,
+    },
+    /// Killed by a signal.
+    Signaled {
+        /// Signal number.
+        signal: i32,
+    },
+    /// Could not be started or followed.
+    Failed {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl ProcessState {
+    /// Whether the process has ended (or never will run).
+    pub fn is_finished(&self) -> bool {
+        !matches!(self, ProcessState::Pending | ProcessState::Running { .. })
+    }
+
+    /// The exit code, when it exited on its own.
+    pub fn exit_code(&self) -> Option<i32> {
+        match self {
+            ProcessState::Exited { code } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for ProcessState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProcessState::Pending => f.write_str("not started"),
+            ProcessState::Running { pid } => write!(f, "running as pid {pid}"),
+            ProcessState::Exited { code } => write!(f, "exited with code {code}"),
+            ProcessState::Signaled { signal } => write!(f, "killed by signal {signal}"),
+            ProcessState::Failed { reason } => write!(f, "failed: {reason}"),
+        }
+    }
+}
+
+/// What running a [`Command`] to completion gave.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CommandOutput {
+    /// The argv that ran.
+    pub argv: Vec<String>,
+    /// How it ended.
+    pub state: ProcessState,
+    /// Whether the timeout killed it.
+    pub timed_out: bool,
+    /// Wall time.
+    pub duration_ms: u64,
+    /// Where its stdout was captured.
+    pub stdout_path: PathBuf,
+    /// Where its stderr was captured.
+    pub stderr_path: PathBuf,
+}
+
+impl CommandOutput {
+    /// Whether it exited with code 0.
+    pub fn success(&self) -> bool {
+        self.state == ProcessState::Exited { code: 0 }
+    }
+}
+
+/// A service's command as an execution environment sees it, before and after wrapping.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServiceCommand {
+    /// The service's name.
+    pub service: String,
+    /// The argv to run, program first.
+    pub argv: Vec<String>,
+    /// Environment variables to set for it.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Its working directory.
+    #[serde(default)]
+    pub cwd: Option<PathBuf>,
+    /// A folder reserved for this execution environment's files about this service.
+    pub output_dir: PathBuf,
+}
+
+/// When a service counts as ready.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ReadyCheck {
+    /// A TCP connection to `host:port` succeeds.
+    Tcp {
+        /// Host to connect to.
+        host: String,
+        /// Port to connect to.
+        port: u16,
+    },
+    /// A line of the service's stdout or stderr matches a regular expression.
+    Log {
+        /// The regular expression.
+        pattern: String,
+    },
+    /// A file exists.
+    File {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A fixed time has passed since the start.
+    Delay {
+        /// How long.
+        #[serde(with = "humantime_serde")]
+        delay: Duration,
+    },
+}
+
+/// A readiness check and how long to wait for it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Readiness {
+    /// What to wait for.
+    pub check: ReadyCheck,
+    /// Give up after this long (already scaled by the slowdown of the execution environments).
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+/// Whether the run waits for a service or the service waits for the run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Runs until the end of the experiment, then is stopped.
+    #[default]
+    Server,
+    /// The run ends when every client has exited.
+    Client,
+}
+
+/// One service to deploy, its command already wrapped by the execution environments.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServiceSpec {
+    /// Unique name within the experiment.
+    pub name: String,
+    /// The argv to run, program first.
+    pub argv: Vec<String>,
+    /// Environment variables to set.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Working directory.
+    #[serde(default)]
+    pub cwd: Option<PathBuf>,
+    /// Services that must be ready first.
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    /// When the service counts as ready.
+    #[serde(default)]
+    pub ready: Option<Readiness>,
+    /// Server or client.
+    #[serde(default)]
+    pub role: Role,
+    /// Where its stdout and stderr go (`<log_dir>/<name>.stdout`, `.stderr`).
+    pub log_dir: PathBuf,
+}
+
+/// Everything a network environment is asked to deploy.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentPlan {
+    /// The experiment's name.
+    pub experiment: String,
+    /// A unique id for this run (used to label what the environment creates).
+    pub run_id: String,
+    /// The run's results folder.
+    pub output_dir: PathBuf,
+    /// The services in dependency order.
+    pub services: Vec<ServiceSpec>,
+}
+
+/// The state of every deployed service.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EnvironmentStatus {
+    /// By service name.
+    pub services: BTreeMap<String, ProcessState>,
+}
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Every service met its expectation.
+    Passed,
+    /// At least one service did not.
+    Failed,
+    /// The experiment's timeout passed before the clients finished.
+    TimedOut,
+    /// Stopped by Ctrl-C or SIGTERM.
+    Interrupted,
+    /// The host or a plugin failed before the services could be judged.
+    Error,
+}
+
+impl RunStatus {
+    /// The name used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Passed => "passed",
+            RunStatus::Failed => "failed",
+            RunStatus::TimedOut => "timed_out",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::Error => "error",
+        }
+    }
+}
+
+/// What happened to one service, judged against its expectation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServiceResult {
+    /// The service's name.
+    pub name: String,
+    /// Server or client.
+    pub role: Role,
+    /// The argv that ran, after wrapping.
+    pub argv: Vec<String>,
+    /// The exit code it was expected to end with (servers stopped by the host pass too).
+    pub expected_exit: i32,
+    /// How it ended.
+    pub state: ProcessState,
+    /// Whether it met its expectation.
+    pub passed: bool,
+    /// Why it did not, when it did not.
+    #[serde(default)]
+    pub message: Option<String>,
+    /// Its captured stdout.
+    pub stdout_log: PathBuf,
+    /// Its captured stderr.
+    pub stderr_log: PathBuf,
+    /// Monitoring data by execution-environment instance.
+    #[serde(default)]
+    pub monitoring: BTreeMap<String, serde_json::Value>,
+}
+
+/// The whole result of one experiment run, as reporters receive it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    /// The experiment's name.
+    pub experiment: String,
+    /// This run's id.
+    pub run_id: String,
+    /// How it ended.
+    pub status: RunStatus,
+    /// Start time, RFC 3339.
+    pub started_at: String,
+    /// Wall time of the whole run.
+    pub duration_ms: u64,
+    /// The results folder.
+    pub output_dir: PathBuf,
+    /// The network environment that deployed the services.
+    pub network: String,
+    /// The execution-environment instances, in the order they wrapped.
+    #[serde(default)]
+    pub execution: Vec<String>,
+    /// Every service, in deployment order.
+    pub services: Vec<ServiceResult>,
+    /// Problems that are not about one service (setup, teardown, plugins).
+    #[serde(default)]
+    pub errors: Vec<String>,
+}

@@ -1,0 +1,114 @@
+//! `junit`: writes a JUnit XML report, the format CI systems read. The experiment is a test
+//! suite; each service's expectation (its exit code) is a test case. Setup errors, timeouts
+//! and interruptions appear as `<error>` cases so that a run that never judged its services
+//! does not look green.
+
+use std::{io::Write, path::PathBuf};
+
+use panther_plugin_api::prelude::*;
+use quick_xml::escape::escape;
+
+/// The `[[report]]` section of a `junit` instance.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where to write: a file path (relative to the results folder) or `-` for stdout.
+    #[serde(default = "default_path")]
+    pub path: String,
+}
+
+fn default_path() -> String {
+    "junit.xml".into()
+}
+
+/// Writes JUnit XML.
+pub struct JunitReporter {
+    config: Config,
+    results_dir: PathBuf,
+}
+
+impl Plugin for JunitReporter {
+    type Config = Config;
+
+    fn manifest() -> Manifest {
+        Manifest::new("junit").capability("report")
+    }
+
+    fn claims(config: &Config) -> Vec<Resource> {
+        if config.path == "-" {
+            vec![Resource::Stdout]
+        } else {
+            vec![Resource::File(PathBuf::from(&config.path))]
+        }
+    }
+
+    fn new(config: Config, ctx: Context) -> anyhow::Result<Self> {
+        Ok(JunitReporter {
+            config,
+            results_dir: ctx.output_dir(),
+        })
+    }
+}
+
+impl Reporter for JunitReporter {
+    fn report(&mut self, run: &RunResult) -> anyhow::Result<()> {
+        let xml = render(run);
+        if self.config.path == "-" {
+            std::io::stdout()
+                .lock()
+                .write_all(xml.as_bytes())
+                .context("writing to stdout")?;
+            return Ok(());
+        }
+        let path = self.results_dir.join(&self.config.path);
+        std::fs::write(&path, xml).with_context(|| format!("writing {}", path.display()))
+    }
+}
+
+/// The XML document for a run.
+pub fn render(run: &RunResult) -> String {
+    let seconds = run.duration_ms as f64 / 1000.0;
+    let suite = escape(&run.experiment);
+    let mut cases = String::new();
+    let mut failures = 0;
+    for s in &run.services {
+        let name = escape(&format!("{} exits with code {}", s.name, s.expected_exit)).into_owned();
+        cases.push_str(&format!(
+            "    <testcase classname=\"{suite}\" name=\"{name}\" time=\"{seconds:.3}\">\n"
+        ));
+        if !s.passed {
+            failures += 1;
+            let message = escape(s.message.as_deref().unwrap_or("failed")).into_owned();
+            cases.push_str(&format!(
+                "      <failure message=\"{message}\">{}</failure>\n",
+                escape(&s.state.to_string())
+            ));
+        }
+        cases.push_str(&format!(
+            "      <system-out>{}</system-out>\n      <system-err>{}</system-err>\n    </testcase>\n",
+            escape(&s.stdout_log.display().to_string()),
+            escape(&s.stderr_log.display().to_string())
+        ));
+    }
+    let mut errors = 0;
+    let run_level = match run.status {
+        RunStatus::TimedOut | RunStatus::Interrupted | RunStatus::Error => {
+            Some(run.status.as_str())
+        }
+        RunStatus::Passed | RunStatus::Failed => None,
+    };
+    if let Some(kind) = run_level {
+        errors += 1;
+        let detail = escape(&run.errors.join("\n")).into_owned();
+        cases.push_str(&format!(
+            "    <testcase classname=\"{suite}\" name=\"run\" time=\"{seconds:.3}\">\n      <error type=\"{kind}\" message=\"{kind}\">{detail}</error>\n    </testcase>\n"
+        ));
+    }
+    let tests = run.services.len() + errors;
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"panther-host\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" time=\"{seconds:.3}\">\n  <testsuite name=\"{suite}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" time=\"{seconds:.3}\" timestamp=\"{}\">\n{cases}  </testsuite>\n</testsuites>\n",
+        escape(&run.started_at)
+    )
+}
+
+export_plugin!(Reporter: JunitReporter);

@@ -1,0 +1,248 @@
+//! `localhost`: the default network environment. Every service is a local process started
+//! through the host's command processor (its own process group, output captured to the
+//! results folder), in the order the host deploys them; readiness is checked here; teardown
+//! stops whatever still runs, newest first. It needs nothing installed.
+
+use std::{
+    collections::BTreeMap,
+    fs::File,
+    io::{Read, Seek, SeekFrom},
+    net::{TcpStream, ToSocketAddrs},
+    path::{Path, PathBuf},
+    thread,
+    time::{Duration, Instant},
+};
+
+use panther_plugin_api::prelude::*;
+
+/// The `[network]` section for `localhost`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// How long a service gets between SIGTERM and SIGKILL when it is stopped.
+    #[serde(default = "default_grace", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub stop_grace: Duration,
+}
+
+fn default_grace() -> Duration {
+    Duration::from_secs(3)
+}
+
+struct Running {
+    spec: ServiceSpec,
+    handle: ProcessHandle,
+}
+
+/// Runs services as local processes.
+pub struct Localhost {
+    ctx: Context,
+    grace: Duration,
+    /// In deployment order.
+    services: Vec<Running>,
+}
+
+impl Plugin for Localhost {
+    type Config = Config;
+
+    fn manifest() -> Manifest {
+        // `local_processes` tells the host it can check that every program exists.
+        Manifest::new("localhost").capability("local_processes")
+    }
+
+    fn new(config: Config, ctx: Context) -> anyhow::Result<Self> {
+        Ok(Localhost {
+            ctx,
+            grace: config.stop_grace,
+            services: Vec::new(),
+        })
+    }
+}
+
+impl Localhost {
+    fn find(&self, name: &str) -> anyhow::Result<&Running> {
+        self.services
+            .iter()
+            .find(|s| s.spec.name == name)
+            .with_context(|| format!("service `{name}` was not deployed"))
+    }
+
+    /// Waits until `check` passes, the service exits, the timeout passes or the run is
+    /// cancelled.
+    fn wait_until(&self, running: &Running, readiness: &Readiness) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let mut log = LogWatch::new(&running.spec);
+        let pattern = match &readiness.check {
+            ReadyCheck::Log { pattern } => {
+                Some(regex::Regex::new(pattern).context("invalid `ready.log` pattern")?)
+            }
+            _ => None,
+        };
+        loop {
+            let ready = match &readiness.check {
+                ReadyCheck::Tcp { host, port } => tcp_open(host, *port),
+                ReadyCheck::Log { .. } => {
+                    log.matches(pattern.as_ref().expect("log check has a pattern"))
+                }
+                ReadyCheck::File { path } => resolve(&running.spec, path).exists(),
+                ReadyCheck::Delay { delay } => started.elapsed() >= *delay,
+            };
+            if ready {
+                tracing::debug!(service = %running.spec.name, after = ?started.elapsed(), "ready");
+                return Ok(());
+            }
+            let state = self.ctx.status(running.handle)?;
+            if state.is_finished() {
+                bail!(
+                    "service `{}` {state} before it was ready (see {})",
+                    running.spec.name,
+                    log.stderr.display()
+                );
+            }
+            if self.ctx.is_cancelled() {
+                bail!(
+                    "cancelled while waiting for service `{}`",
+                    running.spec.name
+                );
+            }
+            if started.elapsed() >= readiness.timeout {
+                bail!(
+                    "service `{}` was not ready within {:?} ({})",
+                    running.spec.name,
+                    readiness.timeout,
+                    describe(&readiness.check)
+                );
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl NetworkEnvironment for Localhost {
+    fn setup_environment(&mut self, plan: &DeploymentPlan) -> anyhow::Result<()> {
+        tracing::debug!(services = plan.services.len(), run = %plan.run_id, "local environment ready");
+        Ok(())
+    }
+
+    fn deploy_service(&mut self, service: &ServiceSpec) -> anyhow::Result<()> {
+        let mut command =
+            Command::from_argv(&service.argv).context("the service has an empty command")?;
+        command.env = service.env.clone();
+        command.cwd = service.cwd.clone();
+        command.log_name = Some(service.name.clone());
+        command.log_dir = Some(service.log_dir.clone());
+        let handle = self
+            .ctx
+            .spawn(&command)
+            .with_context(|| format!("starting service `{}`", service.name))?;
+        self.services.push(Running {
+            spec: service.clone(),
+            handle,
+        });
+        Ok(())
+    }
+
+    fn wait_ready(&mut self, service: &str) -> anyhow::Result<()> {
+        let running = self.find(service)?;
+        match &running.spec.ready {
+            Some(readiness) => self.wait_until(running, readiness),
+            None => Ok(()),
+        }
+    }
+
+    fn get_environment_status(&mut self) -> anyhow::Result<EnvironmentStatus> {
+        let mut services = BTreeMap::new();
+        for s in &self.services {
+            services.insert(s.spec.name.clone(), self.ctx.status(s.handle)?);
+        }
+        Ok(EnvironmentStatus { services })
+    }
+
+    fn stop_service(&mut self, service: &str) -> anyhow::Result<ProcessState> {
+        let handle = self.find(service)?.handle;
+        self.ctx.stop(handle, self.grace)
+    }
+
+    fn teardown_environment(&mut self) -> anyhow::Result<()> {
+        for s in self.services.iter().rev() {
+            self.ctx
+                .stop(s.handle, self.grace)
+                .with_context(|| format!("stopping service `{}`", s.spec.name))?;
+        }
+        self.services.clear();
+        Ok(())
+    }
+}
+
+fn tcp_open(host: &str, port: u16) -> bool {
+    (host, port)
+        .to_socket_addrs()
+        .into_iter()
+        .flatten()
+        .any(|addr| TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok())
+}
+
+fn resolve(spec: &ServiceSpec, path: &Path) -> PathBuf {
+    match &spec.cwd {
+        Some(cwd) if path.is_relative() => cwd.join(path),
+        _ => path.to_path_buf(),
+    }
+}
+
+fn describe(check: &ReadyCheck) -> String {
+    match check {
+        ReadyCheck::Tcp { host, port } => {
+            format!("nothing accepted TCP connections on {host}:{port}")
+        }
+        ReadyCheck::Log { pattern } => format!("no output line matched `{pattern}`"),
+        ReadyCheck::File { path } => format!("{} did not appear", path.display()),
+        ReadyCheck::Delay { delay } => format!("delay of {delay:?}"),
+    }
+}
+
+/// Reads a service's capture files as they grow, looking for a line that matches.
+struct LogWatch {
+    stdout: PathBuf,
+    stderr: PathBuf,
+    offsets: [u64; 2],
+    partial: [String; 2],
+}
+
+impl LogWatch {
+    fn new(spec: &ServiceSpec) -> Self {
+        LogWatch {
+            stdout: spec.log_dir.join(format!("{}.stdout", spec.name)),
+            stderr: spec.log_dir.join(format!("{}.stderr", spec.name)),
+            offsets: [0, 0],
+            partial: [String::new(), String::new()],
+        }
+    }
+
+    fn matches(&mut self, pattern: &regex::Regex) -> bool {
+        let paths = [self.stdout.clone(), self.stderr.clone()];
+        paths.iter().enumerate().any(|(i, path)| {
+            let Ok(mut file) = File::open(path) else {
+                return false;
+            };
+            if file.seek(SeekFrom::Start(self.offsets[i])).is_err() {
+                return false;
+            }
+            let mut fresh = String::new();
+            let Ok(n) = file.read_to_string(&mut fresh) else {
+                return false;
+            };
+            self.offsets[i] += n as u64;
+            self.partial[i].push_str(&fresh);
+            let text = std::mem::take(&mut self.partial[i]);
+            let (complete, rest) = match text.rfind('\n') {
+                Some(end) => text.split_at(end + 1),
+                None => ("", text.as_str()),
+            };
+            let found = complete.lines().any(|line| pattern.is_match(line));
+            self.partial[i] = rest.to_string();
+            found
+        })
+    }
+}
+
+export_plugin!(NetworkEnvironment: Localhost);
