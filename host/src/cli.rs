@@ -5,7 +5,7 @@
 //! engine and run no tool.
 
 use std::{
-    io::Write,
+    io::{IsTerminal, Write},
     path::PathBuf,
     process::ExitCode,
     sync::{atomic::AtomicBool, Arc},
@@ -149,6 +149,7 @@ fn init_logging(global: &GlobalOptions) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
 }

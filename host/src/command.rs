@@ -328,19 +328,23 @@ impl Drop for CommandProcessor {
     }
 }
 
+/// Ends a managed process (if it still runs), kills what is left of its group, and waits
+/// for its output to be written out completely.
 fn finish(managed: &mut Managed, grace: Duration) -> ProcessState {
-    if managed.state.is_finished() {
-        return managed.state.clone();
-    }
-    let status = match managed.child.try_wait() {
-        Ok(Some(status)) => status,
-        _ => terminate_group(&mut managed.child, managed.pid, grace),
+    let state = if managed.state.is_finished() {
+        managed.state.clone()
+    } else {
+        let status = match managed.child.try_wait() {
+            Ok(Some(status)) => status,
+            _ => terminate_group(&mut managed.child, managed.pid, grace),
+        };
+        state_of(status)
     };
     let _ = killpg(Pid::from_raw(managed.pid as i32), Signal::SIGKILL);
     for reader in managed.readers.drain(..) {
         let _ = reader.join();
     }
-    state_of(status)
+    state
 }
 
 /// SIGTERM to the group, wait up to `grace`, then SIGKILL; returns how the leader ended.

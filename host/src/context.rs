@@ -178,6 +178,13 @@ impl HostContextFfi for InstanceContext {
             .into()
     }
 
+    fn process_id(&self, handle: u64) -> RResult<u32, RString> {
+        match self.services.processes.pid(handle) {
+            Some(pid) => ROk(pid),
+            None => RErr(RString::from(format!("no process with handle {handle}"))),
+        }
+    }
+
     fn process_status(&self, handle: u64) -> RResult<RString, RString> {
         self.services
             .processes

@@ -532,6 +532,9 @@ impl Validator<'_> {
             let Some(plugin) = registry.get(PluginKind::Reporter, &report.plugin) else {
                 continue;
             };
+            if validate_config(&plugin.manifest.config_schema, &report.config).is_err() {
+                continue; // already reported; its claims cannot be computed
+            }
             let claims = match plugin.claims(&report.config) {
                 Ok(claims) => claims,
                 Err(err) => {
@@ -569,6 +572,9 @@ impl Validator<'_> {
                 else {
                     continue;
                 };
+                if validate_config(&plugin.manifest.config_schema, &exec.config).is_err() {
+                    continue;
+                }
                 let claims = plugin.claims(&exec.config).unwrap_or_default();
                 if let Err(err) = proxy.add(&exec.name, plugin.manifest.clone(), claims, ()) {
                     let at = self.at(*offset);

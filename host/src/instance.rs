@@ -4,8 +4,8 @@
 use abi_stable::std_types::{RResult, RStr, RString};
 use panther_plugin_api::{
     abi::{ExecutionEnvironmentBox, HostContextBox, NetworkEnvironmentBox, ReporterBox},
-    DeploymentPlan, EnvironmentStatus, ProcessState, Resource, RunResult, ServiceCommand,
-    ServiceSpec,
+    Deployment, DeploymentPlan, EnvironmentStatus, ProcessState, Resource, RunResult,
+    ServiceCommand, ServiceSpec,
 };
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -146,10 +146,10 @@ impl NetworkEnvironment {
     }
 
     /// See [`panther_plugin_api::NetworkEnvironment::deploy_service`].
-    pub fn deploy_service(&mut self, service: &ServiceSpec) -> Result<(), PluginError> {
+    pub fn deploy_service(&mut self, service: &ServiceSpec) -> Result<Deployment, PluginError> {
         let r = self.inner.deploy_service(RStr::from_str(&json(service)));
         self.id
-            .check(&format!("deploying service `{}`", service.name), r)
+            .decode(&format!("deploying service `{}`", service.name), r)
     }
 
     /// See [`panther_plugin_api::NetworkEnvironment::wait_ready`].

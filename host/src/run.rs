@@ -294,11 +294,18 @@ impl Run<'_> {
         self.options.services.cancelled.load(Ordering::Relaxed)
     }
 
-    /// Instantiates every configured execution environment enabled in the experiment scope.
+    /// Instantiates every configured execution environment that at least one service's scope
+    /// enables (a service may re-enable what the experiment disabled).
     fn execution_instances(&mut self, scope: &mut Scope) -> Vec<(PluginUse, i32, Slot)> {
         let mut instances = Vec::new();
         for exec in &self.experiment.execution {
-            if !scope.settings.is_enabled(&[&exec.name, &exec.plugin]) {
+            let wanted = self.experiment.services.iter().any(|def| {
+                exec.services.as_ref().is_none_or(|s| s.contains(&def.name))
+                    && self
+                        .service_settings(def)
+                        .is_enabled(&[&exec.name, &exec.plugin])
+            });
+            if !wanted {
                 continue;
             }
             let plugin = self
@@ -325,6 +332,16 @@ impl Run<'_> {
         instances
     }
 
+    /// The settings in force for one service: host, job, experiment, service.
+    fn service_settings(&self, def: &ServiceDef) -> crate::scope::Resolved {
+        let chain = self
+            .options
+            .outer_scopes
+            .iter()
+            .chain([&self.experiment.scope, &def.scope]);
+        resolve(chain)
+    }
+
     /// Wraps a service's command with the execution environments that apply to it.
     fn wrap(
         &mut self,
@@ -333,13 +350,7 @@ impl Run<'_> {
         def: &ServiceDef,
         services_dir: &std::path::Path,
     ) -> Deployed {
-        let chain: Vec<&ScopeSettings> = self
-            .options
-            .outer_scopes
-            .iter()
-            .chain([&self.experiment.scope, &def.scope])
-            .collect();
-        let settings = resolve(chain);
+        let settings = self.service_settings(def);
         let members = execution
             .iter()
             .enumerate()
@@ -432,25 +443,19 @@ impl Run<'_> {
             },
         );
 
-        for i in 0..deployed.len() {
+        for service in deployed.iter_mut() {
             if self.cancelled() {
                 self.interrupted = true;
                 return;
             }
             let deploy_started = Instant::now();
             let env = scope.network(network).expect("adopted");
-            if let Err(err) = env.deploy_service(&deployed[i].spec) {
-                return self.fail(err);
-            }
-            deployed[i].deployed = true;
-            let name = deployed[i].spec.name.clone();
-            let pid = match env.get_environment_status() {
-                Ok(status) => match status.services.get(&name) {
-                    Some(ProcessState::Running { pid }) => Some(*pid),
-                    _ => None,
-                },
+            let pid = match env.deploy_service(service.spec) {
+                Ok(deployment) => deployment.pid,
                 Err(err) => return self.fail(err),
             };
+            service.deployed = true;
+            let name = service.spec.name.clone();
             bus.emit(
                 &self.scope_name,
                 "host",
@@ -460,7 +465,7 @@ impl Run<'_> {
                 },
             );
             if let Some(pid) = pid {
-                self.start_monitoring(scope, &mut deployed[i], pid);
+                self.start_monitoring(scope, service, pid);
             }
             let env = scope.network(network).expect("adopted");
             if let Err(err) = env.wait_ready(&name) {
@@ -468,11 +473,11 @@ impl Run<'_> {
                     self.interrupted = true;
                     return;
                 }
-                let stacked = stacked_names(&deployed[i]);
+                let stacked = stacked_names(service);
                 self.not_ready = true;
                 return self.fail(format!("{err}{stacked}"));
             }
-            if deployed[i].spec.ready.is_some() {
+            if service.spec.ready.is_some() {
                 let after_ms = deploy_started.elapsed().as_millis() as u64;
                 bus.emit(
                     &self.scope_name,
@@ -614,7 +619,6 @@ impl Run<'_> {
                     .execution(*slot)
                     .expect("adopted")
                     .stop_monitoring(&name)
-                    .map(|()| ())
             });
             let collected = d.extensions.map(policy, |slot| {
                 let instance = scope.execution(*slot).expect("adopted");
@@ -677,7 +681,7 @@ impl Run<'_> {
         started_at: &str,
         started: Instant,
     ) -> RunResult {
-        let services: Vec<ServiceResult> = deployed.iter().map(|d| judge_service(d)).collect();
+        let services: Vec<ServiceResult> = deployed.iter().map(judge_service).collect();
         let mut errors = self.errors.clone();
         if let Some(reason) = &self.timed_out {
             errors.push(reason.clone());

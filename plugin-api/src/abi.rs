@@ -99,6 +99,9 @@ pub trait HostContextFfi: Send + Sync + Clone {
     fn run_command(&self, command: RStr<'_>) -> RResult<RString, FfiError>;
     /// Starts a long-running [`Command`](crate::Command) (JSON) and returns its handle.
     fn spawn(&self, command: RStr<'_>) -> RResult<u64, FfiError>;
+    /// The process id of a spawned process (also its process group id), known even after it
+    /// has exited.
+    fn process_id(&self, handle: u64) -> RResult<u32, FfiError>;
     /// The [`ProcessState`](crate::ProcessState) of a spawned process, as JSON.
     fn process_status(&self, handle: u64) -> RResult<RString, FfiError>;
     /// Stops a spawned process group (TERM, then KILL after `grace_ms`) and returns its final
@@ -114,8 +117,9 @@ pub trait HostContextFfi: Send + Sync + Clone {
 pub trait NetworkEnvironmentFfi: Send {
     /// Prepares the environment for a [`DeploymentPlan`](crate::DeploymentPlan) (JSON).
     fn setup_environment(&mut self, plan: RStr<'_>) -> RResult<(), FfiError>;
-    /// Starts one [`ServiceSpec`](crate::ServiceSpec) (JSON).
-    fn deploy_service(&mut self, service: RStr<'_>) -> RResult<(), FfiError>;
+    /// Starts one [`ServiceSpec`](crate::ServiceSpec) (JSON), returning its
+    /// [`Deployment`](crate::Deployment) as JSON.
+    fn deploy_service(&mut self, service: RStr<'_>) -> RResult<RString, FfiError>;
     /// Blocks until the named service is ready or its readiness timeout passes.
     fn wait_ready(&mut self, service: RStr<'_>) -> RResult<(), FfiError>;
     /// The [`EnvironmentStatus`](crate::EnvironmentStatus) of every deployed service, as JSON.

@@ -76,6 +76,14 @@ impl Context {
             .map_err(|e| anyhow!(e.into_string()))
     }
 
+    /// The process id of a spawned process, known even after it has exited.
+    pub fn pid(&self, handle: ProcessHandle) -> anyhow::Result<u32> {
+        self.host
+            .process_id(handle.0)
+            .into_result()
+            .map_err(|e| anyhow!(e.into_string()))
+    }
+
     /// The state of a spawned process.
     pub fn status(&self, handle: ProcessHandle) -> anyhow::Result<ProcessState> {
         let out = self

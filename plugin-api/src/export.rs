@@ -34,9 +34,30 @@ pub trait PackageInfo {
     const KIND: PluginKind;
 }
 
+thread_local! {
+    /// Where the last panic on this thread happened, recorded by [`quiet_panic_hook`].
+    static PANIC_LOCATION: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// A plugin library has its own copy of `std`, hence its own panic hook. The default hook
+/// would print the panic to stderr in the middle of the host's output; this one only records
+/// where it happened, and [`guard`] puts that into the error the host reports.
+fn quiet_panic_hook() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let location = info
+                .location()
+                .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
+            PANIC_LOCATION.with(|cell| *cell.borrow_mut() = location);
+        }));
+    });
+}
+
 /// Runs `f`, turning an error into its whole cause chain and a panic into an error that says
-/// what the plugin was doing.
+/// what the plugin was doing and where it panicked.
 pub fn guard<T>(doing: &str, f: impl FnOnce() -> anyhow::Result<T>) -> RResult<T, FfiError> {
+    quiet_panic_hook();
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(value)) => ROk(value),
         Ok(Err(err)) => RErr(RString::from(format!("{err:#}"))),
@@ -46,8 +67,12 @@ pub fn guard<T>(doing: &str, f: impl FnOnce() -> anyhow::Result<T>) -> RResult<T
                 .map(|s| s.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "a non-string panic payload".to_string());
+            let location = PANIC_LOCATION
+                .with(|cell| cell.borrow_mut().take())
+                .map(|l| format!(" (at {l})"))
+                .unwrap_or_default();
             RErr(RString::from(format!(
-                "plugin panicked while {doing}: {message}"
+                "plugin panicked while {doing}: {message}{location}"
             )))
         }
     }
@@ -175,9 +200,9 @@ impl<P: NetworkEnvironment> NetworkEnvironmentFfi for Adapter<P> {
         })
     }
 
-    fn deploy_service(&mut self, service: RStr<'_>) -> RResult<(), FfiError> {
+    fn deploy_service(&mut self, service: RStr<'_>) -> RResult<RString, FfiError> {
         guard("deploying a service", || {
-            self.0.deploy_service(&parse(service, "service")?)
+            to_json(&self.0.deploy_service(&parse(service, "service")?)?)
         })
     }
 

@@ -111,8 +111,8 @@ pub use context::{Context, ProcessHandle};
 pub use event::Event;
 pub use manifest::{Manifest, PluginKind, Resource, Tool};
 pub use model::{
-    Command, CommandOutput, DeploymentPlan, EnvironmentStatus, ProcessState, Readiness, ReadyCheck,
-    Role, RunResult, RunStatus, ServiceCommand, ServiceResult, ServiceSpec,
+    Command, CommandOutput, Deployment, DeploymentPlan, EnvironmentStatus, ProcessState, Readiness,
+    ReadyCheck, Role, RunResult, RunStatus, ServiceCommand, ServiceResult, ServiceSpec,
 };
 pub use plugin::{ExecutionEnvironment, NetworkEnvironment, Plugin, Reporter};
 
@@ -128,10 +128,10 @@ pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Everything a plugin usually needs, in one import.
 pub mod prelude {
     pub use crate::{
-        export_plugin, Command, CommandOutput, Context, DeploymentPlan, EnvironmentStatus, Event,
-        ExecutionEnvironment, Manifest, NetworkEnvironment, Plugin, ProcessHandle, ProcessState,
-        Readiness, ReadyCheck, Reporter, Resource, Role, RunResult, RunStatus, ServiceCommand,
-        ServiceResult, ServiceSpec,
+        export_plugin, Command, CommandOutput, Context, Deployment, DeploymentPlan,
+        EnvironmentStatus, Event, ExecutionEnvironment, Manifest, NetworkEnvironment, Plugin,
+        ProcessHandle, ProcessState, Readiness, ReadyCheck, Reporter, Resource, Role, RunResult,
+        RunStatus, ServiceCommand, ServiceResult, ServiceSpec,
     };
     pub use anyhow::{self, bail, Context as _};
     pub use schemars::{self, JsonSchema};

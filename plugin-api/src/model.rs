@@ -275,6 +275,18 @@ pub struct DeploymentPlan {
     pub services: Vec<ServiceSpec>,
 }
 
+/// What a network environment tells the host about a service it just started.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Deployment {
+    /// The process id on this machine, when the service is a process the host can see
+    /// (execution environments get it in `start_monitoring`).
+    #[serde(default)]
+    pub pid: Option<u32>,
+    /// The environment's own id for it (a container id, a simulated host name).
+    #[serde(default)]
+    pub id: Option<String>,
+}
+
 /// The state of every deployed service.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct EnvironmentStatus {

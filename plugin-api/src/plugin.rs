@@ -10,7 +10,8 @@ use crate::{
     context::Context,
     manifest::{Manifest, Resource},
     model::{
-        DeploymentPlan, EnvironmentStatus, ProcessState, RunResult, ServiceCommand, ServiceSpec,
+        Deployment, DeploymentPlan, EnvironmentStatus, ProcessState, RunResult, ServiceCommand,
+        ServiceSpec,
     },
 };
 
@@ -50,8 +51,8 @@ pub trait Plugin: Sized + Send + 'static {
 pub trait NetworkEnvironment: Plugin {
     /// Prepares for the plan: networks, images, folders.
     fn setup_environment(&mut self, plan: &DeploymentPlan) -> anyhow::Result<()>;
-    /// Starts one service.
-    fn deploy_service(&mut self, service: &ServiceSpec) -> anyhow::Result<()>;
+    /// Starts one service and says how to find it.
+    fn deploy_service(&mut self, service: &ServiceSpec) -> anyhow::Result<Deployment>;
     /// Blocks until the service passes its readiness check; an error when its timeout passes.
     fn wait_ready(&mut self, service: &str) -> anyhow::Result<()>;
     /// The current state of every deployed service.

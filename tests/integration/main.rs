@@ -1,1 +1,18 @@
-//! tests
+//! End-to-end tests of `panther-host`: the real binary, the real plugin libraries the
+//! workspace built, fixture plugins built from `tests/fixtures`, real processes.
+//!
+//! Run `cargo build --workspace` first (the README's test command does): the tests load the
+//! plugin `.so` files from `target/debug` and fail loudly when they are missing.
+//!
+//! - [`support`]: the harness: paths, fixture builds, a sandbox folder per test, running the
+//!   host.
+//! - [`loading`]: discovery, the broken-plugin corpus, `list`, `info`, version checks, logs.
+//! - [`patterns`]: driver, extension and proxy behaviour through real experiments.
+//! - [`experiments`]: the quickstart, results folders, exit codes, bad experiment files.
+//! - [`lifecycle`]: Ctrl-C, timeouts and crashes leave no process behind.
+
+mod experiments;
+mod lifecycle;
+mod loading;
+mod patterns;
+mod support;

@@ -65,7 +65,9 @@ pub fn closest(name: &str, known: &[String]) -> Option<String> {
     known
         .iter()
         .map(|k| (strsim::damerau_levenshtein(name, k), k))
-        .filter(|(distance, k)| *distance <= 2.max(k.len() / 3))
+        // A typo changes at most a third of a name (at least one letter), and a one-letter
+        // name is never "close" to another one-letter name.
+        .filter(|(distance, k)| *distance <= (k.len() / 3).max(1) && *distance < k.len())
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, k)| k.clone())
 }

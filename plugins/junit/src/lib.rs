@@ -72,7 +72,7 @@ pub fn render(run: &RunResult) -> String {
     let mut cases = String::new();
     let mut failures = 0;
     for s in &run.services {
-        let name = escape(&format!("{} exits with code {}", s.name, s.expected_exit)).into_owned();
+        let name = escape(format!("{} exits with code {}", s.name, s.expected_exit)).into_owned();
         cases.push_str(&format!(
             "    <testcase classname=\"{suite}\" name=\"{name}\" time=\"{seconds:.3}\">\n"
         ));
@@ -81,13 +81,13 @@ pub fn render(run: &RunResult) -> String {
             let message = escape(s.message.as_deref().unwrap_or("failed")).into_owned();
             cases.push_str(&format!(
                 "      <failure message=\"{message}\">{}</failure>\n",
-                escape(&s.state.to_string())
+                escape(s.state.to_string())
             ));
         }
         cases.push_str(&format!(
             "      <system-out>{}</system-out>\n      <system-err>{}</system-err>\n    </testcase>\n",
-            escape(&s.stdout_log.display().to_string()),
-            escape(&s.stderr_log.display().to_string())
+            escape(s.stdout_log.display().to_string()),
+            escape(s.stderr_log.display().to_string())
         ));
     }
     let mut errors = 0;
@@ -99,7 +99,7 @@ pub fn render(run: &RunResult) -> String {
     };
     if let Some(kind) = run_level {
         errors += 1;
-        let detail = escape(&run.errors.join("\n")).into_owned();
+        let detail = escape(run.errors.join("\n")).into_owned();
         cases.push_str(&format!(
             "    <testcase classname=\"{suite}\" name=\"run\" time=\"{seconds:.3}\">\n      <error type=\"{kind}\" message=\"{kind}\">{detail}</error>\n    </testcase>\n"
         ));

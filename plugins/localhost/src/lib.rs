@@ -124,7 +124,7 @@ impl NetworkEnvironment for Localhost {
         Ok(())
     }
 
-    fn deploy_service(&mut self, service: &ServiceSpec) -> anyhow::Result<()> {
+    fn deploy_service(&mut self, service: &ServiceSpec) -> anyhow::Result<Deployment> {
         let mut command =
             Command::from_argv(&service.argv).context("the service has an empty command")?;
         command.env = service.env.clone();
@@ -135,11 +135,15 @@ impl NetworkEnvironment for Localhost {
             .ctx
             .spawn(&command)
             .with_context(|| format!("starting service `{}`", service.name))?;
+        let pid = self.ctx.pid(handle)?;
         self.services.push(Running {
             spec: service.clone(),
             handle,
         });
-        Ok(())
+        Ok(Deployment {
+            pid: Some(pid),
+            id: None,
+        })
     }
 
     fn wait_ready(&mut self, service: &str) -> anyhow::Result<()> {
