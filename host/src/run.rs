@@ -450,7 +450,7 @@ impl Run<'_> {
             }
             let deploy_started = Instant::now();
             let env = scope.network(network).expect("adopted");
-            let pid = match env.deploy_service(service.spec) {
+            let pid = match env.deploy_service(&service.spec) {
                 Ok(deployment) => deployment.pid,
                 Err(err) => return self.fail(err),
             };
