@@ -8,9 +8,11 @@
 //!   host.
 //! - [`loading`]: discovery, the broken-plugin corpus, `list`, `info`, version checks, logs.
 //! - [`patterns`]: driver, extension and proxy behaviour through real experiments.
+//! - [`execution`]: execution environments on real programs.
 //! - [`experiments`]: the quickstart, results folders, exit codes, bad experiment files.
 //! - [`lifecycle`]: Ctrl-C, timeouts and crashes leave no process behind.
 
+mod execution;
 mod experiments;
 mod lifecycle;
 mod loading;
