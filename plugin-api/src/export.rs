@@ -275,7 +275,7 @@ impl<P: Reporter> ReporterFfi for Adapter<P> {
 ///
 /// Name the interface the type implements, then the type:
 ///
-/// ```ignore
+/// ```text
 /// export_plugin!(Reporter: JsonReporter);
 /// export_plugin!(ExecutionEnvironment: Strace);
 /// export_plugin!(NetworkEnvironment: Localhost);
