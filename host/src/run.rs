@@ -588,8 +588,34 @@ impl Run<'_> {
         }
     }
 
+    /// Stops monitoring (so that tools can flush while their service still runs), stops the
+    /// services in reverse order, then collects what the execution environments gathered.
     fn stop_and_collect(&mut self, scope: &mut Scope, network: Slot, deployed: &mut [Deployed]) {
         let bus = Arc::clone(&self.options.services.bus);
+        let policy = scope.settings.failure_policy();
+        for d in deployed.iter_mut().rev().filter(|d| d.deployed) {
+            let name = d.spec.name.clone();
+            let stopped = d.extensions.map(policy, |slot| {
+                let instance = scope.execution(*slot).expect("adopted");
+                instance
+                    .stop_monitoring(&name)
+                    .map(|()| instance.id.instance.clone())
+            });
+            for outcome in stopped {
+                match outcome {
+                    Outcome::Done(instance) => bus.emit(
+                        &self.scope_name,
+                        &instance,
+                        &Event::MonitoringStopped {
+                            service: name.clone(),
+                            instance: instance.clone(),
+                        },
+                    ),
+                    Outcome::Failed(err) => self.fail(err),
+                    Outcome::Skipped => {}
+                }
+            }
+        }
         for d in deployed.iter_mut().rev().filter(|d| d.deployed) {
             let env = scope.network(network).expect("adopted");
             let was_running = !d.state.is_finished();
@@ -613,24 +639,12 @@ impl Run<'_> {
         }
         for d in deployed.iter_mut().filter(|d| d.deployed) {
             let name = d.spec.name.clone();
-            let policy = scope.settings.failure_policy();
-            let stopped = d.extensions.map(policy, |slot| {
-                scope
-                    .execution(*slot)
-                    .expect("adopted")
-                    .stop_monitoring(&name)
-            });
             let collected = d.extensions.map(policy, |slot| {
                 let instance = scope.execution(*slot).expect("adopted");
                 instance
                     .get_monitoring_data(&name)
                     .map(|data| (instance.id.instance.clone(), data))
             });
-            for outcome in stopped {
-                if let Outcome::Failed(err) = outcome {
-                    self.fail(err);
-                }
-            }
             for outcome in collected {
                 match outcome {
                     Outcome::Done((instance, data)) => {
@@ -648,14 +662,6 @@ impl Run<'_> {
                         ) {
                             self.fail(format!("writing {}: {err}", file.display()));
                         }
-                        bus.emit(
-                            &self.scope_name,
-                            &instance,
-                            &Event::MonitoringStopped {
-                                service: name.clone(),
-                                instance: instance.clone(),
-                            },
-                        );
                         bus.emit(
                             &self.scope_name,
                             &instance,
@@ -740,6 +746,27 @@ fn judge_service(d: &Deployed) -> ServiceResult {
             false,
             Some(format!("{state}, expected exit code {expected}")),
         ),
+    };
+    // Execution environments judge too: thresholds they were given (e.g. "no definite
+    // leaks") come back as `violations` in their monitoring data.
+    let violations: Vec<String> = d
+        .monitoring
+        .iter()
+        .flat_map(|(instance, data)| {
+            data.get("violations")
+                .and_then(|v| v.as_array())
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str())
+                .map(move |v| format!("{instance}: {v}"))
+        })
+        .collect();
+    let (passed, message) = if violations.is_empty() {
+        (passed, message)
+    } else {
+        let mut reasons: Vec<String> = message.into_iter().collect();
+        reasons.extend(violations);
+        (false, Some(reasons.join("; ")))
     };
     ServiceResult {
         name: d.spec.name.clone(),

@@ -76,20 +76,30 @@ pub trait ExecutionEnvironment: Plugin {
     /// service before it is deployed.
     fn wrap(&mut self, command: ServiceCommand) -> anyhow::Result<ServiceCommand>;
 
-    /// The wrapped service is running as `pid`. Called after deployment.
+    /// The wrapped service is running as `pid`. Called after deployment. `pid` is the
+    /// outermost process of the wrapped command: when another execution environment wraps
+    /// around this one, it is that wrapper's process, and the service is a descendant.
     fn start_monitoring(&mut self, service: &str, pid: u32) -> anyhow::Result<()> {
         let _ = (service, pid);
         Ok(())
     }
 
-    /// The service has ended or is about to be stopped. Called before collection.
+    /// Called when the run is over for the service, before the host stops it (SIGTERM to
+    /// its process group, SIGKILL after a grace period): the service may still be running,
+    /// so this is the moment to make a tool flush its data. Called before collection.
     fn stop_monitoring(&mut self, service: &str) -> anyhow::Result<()> {
         let _ = service;
         Ok(())
     }
 
     /// What was learned about the service (parsed from the tool's output). Called after the
-    /// service has ended; the result lands in the reports.
+    /// service has ended; the result lands in `monitoring/<service>/<instance>.json` and in
+    /// the reports.
+    ///
+    /// To fail the service (a threshold was exceeded, e.g. "no definite leaks"), put a
+    /// top-level `"violations"` array of human-readable reasons in the returned object: the
+    /// host marks the service failed with those reasons. Return `Err` only when the data could
+    /// not be collected at all (that is an error of the run, not a test failure).
     fn get_monitoring_data(&mut self, service: &str) -> anyhow::Result<serde_json::Value> {
         let _ = service;
         Ok(serde_json::Value::Null)

@@ -10,11 +10,15 @@
 //! - [`patterns`]: driver, extension and proxy behaviour through real experiments.
 //! - [`execution`]: execution environments on real programs.
 //! - [`experiments`]: the quickstart, results folders, exit codes, bad experiment files.
+//! - [`strace`], [`valgrind`], [`gperf`]: the tracing and profiling plugins with the real tools.
 //! - [`lifecycle`]: Ctrl-C, timeouts and crashes leave no process behind.
 
 mod execution;
 mod experiments;
+mod gperf;
 mod lifecycle;
 mod loading;
 mod patterns;
+mod strace;
 mod support;
+mod valgrind;

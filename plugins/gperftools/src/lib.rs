@@ -1,0 +1,1 @@
+//! Shared gperftools support: reading CPU and heap profiles natively and symbolizing them.

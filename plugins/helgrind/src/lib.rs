@@ -1,0 +1,1 @@
+//! Runs a service under valgrind helgrind and reports data races, lock-order violations and pthread misuse.

@@ -1,0 +1,1 @@
+//! Runs a service under valgrind memcheck and reports memory errors and leaks with their stacks.

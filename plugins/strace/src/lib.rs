@@ -1,0 +1,1 @@
+//! Traces every system call of a service with strace and summarises them.

@@ -1,0 +1,1 @@
+//! Tests of the gperf execution environments, on real programs with the real tools.

@@ -1,0 +1,1 @@
+//! Tests of the strace execution environments, on real programs with the real tools.
