@@ -26,6 +26,7 @@ use crate::{
     registry::Registry,
     run::{self, RunOptions},
     settings::Settings,
+    tools,
 };
 
 /// Load protocol-testing plugins from shared libraries and run experiments with them.
@@ -91,6 +92,13 @@ enum Command {
     Info {
         /// The plugin's name.
         plugin: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Check that every plugin's external tools are installed and usable, and say which
+    /// Debian package to install when one is not. Exits 0 when all are, 2 otherwise.
+    Doctor {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
@@ -168,6 +176,7 @@ fn dispatch(cli: Cli) -> u8 {
         Command::List { format } => list(&registry, format),
         Command::Info { plugin, format } => info(&registry, &plugin, format),
         Command::Check { files } => check(&registry, &files),
+        Command::Doctor { format } => doctor(&registry, format),
         Command::Run {
             files,
             output,
@@ -321,6 +330,59 @@ fn info(registry: &Registry, name: &str, format: Format) -> u8 {
         let _ = writeln!(out, "  configuration schema:\n{:#}", m.config_schema);
     }
     OK
+}
+
+fn doctor(registry: &Registry, format: Format) -> u8 {
+    let mut rows = Vec::new();
+    for plugin in registry.plugins() {
+        for tool in &plugin.manifest.tools {
+            let found = tools::locate(tool);
+            let mut status = match &found {
+                Some(path) => format!("ok ({})", path.display()),
+                None => format!("MISSING: apt-get install {}", tool.package),
+            };
+            // A tracer is only useful where ptrace is allowed (Yama, seccomp): try it.
+            if let (Some(path), true) = (&found, tool.program == "strace") {
+                if let Err(why) = ptrace_usable(path) {
+                    status = format!("UNUSABLE: {why}");
+                }
+            }
+            rows.push((plugin.manifest.name.clone(), tool.program.clone(), tool.package.clone(), status));
+        }
+    }
+    let healthy = rows.iter().all(|r| r.3.starts_with("ok"));
+    let mut out = std::io::stdout().lock();
+    if format == Format::Json {
+        let value: Vec<_> = rows
+            .iter()
+            .map(|(plugin, tool, package, status)| json!({ "plugin": plugin, "tool": tool, "package": package, "ok": status.starts_with("ok"), "status": status }))
+            .collect();
+        let _ = writeln!(out, "{:#}", serde_json::Value::Array(value));
+    } else {
+        let _ = writeln!(out, "{:<18} {:<20} {:<24} STATUS", "PLUGIN", "TOOL", "PACKAGE");
+        for (plugin, tool, package, status) in &rows {
+            let _ = writeln!(out, "{plugin:<18} {tool:<20} {package:<24} {status}");
+        }
+    }
+    if healthy {
+        OK
+    } else {
+        INVALID_INPUT
+    }
+}
+
+/// Whether `strace` may trace a child here (ptrace can be forbidden by Yama or a seccomp
+/// profile): traces `/bin/true` once.
+fn ptrace_usable(strace: &std::path::Path) -> Result<(), String> {
+    let output = std::process::Command::new(strace)
+        .args(["-f", "-o", "/dev/null", "--", "/bin/true"])
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", strace.display()))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!("ptrace is not allowed here: {}", String::from_utf8_lossy(&output.stderr).trim()))
+    }
 }
 
 fn check(registry: &Registry, files: &[PathBuf]) -> u8 {

@@ -346,6 +346,7 @@ impl Validator<'_> {
                 .any(|c| c == "local_processes")
             {
                 self.check_programs(&services);
+                self.check_tools(&execution, registry);
             }
         }
         let services = self.dependency_order(services);
@@ -582,6 +583,21 @@ impl Validator<'_> {
                         location: exec.location.clone(),
                         message: format!("on service `{}` ({at}): {err}", service.name),
                     });
+                }
+            }
+        }
+    }
+
+    /// Execution environments on local processes run their tools here: each must exist.
+    fn check_tools(&mut self, execution: &[PluginUse], registry: &Registry) {
+        for exec in execution {
+            let Some(plugin) = registry.get(PluginKind::ExecutionEnvironment, &exec.plugin) else {
+                continue;
+            };
+            for tool in &plugin.manifest.tools {
+                if crate::tools::locate(tool).is_none() {
+                    let message = crate::tools::missing(&exec.plugin, tool);
+                    self.problems.push(Problem { location: exec.location.clone(), message });
                 }
             }
         }

@@ -16,6 +16,7 @@
 //! | [`experiment`] | the experiment file and its validation |
 //! | [`run`] | the lifecycle of one experiment |
 //! | [`settings`] | the host's settings file |
+//! | [`tools`] | finding the external tools plugins need |
 //! | [`cli`] | the `panther-host` command line |
 //! | [`exit_code`] | what the exit codes mean |
 
@@ -35,5 +36,6 @@ pub mod run;
 pub mod scope;
 pub mod settings;
 mod time;
+pub mod tools;
 
 pub use panther_plugin_api as api;
