@@ -195,6 +195,7 @@ fn dispatch(cli: Cli) -> u8 {
                     output,
                     timeout,
                     cli.global.verbose,
+                    cli.global.quiet,
                 )
             }
         }
@@ -539,6 +540,7 @@ fn run_files(
     output: Option<PathBuf>,
     timeout: Option<Duration>,
     verbose: u8,
+    quiet: bool,
 ) -> u8 {
     let mut codes = Vec::new();
     for file in files {
@@ -557,7 +559,10 @@ fn run_files(
         let interrupted = Arc::clone(&opts.services.cancelled);
         match run::run(registry, &exp, opts) {
             Ok(result) => {
-                print_summary(&result);
+                // Quiet runs speak only when something went wrong.
+                if !quiet || result.status != RunStatus::Passed {
+                    print_summary(&result);
+                }
                 codes.push(exit_code::for_status(result.status));
             }
             Err(err) => codes.push(report_error(&err, INTERNAL_ERROR)),

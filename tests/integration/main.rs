@@ -8,11 +8,13 @@
 //!   host.
 //! - [`loading`]: discovery, the broken-plugin corpus, `list`, `info`, version checks, logs.
 //! - [`patterns`]: driver, extension and proxy behaviour through real experiments.
+//! - [`cli`]: settings files, verbosity, usage errors.
 //! - [`execution`]: execution environments on real programs.
 //! - [`experiments`]: the quickstart, results folders, exit codes, bad experiment files.
 //! - [`strace`], [`valgrind`], [`gperf`]: the tracing and profiling plugins with the real tools.
 //! - [`lifecycle`]: Ctrl-C, timeouts and crashes leave no process behind.
 
+mod cli;
 mod execution;
 mod experiments;
 mod gperf;
