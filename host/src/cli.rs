@@ -13,7 +13,7 @@ use std::{
 };
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
-use panther_plugin_api::{Manifest, ProcessState, Role, RunResult, RunStatus};
+use panther_plugin_api::{Manifest, PluginKind, ProcessState, Role, RunResult, RunStatus};
 use serde_json::json;
 use tracing_subscriber::EnvFilter;
 
@@ -103,6 +103,13 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Remove what earlier runs left behind (containers, networks, namespaces), e.g. after
+    /// the host was killed: every network environment cleans up its own.
+    Clean {
+        /// Only this network environment.
+        #[arg(long, value_name = "PLUGIN")]
+        network: Option<String>,
+    },
     /// Validate experiment files without running anything.
     Check {
         /// Experiment files.
@@ -177,6 +184,7 @@ fn dispatch(cli: Cli) -> u8 {
         Command::Info { plugin, format } => info(&registry, &plugin, format),
         Command::Check { files } => check(&registry, &files),
         Command::Doctor { format } => doctor(&registry, format),
+        Command::Clean { network } => clean(&registry, network.as_deref()),
         Command::Run {
             files,
             output,
@@ -333,6 +341,51 @@ fn info(registry: &Registry, name: &str, format: Format) -> u8 {
     OK
 }
 
+fn clean(registry: &Registry, only: Option<&str>) -> u8 {
+    let names: Vec<String> = match only {
+        Some(name) => {
+            match crate::dispatch::driver::choose(registry, PluginKind::NetworkEnvironment, name) {
+                Ok(plugin) => vec![plugin.manifest.name.clone()],
+                Err(err) => return report_error(&err, INVALID_INPUT),
+            }
+        }
+        None => registry
+            .names(PluginKind::NetworkEnvironment)
+            .into_iter()
+            .map(String::from)
+            .collect(),
+    };
+    let services = RunServices::new(Arc::new(AtomicBool::new(false)));
+    let scratch = std::env::temp_dir().join(format!("panther-clean-{}", std::process::id()));
+    let mut code = OK;
+    for name in names {
+        let plugin = registry
+            .get(PluginKind::NetworkEnvironment, &name)
+            .expect("listed");
+        let ctx = crate::context::InstanceContext::new(
+            &name,
+            &name,
+            "host",
+            scratch.clone(),
+            services.clone(),
+        );
+        let removed = plugin
+            .new_network_environment(&name, &json!({}), ctx.into_ffi())
+            .and_then(|mut env| env.clean_stale());
+        match removed {
+            Ok(removed) if removed.is_empty() => println!("{name}: nothing to clean"),
+            Ok(removed) => {
+                for item in removed {
+                    println!("{name}: removed {item}");
+                }
+            }
+            Err(err) => code = report_error(&err, INTERNAL_ERROR),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    code
+}
+
 fn doctor(registry: &Registry, format: Format) -> u8 {
     let mut rows = Vec::new();
     for plugin in registry.plugins() {
@@ -348,7 +401,12 @@ fn doctor(registry: &Registry, format: Format) -> u8 {
                     status = format!("UNUSABLE: {why}");
                 }
             }
-            rows.push((plugin.manifest.name.clone(), tool.program.clone(), tool.package.clone(), status));
+            rows.push((
+                plugin.manifest.name.clone(),
+                tool.program.clone(),
+                tool.package.clone(),
+                status,
+            ));
         }
     }
     let healthy = rows.iter().all(|r| r.3.starts_with("ok"));
@@ -360,7 +418,11 @@ fn doctor(registry: &Registry, format: Format) -> u8 {
             .collect();
         let _ = writeln!(out, "{:#}", serde_json::Value::Array(value));
     } else {
-        let _ = writeln!(out, "{:<18} {:<20} {:<24} STATUS", "PLUGIN", "TOOL", "PACKAGE");
+        let _ = writeln!(
+            out,
+            "{:<18} {:<20} {:<24} STATUS",
+            "PLUGIN", "TOOL", "PACKAGE"
+        );
         for (plugin, tool, package, status) in &rows {
             let _ = writeln!(out, "{plugin:<18} {tool:<20} {package:<24} {status}");
         }
@@ -382,7 +444,10 @@ fn ptrace_usable(strace: &std::path::Path) -> Result<(), String> {
     if output.status.success() {
         Ok(())
     } else {
-        Err(format!("ptrace is not allowed here: {}", String::from_utf8_lossy(&output.stderr).trim()))
+        Err(format!(
+            "ptrace is not allowed here: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
     }
 }
 

@@ -266,6 +266,14 @@ struct Validator<'a> {
 }
 
 impl Validator<'_> {
+    /// The experiment file's folder, against which relative paths resolve.
+    fn base_dir(&self) -> PathBuf {
+        match self.path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+
     fn at(&self, offset: usize) -> String {
         location(self.path, self.text, offset)
     }
@@ -279,16 +287,7 @@ impl Validator<'_> {
     }
 
     fn experiment(&mut self, file: ExperimentFile, registry: &Registry) -> Experiment {
-        let base = self
-            .path
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
-        let base = if base.as_os_str().is_empty() {
-            PathBuf::from(".")
-        } else {
-            base
-        };
+        let base = self.base_dir();
         let section = file.experiment;
         let scope = ScopeSettings {
             enable: section.enable,
@@ -497,8 +496,8 @@ impl Validator<'_> {
             location: self.at(offset),
         };
         match driver::choose(registry, kind, &use_.plugin) {
-            Ok(plugin) => {
-                if let Err(errors) = validate_config(&plugin.manifest.config_schema, &use_.config) {
+            Ok(plugin) => match validate_config(&plugin.manifest.config_schema, &use_.config) {
+                Err(errors) => {
                     for error in errors {
                         self.problem(
                             offset,
@@ -506,7 +505,19 @@ impl Validator<'_> {
                         );
                     }
                 }
-            }
+                // The schema holds; the plugin may know more (files, their contents).
+                Ok(()) => match plugin.validate(&use_.config, &self.base_dir()) {
+                    Ok(problems) => {
+                        for problem in problems {
+                            self.problem(
+                                offset,
+                                format!("`{}` ({}): {problem}", use_.name, use_.plugin),
+                            );
+                        }
+                    }
+                    Err(err) => self.problem(offset, err.to_string()),
+                },
+            },
             Err(err) => self.problem(offset, err.to_string()),
         }
         Some(use_)
@@ -597,7 +608,10 @@ impl Validator<'_> {
             for tool in &plugin.manifest.tools {
                 if crate::tools::locate(tool).is_none() {
                     let message = crate::tools::missing(&exec.plugin, tool);
-                    self.problems.push(Problem { location: exec.location.clone(), message });
+                    self.problems.push(Problem {
+                        location: exec.location.clone(),
+                        message,
+                    });
                 }
             }
         }

@@ -78,6 +78,24 @@ impl LoadedPlugin {
         )
     }
 
+    /// Problems with a configuration beyond its schema (files it names and their contents),
+    /// relative paths resolved against `base_dir`.
+    pub fn validate(
+        &self,
+        config: &serde_json::Value,
+        base_dir: &std::path::Path,
+    ) -> Result<Vec<String>, PluginError> {
+        let id = Identity {
+            plugin: self.manifest.name.clone(),
+            instance: self.manifest.name.clone(),
+        };
+        let base = base_dir.to_string_lossy();
+        id.decode(
+            "validating its configuration",
+            (self.module.validate())(RStr::from_str(&json(config)), RStr::from_str(&base)),
+        )
+    }
+
     /// Builds a network environment instance.
     pub fn new_network_environment(
         &self,
@@ -175,6 +193,12 @@ impl NetworkEnvironment {
     pub fn teardown_environment(&mut self) -> Result<(), PluginError> {
         let r = self.inner.teardown_environment();
         self.id.check("tearing down the environment", r)
+    }
+
+    /// See [`panther_plugin_api::NetworkEnvironment::clean_stale`].
+    pub fn clean_stale(&mut self) -> Result<Vec<String>, PluginError> {
+        let r = self.inner.clean_stale();
+        self.id.decode("cleaning up after earlier runs", r)
     }
 }
 

@@ -429,6 +429,12 @@ impl Run<'_> {
             experiment: self.experiment.name.clone(),
             run_id: run_id.to_string(),
             output_dir: self.output_dir.clone(),
+            base_dir: self
+                .experiment
+                .path
+                .parent()
+                .map(std::path::Path::to_path_buf)
+                .unwrap_or_default(),
             services: deployed.iter().map(|d| d.spec.clone()).collect(),
         };
         let env = scope.network(network).expect("adopted");

@@ -31,7 +31,9 @@ pub fn locate(tool: &Tool) -> Option<PathBuf> {
         return name.exists().then(|| name.to_path_buf());
     }
     if is_library(tool) {
-        let extra = std::env::var_os("LD_LIBRARY_PATH").map(|p| std::env::split_paths(&p).collect::<Vec<_>>()).unwrap_or_default();
+        let extra = std::env::var_os("LD_LIBRARY_PATH")
+            .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+            .unwrap_or_default();
         return extra
             .into_iter()
             .chain(LIBRARY_DIRS.iter().map(PathBuf::from))
@@ -43,7 +45,11 @@ pub fn locate(tool: &Tool) -> Option<PathBuf> {
 
 /// The problem with a missing tool, for messages.
 pub fn missing(plugin: &str, tool: &Tool) -> String {
-    let what = if is_library(tool) { "library" } else { "program" };
+    let what = if is_library(tool) {
+        "library"
+    } else {
+        "program"
+    };
     format!(
         "plugin `{plugin}` needs the {what} `{}`, which is not installed (Debian package: {}; e.g. `apt-get install {}`)",
         tool.program, tool.package, tool.package

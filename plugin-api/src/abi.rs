@@ -66,12 +66,16 @@ pub struct PluginModule {
         ctx: HostContextBox,
     ) -> RResult<ExecutionEnvironmentBox, FfiError>,
     /// Builds a reporter instance.
+    pub new_reporter:
+        extern "C" fn(config: RStr<'_>, ctx: HostContextBox) -> RResult<ReporterBox, FfiError>,
+    /// Checks a configuration (JSON) beyond its schema, relative to the experiment's folder:
+    /// files it names, their contents. Returns a JSON list of problems. Called by `check`,
+    /// before anything is instantiated; it must touch no engine and run no tool.
     ///
     /// New fields go below this one, and the host must read them through their
     /// `Option`-returning accessors.
     #[sabi(last_prefix_field)]
-    pub new_reporter:
-        extern "C" fn(config: RStr<'_>, ctx: HostContextBox) -> RResult<ReporterBox, FfiError>,
+    pub validate: extern "C" fn(config: RStr<'_>, base_dir: RStr<'_>) -> RResult<RString, FfiError>,
 }
 
 impl RootModule for PluginModuleRef {
@@ -127,10 +131,13 @@ pub trait NetworkEnvironmentFfi: Send {
     /// Stops one service and returns its final [`ProcessState`](crate::ProcessState) as JSON.
     fn stop_service(&mut self, service: RStr<'_>) -> RResult<RString, FfiError>;
     /// Removes everything the environment created. Called always, also after failures.
+    fn teardown_environment(&mut self) -> RResult<(), FfiError>;
+    /// Removes what earlier runs left behind (after a crash of the host), returning a JSON
+    /// list of what was removed. Called by `panther-host clean`.
     ///
     /// New methods go below this one.
     #[sabi(last_prefix_field)]
-    fn teardown_environment(&mut self) -> RResult<(), FfiError>;
+    fn clean_stale(&mut self) -> RResult<RString, FfiError>;
 }
 
 /// An execution environment: wraps a service's command to trace or profile it.

@@ -113,6 +113,20 @@ pub extern "C" fn claims<P: Plugin>(config: RStr<'_>) -> RResult<RString, FfiErr
     })
 }
 
+/// `PluginModule::validate`.
+pub extern "C" fn validate<P: Plugin>(
+    config: RStr<'_>,
+    base_dir: RStr<'_>,
+) -> RResult<RString, FfiError> {
+    guard("validating its configuration", || {
+        let config: P::Config = parse(config, "configuration")?;
+        to_json(&P::validate(
+            &config,
+            std::path::Path::new(base_dir.as_str()),
+        ))
+    })
+}
+
 fn instantiate<P: Plugin>(config: RStr<'_>, host: HostContextBox) -> anyhow::Result<P> {
     log_bridge::install(&host);
     let config: P::Config =
@@ -221,6 +235,12 @@ impl<P: NetworkEnvironment> NetworkEnvironmentFfi for Adapter<P> {
     fn stop_service(&mut self, service: RStr<'_>) -> RResult<RString, FfiError> {
         guard("stopping a service", || {
             to_json(&self.0.stop_service(service.as_str())?)
+        })
+    }
+
+    fn clean_stale(&mut self) -> RResult<RString, FfiError> {
+        guard("cleaning up after earlier runs", || {
+            to_json(&self.0.clean_stale()?)
         })
     }
 
@@ -345,6 +365,7 @@ macro_rules! __export_root_module {
                     new_network_environment: $net,
                     new_execution_environment: $exec,
                     new_reporter: $report,
+                    validate: $crate::__private::validate::<$plugin>,
                 })
             }
             extern "C" fn erased_root_module() -> $crate::__private::RootModuleResult {

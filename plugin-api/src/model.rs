@@ -271,6 +271,10 @@ pub struct DeploymentPlan {
     pub run_id: String,
     /// The run's results folder.
     pub output_dir: PathBuf,
+    /// The experiment file's folder: relative paths in plugin configurations are relative
+    /// to it.
+    #[serde(default)]
+    pub base_dir: PathBuf,
     /// The services in dependency order.
     pub services: Vec<ServiceSpec>,
 }

@@ -35,6 +35,16 @@ pub trait Plugin: Sized + Send + 'static {
         Vec::new()
     }
 
+    /// Problems with a configuration that its schema cannot express: a file it names that
+    /// does not exist, keys inside that file this plugin does not support. `base_dir` is the
+    /// experiment file's folder, against which relative paths are resolved. Called by
+    /// `check` and before every run, before anything is instantiated: read files, but touch
+    /// no engine and run no tool.
+    fn validate(config: &Self::Config, base_dir: &std::path::Path) -> Vec<String> {
+        let _ = (config, base_dir);
+        Vec::new()
+    }
+
     /// Builds an instance. Called once per configured instance when its scope starts.
     fn new(config: Self::Config, ctx: Context) -> anyhow::Result<Self>;
 }
@@ -61,6 +71,13 @@ pub trait NetworkEnvironment: Plugin {
     fn stop_service(&mut self, service: &str) -> anyhow::Result<ProcessState>;
     /// Removes everything the environment created. Must be safe to call twice.
     fn teardown_environment(&mut self) -> anyhow::Result<()>;
+
+    /// Removes what earlier runs of this environment left behind (e.g. after the host was
+    /// killed), and says what it removed. Called by `panther-host clean` on an instance
+    /// built with the default configuration. Nothing to do by default.
+    fn clean_stale(&mut self) -> anyhow::Result<Vec<String>> {
+        Ok(Vec::new())
+    }
 }
 
 /// Traces or profiles a service by wrapping its command. An extension: every configured one
