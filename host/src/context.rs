@@ -14,7 +14,7 @@ use std::{
 
 use abi_stable::{
     sabi_trait::TD_Opaque,
-    std_types::{RArc, RErr, ROk, RResult, RStr, RString},
+    std_types::{RArc, RErr, RNone, ROk, ROption, RResult, RStr, RString},
 };
 use panther_plugin_api::{
     abi::{HostContextBox, HostContextFfi, HostContextFfi_TO},
@@ -183,6 +183,11 @@ impl HostContextFfi for InstanceContext {
             Some(pid) => ROk(pid),
             None => RErr(RString::from(format!("no process with handle {handle}"))),
         }
+    }
+
+    fn call(&self, _name: RStr<'_>, _payload: RStr<'_>) -> RResult<ROption<RString>, RString> {
+        // No host service has been added since 1.0 yet.
+        ROk(RNone)
     }
 
     fn process_status(&self, handle: u64) -> RResult<RString, RString> {

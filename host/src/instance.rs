@@ -1,7 +1,8 @@
 //! Plugin instances as the host uses them: the ABI objects behind plain Rust methods that
 //! return [`PluginError`]s naming the instance, the plugin and what it was asked to do.
 
-use abi_stable::std_types::{RResult, RStr, RString};
+use abi_stable::std_types::{ROption, RResult, RStr, RString};
+use panther_plugin_api::__private::{ValidateRequest, CLEAN_STALE, VALIDATE};
 use panther_plugin_api::{
     abi::{ExecutionEnvironmentBox, HostContextBox, NetworkEnvironmentBox, ReporterBox},
     Deployment, DeploymentPlan, EnvironmentStatus, ProcessState, Resource, RunResult,
@@ -50,6 +51,21 @@ impl Identity {
             .map_err(|e| self.error(doing, e.into_string()))
     }
 
+    /// Like [`Identity::decode`] for a named call, which answers `RNone` when the plugin
+    /// predates it.
+    fn decode_optional<T: DeserializeOwned>(
+        &self,
+        doing: &str,
+        result: RResult<ROption<RString>, RString>,
+    ) -> Result<Option<T>, PluginError> {
+        match self.check(doing, result)?.into_option() {
+            None => Ok(None),
+            Some(json) => serde_json::from_str(&json)
+                .map(Some)
+                .map_err(|e| self.error(doing, format!("unreadable answer: {e}"))),
+        }
+    }
+
     fn decode<T: DeserializeOwned>(
         &self,
         doing: &str,
@@ -79,7 +95,8 @@ impl LoadedPlugin {
     }
 
     /// Problems with a configuration beyond its schema (files it names and their contents),
-    /// relative paths resolved against `base_dir`.
+    /// relative paths resolved against `base_dir`. Plugins built against plugin-api 1.0 do
+    /// not know the call and have none.
     pub fn validate(
         &self,
         config: &serde_json::Value,
@@ -89,11 +106,14 @@ impl LoadedPlugin {
             plugin: self.manifest.name.clone(),
             instance: self.manifest.name.clone(),
         };
-        let base = base_dir.to_string_lossy();
-        id.decode(
-            "validating its configuration",
-            (self.module.validate())(RStr::from_str(&json(config)), RStr::from_str(&base)),
-        )
+        let request = ValidateRequest {
+            config: config.clone(),
+            base_dir: base_dir.to_path_buf(),
+        };
+        let answer =
+            (self.module.call())(RStr::from_str(VALIDATE), RStr::from_str(&json(&request)));
+        id.decode_optional("validating its configuration", answer)
+            .map(Option::unwrap_or_default)
     }
 
     /// Builds a network environment instance.
@@ -195,10 +215,15 @@ impl NetworkEnvironment {
         self.id.check("tearing down the environment", r)
     }
 
-    /// See [`panther_plugin_api::NetworkEnvironment::clean_stale`].
+    /// See [`panther_plugin_api::NetworkEnvironment::clean_stale`]. Plugins built against
+    /// plugin-api 1.0 do not know the call: nothing to clean.
     pub fn clean_stale(&mut self) -> Result<Vec<String>, PluginError> {
-        let r = self.inner.clean_stale();
-        self.id.decode("cleaning up after earlier runs", r)
+        let r = self
+            .inner
+            .call(RStr::from_str(CLEAN_STALE), RStr::from_str(""));
+        self.id
+            .decode_optional("cleaning up after earlier runs", r)
+            .map(Option::unwrap_or_default)
     }
 }
 

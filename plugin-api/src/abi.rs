@@ -9,11 +9,17 @@
 //!
 //! # Compatibility
 //!
-//! [`PluginModule`] and every `#[sabi_trait]` vtable are prefix types: new fields and methods
-//! may be added **below** the one marked `#[sabi(last_prefix_field)]` in a minor release of
-//! this crate, and a plugin built against an older minor version keeps loading. Removing or
-//! reordering anything is a major release; the host refuses such a plugin at load time and
-//! names both versions.
+//! abi_stable checks every layout when a library is loaded, and it accepts a library whose
+//! prefix types have *at least* the fields the host knows: a plugin built against a newer
+//! minor version loads into an older host, but a plugin built against an older one would be
+//! refused if the host's layouts had grown. So within a major version the typed layouts
+//! here are **frozen**, and what a minor version adds goes through the `call` entry points
+//! (a method name and a JSON payload), which every layout has had from 1.0 on. A side that
+//! does not know a name answers `RNone`, and the caller falls back to the default. Both
+//! directions keep working: older plugins in newer hosts, newer plugins in older hosts.
+//!
+//! Named calls by version: 1.1 added `validate` (module) and `clean_stale` (network
+//! environment).
 
 // `#[sabi_trait]` expands to impls inside a const block, which rustc flags; the code is
 // abi_stable's, not ours.
@@ -24,7 +30,7 @@ use abi_stable::{
     library::RootModule,
     package_version_strings, sabi_trait,
     sabi_types::VersionStrings,
-    std_types::{RArc, RBox, RResult, RStr, RString},
+    std_types::{RArc, RBox, ROption, RResult, RStr, RString},
     StableAbi,
 };
 
@@ -68,14 +74,11 @@ pub struct PluginModule {
     /// Builds a reporter instance.
     pub new_reporter:
         extern "C" fn(config: RStr<'_>, ctx: HostContextBox) -> RResult<ReporterBox, FfiError>,
-    /// Checks a configuration (JSON) beyond its schema, relative to the experiment's folder:
-    /// files it names, their contents. Returns a JSON list of problems. Called by `check`,
-    /// before anything is instantiated; it must touch no engine and run no tool.
-    ///
-    /// New fields go below this one, and the host must read them through their
-    /// `Option`-returning accessors.
+    /// A named call added after 1.0 (see the module documentation): `RNone` when the plugin
+    /// does not know the name.
     #[sabi(last_prefix_field)]
-    pub validate: extern "C" fn(config: RStr<'_>, base_dir: RStr<'_>) -> RResult<RString, FfiError>,
+    pub call:
+        extern "C" fn(name: RStr<'_>, payload: RStr<'_>) -> RResult<ROption<RString>, FfiError>,
 }
 
 impl RootModule for PluginModuleRef {
@@ -110,10 +113,10 @@ pub trait HostContextFfi: Send + Sync + Clone {
     fn process_status(&self, handle: u64) -> RResult<RString, FfiError>;
     /// Stops a spawned process group (TERM, then KILL after `grace_ms`) and returns its final
     /// [`ProcessState`](crate::ProcessState) as JSON.
-    ///
-    /// New methods go below this one.
-    #[sabi(last_prefix_field)]
     fn stop(&self, handle: u64, grace_ms: u64) -> RResult<RString, FfiError>;
+    /// A named host service added after 1.0: `RNone` when the host does not know it.
+    #[sabi(last_prefix_field)]
+    fn call(&self, name: RStr<'_>, payload: RStr<'_>) -> RResult<ROption<RString>, FfiError>;
 }
 
 /// A network environment: where the services of an experiment are deployed.
@@ -132,12 +135,9 @@ pub trait NetworkEnvironmentFfi: Send {
     fn stop_service(&mut self, service: RStr<'_>) -> RResult<RString, FfiError>;
     /// Removes everything the environment created. Called always, also after failures.
     fn teardown_environment(&mut self) -> RResult<(), FfiError>;
-    /// Removes what earlier runs left behind (after a crash of the host), returning a JSON
-    /// list of what was removed. Called by `panther-host clean`.
-    ///
-    /// New methods go below this one.
+    /// A named call added after 1.0: `RNone` when the plugin does not know the name.
     #[sabi(last_prefix_field)]
-    fn clean_stale(&mut self) -> RResult<RString, FfiError>;
+    fn call(&mut self, name: RStr<'_>, payload: RStr<'_>) -> RResult<ROption<RString>, FfiError>;
 }
 
 /// An execution environment: wraps a service's command to trace or profile it.
@@ -152,18 +152,18 @@ pub trait ExecutionEnvironmentFfi: Send {
     /// The service has stopped or is about to be stopped.
     fn stop_monitoring(&mut self, service: RStr<'_>) -> RResult<(), FfiError>;
     /// What was learned about the service, as JSON.
-    ///
-    /// New methods go below this one.
-    #[sabi(last_prefix_field)]
     fn get_monitoring_data(&mut self, service: RStr<'_>) -> RResult<RString, FfiError>;
+    /// A named call added after 1.0: `RNone` when the plugin does not know the name.
+    #[sabi(last_prefix_field)]
+    fn call(&mut self, name: RStr<'_>, payload: RStr<'_>) -> RResult<ROption<RString>, FfiError>;
 }
 
 /// A reporter: writes the result of a run somewhere.
 #[sabi_trait]
 pub trait ReporterFfi: Send {
     /// Writes a [`RunResult`](crate::RunResult) given as JSON.
-    ///
-    /// New methods go below this one.
-    #[sabi(last_prefix_field)]
     fn report(&mut self, result: RStr<'_>) -> RResult<(), FfiError>;
+    /// A named call added after 1.0: `RNone` when the plugin does not know the name.
+    #[sabi(last_prefix_field)]
+    fn call(&mut self, name: RStr<'_>, payload: RStr<'_>) -> RResult<ROption<RString>, FfiError>;
 }

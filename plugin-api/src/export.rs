@@ -8,7 +8,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use abi_stable::{
     sabi_trait::TD_Opaque,
-    std_types::{RErr, ROk, RResult, RStr, RString},
+    std_types::{RErr, RNone, ROk, ROption, RResult, RSome, RStr, RString},
 };
 use anyhow::Context as _;
 
@@ -113,18 +113,36 @@ pub extern "C" fn claims<P: Plugin>(config: RStr<'_>) -> RResult<RString, FfiErr
     })
 }
 
-/// `PluginModule::validate`.
-pub extern "C" fn validate<P: Plugin>(
-    config: RStr<'_>,
-    base_dir: RStr<'_>,
-) -> RResult<RString, FfiError> {
-    guard("validating its configuration", || {
-        let config: P::Config = parse(config, "configuration")?;
-        to_json(&P::validate(
-            &config,
-            std::path::Path::new(base_dir.as_str()),
-        ))
-    })
+/// `PluginModule::call`: the named module-level calls this version knows.
+pub extern "C" fn module_call<P: Plugin>(
+    name: RStr<'_>,
+    payload: RStr<'_>,
+) -> RResult<ROption<RString>, FfiError> {
+    match name.as_str() {
+        // since 1.1: begin
+        VALIDATE => guard("validating its configuration", || {
+            let request: ValidateRequest = parse(payload, "validation request")?;
+            let config: P::Config =
+                serde_json::from_value(request.config).context("invalid configuration")?;
+            Ok(RSome(to_json(&P::validate(&config, &request.base_dir))?))
+        }),
+        // since 1.1: end
+        _ => ROk(RNone),
+    }
+}
+
+/// The name of the module call that validates a configuration (since 1.1).
+pub const VALIDATE: &str = "validate";
+/// The name of the network-environment call that cleans up after earlier runs (since 1.1).
+pub const CLEAN_STALE: &str = "clean_stale";
+
+/// The payload of [`VALIDATE`].
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct ValidateRequest {
+    /// The plugin's configuration.
+    pub config: serde_json::Value,
+    /// The experiment file's folder.
+    pub base_dir: std::path::PathBuf,
 }
 
 fn instantiate<P: Plugin>(config: RStr<'_>, host: HostContextBox) -> anyhow::Result<P> {
@@ -238,10 +256,15 @@ impl<P: NetworkEnvironment> NetworkEnvironmentFfi for Adapter<P> {
         })
     }
 
-    fn clean_stale(&mut self) -> RResult<RString, FfiError> {
-        guard("cleaning up after earlier runs", || {
-            to_json(&self.0.clean_stale()?)
-        })
+    fn call(&mut self, name: RStr<'_>, _payload: RStr<'_>) -> RResult<ROption<RString>, FfiError> {
+        match name.as_str() {
+            // since 1.1: begin
+            CLEAN_STALE => guard("cleaning up after earlier runs", || {
+                Ok(RSome(to_json(&self.0.clean_stale()?)?))
+            }),
+            // since 1.1: end
+            _ => ROk(RNone),
+        }
     }
 
     fn teardown_environment(&mut self) -> RResult<(), FfiError> {
@@ -252,6 +275,10 @@ impl<P: NetworkEnvironment> NetworkEnvironmentFfi for Adapter<P> {
 }
 
 impl<P: ExecutionEnvironment> ExecutionEnvironmentFfi for Adapter<P> {
+    fn call(&mut self, _name: RStr<'_>, _payload: RStr<'_>) -> RResult<ROption<RString>, FfiError> {
+        ROk(RNone)
+    }
+
     fn slowdown(&self) -> f64 {
         // A typed hot path: no payload, no allocation. A panic here is caught and reads as
         // "no slowdown".
@@ -284,6 +311,10 @@ impl<P: ExecutionEnvironment> ExecutionEnvironmentFfi for Adapter<P> {
 }
 
 impl<P: Reporter> ReporterFfi for Adapter<P> {
+    fn call(&mut self, _name: RStr<'_>, _payload: RStr<'_>) -> RResult<ROption<RString>, FfiError> {
+        ROk(RNone)
+    }
+
     fn report(&mut self, result: RStr<'_>) -> RResult<(), FfiError> {
         guard("writing its report", || {
             self.0.report(&parse(result, "run result")?)
@@ -365,7 +396,7 @@ macro_rules! __export_root_module {
                     new_network_environment: $net,
                     new_execution_environment: $exec,
                     new_reporter: $report,
-                    validate: $crate::__private::validate::<$plugin>,
+                    call: $crate::__private::module_call::<$plugin>,
                 })
             }
             extern "C" fn erased_root_module() -> $crate::__private::RootModuleResult {

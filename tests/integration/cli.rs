@@ -10,16 +10,34 @@ fn host_settings_are_the_outermost_scope() {
         "e.toml",
         "[experiment]\nname = \"scoped\"\n\n[[service]]\nname = \"probe\"\ncommand = [\"/bin/sh\", \"-c\", \"printf '%s' \\\"$WRAPPED_BY\\\" > wrapped.txt\"]\nrole = \"client\"\n\n[[execution]]\nplugin = \"tag\"\nlabel = \"t\"\n\n[[execution]]\nplugin = \"tag_first\"\nlabel = \"f\"\n",
     );
-    let output = sandbox.host(&["--config", settings.to_str().unwrap(), "run", experiment.to_str().unwrap()]);
+    let output = sandbox.host(&[
+        "--config",
+        settings.to_str().unwrap(),
+        "run",
+        experiment.to_str().unwrap(),
+    ]);
     assert_eq!(code(&output), 0, "{}", stderr(&output));
-    assert_eq!(std::fs::read_to_string(sandbox.path().join("wrapped.txt")).unwrap(), "f");
+    assert_eq!(
+        std::fs::read_to_string(sandbox.path().join("wrapped.txt")).unwrap(),
+        "f"
+    );
 
     // The experiment scope overrides the host scope.
-    let text = std::fs::read_to_string(&experiment).unwrap().replace("name = \"scoped\"", "name = \"scoped\"\nenable = [\"tag\"]");
+    let text = std::fs::read_to_string(&experiment)
+        .unwrap()
+        .replace("name = \"scoped\"", "name = \"scoped\"\nenable = [\"tag\"]");
     let experiment = sandbox.write("e2.toml", &text);
-    let output = sandbox.host(&["--config", settings.to_str().unwrap(), "run", experiment.to_str().unwrap()]);
+    let output = sandbox.host(&[
+        "--config",
+        settings.to_str().unwrap(),
+        "run",
+        experiment.to_str().unwrap(),
+    ]);
     assert_eq!(code(&output), 0, "{}", stderr(&output));
-    assert_eq!(std::fs::read_to_string(sandbox.path().join("wrapped.txt")).unwrap(), "t");
+    assert_eq!(
+        std::fs::read_to_string(sandbox.path().join("wrapped.txt")).unwrap(),
+        "t"
+    );
 }
 
 #[test]
@@ -33,7 +51,11 @@ fn a_bad_settings_file_is_refused_with_its_position() {
 
     let output = sandbox.host(&["--config", "/no/such/settings.toml", "list"]);
     assert_eq!(code(&output), 2);
-    assert!(stderr(&output).contains("invalid settings file /no/such/settings.toml"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("invalid settings file /no/such/settings.toml"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -44,13 +66,24 @@ fn verbose_runs_show_events_live_and_quiet_ones_show_nothing_but_errors() {
     assert_eq!(code(&output), 0, "{}", stderr(&output));
     let err = stderr(&output);
     for event in ["experiment_started", "service_ready", "experiment_finished"] {
-        assert!(err.contains(&format!("\"event\":\"{event}\"")), "{event} missing from:\n{err}");
+        assert!(
+            err.contains(&format!("\"event\":\"{event}\"")),
+            "{event} missing from:\n{err}"
+        );
     }
     let output = sandbox.host(&["-vv", "run", experiment.to_str().unwrap()]);
-    assert!(stderr(&output).contains("echoed \"hello\""), "-vv streams service output: {}", stderr(&output));
+    assert!(
+        stderr(&output).contains("echoed \"hello\""),
+        "-vv streams service output: {}",
+        stderr(&output)
+    );
     let output = sandbox.host(&["-q", "run", experiment.to_str().unwrap()]);
     assert_eq!(code(&output), 0);
-    assert!(stderr(&output).is_empty(), "a quiet run that passes prints nothing: {}", stderr(&output));
+    assert!(
+        stderr(&output).is_empty(),
+        "a quiet run that passes prints nothing: {}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -60,5 +93,9 @@ fn usage_errors_exit_with_2() {
     assert_eq!(code(&sandbox.host(&["no-such-command"])), 2);
     let output = sandbox.host(&["run", "/no/such/experiment.toml"]);
     assert_eq!(code(&output), 2);
-    assert!(stderr(&output).contains("cannot read experiment file /no/such/experiment.toml"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("cannot read experiment file /no/such/experiment.toml"),
+        "{}",
+        stderr(&output)
+    );
 }

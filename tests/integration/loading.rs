@@ -339,3 +339,55 @@ fn a_plugin_that_panics_in_a_method_fails_alone() {
         "{result:#}"
     );
 }
+
+#[test]
+fn a_plugin_built_against_an_older_minor_version_still_loads_and_runs() {
+    let sandbox = Sandbox::new();
+    let old = sandbox.plugin_dir("old", &[localhost_built_against_1_0().to_path_buf()]);
+    let reporters = sandbox.plugin_dir(
+        "reporters",
+        &[build_dir().join("libpanther_plugin_json.so")],
+    );
+    let host = |args: &[&str]| {
+        Command::new(host_bin())
+            .current_dir(sandbox.path())
+            .args(args)
+            .arg("--plugin-dir")
+            .arg(&old)
+            .arg("--plugin-dir")
+            .arg(&reporters)
+            .output()
+            .unwrap()
+    };
+    let listing: Value =
+        serde_json::from_str(&stdout(&host(&["list", "--format", "json"]))).unwrap();
+    let localhost = listing["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "localhost")
+        .expect("loaded");
+    assert_eq!(localhost["api_version"], "1.0.0");
+    assert_ne!(
+        current_api_version(),
+        "1.0.0",
+        "the host is newer than the plugin"
+    );
+
+    let experiment = sandbox.write(
+        "e.toml",
+        &echo_experiment("old_minor", "[[report]]\nplugin = \"json\"\n"),
+    );
+    let output = host(&["run", experiment.to_str().unwrap()]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let result: Value = serde_json::from_str(
+        &std::fs::read_to_string(sandbox.results("old_minor").join("result.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(result["status"], "passed");
+
+    // A method added in 1.1 answers with its default for a 1.0 plugin.
+    let output = host(&["clean", "--network", "localhost"]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(stdout(&output), "localhost: nothing to clean\n");
+}

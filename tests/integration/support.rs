@@ -89,55 +89,135 @@ pub fn fixture(name: &str) -> PathBuf {
     path
 }
 
+/// Copies plugin-api into `dest` with another version; with `as_of_1_0`, the parts marked
+/// `// since 1.1: begin` … `// since 1.1: end` are left out, which gives the 1.0 interface.
+fn plugin_api_copy(dest: &Path, version: &str, as_of_1_0: bool) {
+    std::fs::create_dir_all(dest.join("src")).unwrap();
+    for entry in std::fs::read_dir(root().join("plugin-api/src")).unwrap() {
+        let entry = entry.unwrap();
+        let text = std::fs::read_to_string(entry.path()).unwrap();
+        let text = if as_of_1_0 {
+            strip_since_1_1(&text)
+        } else {
+            text
+        };
+        std::fs::write(dest.join("src").join(entry.file_name()), text).unwrap();
+    }
+    let manifest = std::fs::read_to_string(root().join("plugin-api/Cargo.toml")).unwrap();
+    let current = format!("version = \"{}\"", current_api_version());
+    assert!(
+        manifest.contains(&current),
+        "plugin-api/Cargo.toml has no `{current}`"
+    );
+    std::fs::write(
+        dest.join("Cargo.toml"),
+        manifest.replacen(&current, &format!("version = \"{version}\""), 1),
+    )
+    .unwrap();
+}
+
+fn strip_since_1_1(text: &str) -> String {
+    let mut kept = String::new();
+    let mut skipping = false;
+    for line in text.lines() {
+        match line.trim() {
+            "// since 1.1: begin" => skipping = true,
+            "// since 1.1: end" => skipping = false,
+            _ if !skipping => {
+                kept.push_str(line);
+                kept.push('\n');
+            }
+            _ => {}
+        }
+    }
+    kept
+}
+
+/// Builds the crate in `crate_dir` (its own workspace) into `target`, once per test run.
+fn build_standalone(crate_dir: &Path, target: &Path, what: &str) {
+    let mut build = cargo();
+    build
+        .args(["build", "--quiet", "--manifest-path"])
+        .arg(crate_dir.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target);
+    run_build(build, what);
+}
+
 /// A plugin built against a copy of plugin-api whose major version is one higher.
 pub fn api_major_fixture() -> &'static Path {
     static SO: OnceLock<PathBuf> = OnceLock::new();
     SO.get_or_init(|| {
         let work = root().join("target/fixtures-api-major");
         let crate_dir = work.join("crate");
-        let api_copy = crate_dir.join("plugin-api");
-        std::fs::create_dir_all(api_copy.join("src")).unwrap();
         let src = root().join("tests/fixtures/api_major");
-        std::fs::copy(src.join("Cargo.toml"), crate_dir.join("Cargo.toml")).unwrap();
         std::fs::create_dir_all(crate_dir.join("src")).unwrap();
+        std::fs::copy(src.join("Cargo.toml"), crate_dir.join("Cargo.toml")).unwrap();
         std::fs::copy(src.join("src/lib.rs"), crate_dir.join("src/lib.rs")).unwrap();
-        for entry in std::fs::read_dir(root().join("plugin-api/src")).unwrap() {
-            let entry = entry.unwrap();
-            std::fs::copy(entry.path(), api_copy.join("src").join(entry.file_name())).unwrap();
-        }
-        let manifest = std::fs::read_to_string(root().join("plugin-api/Cargo.toml")).unwrap();
-        let api_version = current_api_version();
-        let bumped = format!(
-            "{}.0.0",
-            api_version
-                .split('.')
-                .next()
-                .unwrap()
-                .parse::<u32>()
-                .unwrap()
-                + 1
+        let major: u32 = current_api_version()
+            .split('.')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        plugin_api_copy(
+            &crate_dir.join("plugin-api"),
+            &format!("{}.0.0", major + 1),
+            false,
         );
-        let manifest = manifest.replacen(
-            &format!("version = \"{api_version}\""),
-            &format!("version = \"{bumped}\""),
-            1,
-        );
-        assert!(
-            manifest.contains(&bumped),
-            "could not bump the plugin-api version"
-        );
-        std::fs::write(api_copy.join("Cargo.toml"), manifest).unwrap();
-        let mut build = cargo();
-        build
-            .args(["build", "--quiet", "--manifest-path"])
-            .arg(crate_dir.join("Cargo.toml"))
-            .arg("--target-dir")
-            .arg(work.join("target"));
-        run_build(
-            build,
+        build_standalone(
+            &crate_dir,
+            &work.join("target"),
             "the plugin built against another plugin-api major version",
         );
         work.join("target/debug/libfixture_api_major.so")
+    })
+}
+
+/// The shipped `localhost` plugin, built from its own source against plugin-api 1.0 (the
+/// current source without its 1.1 additions): what an older plugin looks like to this host.
+pub fn localhost_built_against_1_0() -> &'static Path {
+    static SO: OnceLock<PathBuf> = OnceLock::new();
+    SO.get_or_init(|| {
+        let work = root().join("target/fixtures-api-1.0");
+        let crate_dir = work.join("localhost");
+        std::fs::create_dir_all(crate_dir.join("src")).unwrap();
+        std::fs::copy(
+            root().join("plugins/localhost/src/lib.rs"),
+            crate_dir.join("src/lib.rs"),
+        )
+        .unwrap();
+        std::fs::write(
+            crate_dir.join("Cargo.toml"),
+            r#"[package]
+name = "panther-plugin-localhost"
+version = "0.1.0"
+edition = "2021"
+description = "localhost, built against panther-plugin-api 1.0"
+
+[workspace]
+
+[lib]
+crate-type = ["cdylib"]
+
+[dependencies]
+panther-plugin-api = { path = "../plugin-api" }
+serde = { version = "1", features = ["derive"] }
+schemars = "1"
+anyhow = "1"
+tracing = "0.1"
+regex = "1"
+humantime-serde = "1"
+"#,
+        )
+        .unwrap();
+        plugin_api_copy(&work.join("plugin-api"), "1.0.0", true);
+        build_standalone(
+            &crate_dir,
+            &work.join("target"),
+            "localhost against plugin-api 1.0",
+        );
+        work.join("target/debug/libpanther_plugin_localhost.so")
     })
 }
 
