@@ -22,6 +22,7 @@ use crate::{
     events::{Observer, TracingObserver},
     exit_code::{self, INTERNAL_ERROR, INVALID_INPUT, OK},
     experiment::{self, ExperimentError},
+    job::{Job, Runner},
     loader::{self, PLUGIN_PATH_ENV},
     registry::Registry,
     run::{self, RunOptions},
@@ -131,6 +132,9 @@ enum Command {
         /// Print the plan (services in order with their wrapped commands) and run nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Run up to N experiments at once, each in its own scope and results folder.
+        #[arg(long, short, value_name = "N", default_value_t = 1)]
+        jobs: usize,
         /// Format of the dry-run plan.
         #[arg(long, value_enum, default_value_t = Format::Table, requires = "dry_run")]
         format: Format,
@@ -178,7 +182,7 @@ fn dispatch(cli: Cli) -> u8 {
     cli_dirs.extend(settings.plugin_dirs.iter().cloned());
     let env_path = std::env::var(PLUGIN_PATH_ENV).ok();
     let dirs = loader::plugin_dirs(&cli_dirs, env_path.as_deref());
-    let registry = Registry::load(&dirs);
+    let registry = Arc::new(Registry::load(&dirs));
     match cli.command {
         Command::List { format } => list(&registry, format),
         Command::Info { plugin, format } => info(&registry, &plugin, format),
@@ -191,6 +195,7 @@ fn dispatch(cli: Cli) -> u8 {
             timeout,
             dry_run,
             format,
+            jobs,
         } => {
             let output = output.or(settings.output.clone());
             if dry_run {
@@ -199,11 +204,14 @@ fn dispatch(cli: Cli) -> u8 {
                 run_files(
                     &registry,
                     &settings,
-                    &files,
-                    output,
-                    timeout,
-                    cli.global.verbose,
-                    cli.global.quiet,
+                    RunRequest {
+                        files: &files,
+                        output,
+                        timeout,
+                        jobs,
+                        verbose: cli.global.verbose,
+                        quiet: cli.global.quiet,
+                    },
                 )
             }
         }
@@ -598,43 +606,105 @@ fn shell_quote(arg: &str) -> String {
     }
 }
 
-fn run_files(
-    registry: &Registry,
-    settings: &Settings,
-    files: &[PathBuf],
+/// What `run` was asked to do.
+struct RunRequest<'a> {
+    files: &'a [PathBuf],
     output: Option<PathBuf>,
     timeout: Option<Duration>,
+    jobs: usize,
     verbose: u8,
     quiet: bool,
-) -> u8 {
-    let mut codes = Vec::new();
-    for file in files {
-        let exp = match experiment::load(file, registry) {
-            Ok(exp) => exp,
-            Err(err) => {
-                codes.push(report_experiment_error(&err));
-                continue;
-            }
-        };
-        let root = output
+}
+
+fn run_files(registry: &Arc<Registry>, settings: &Settings, request: RunRequest<'_>) -> u8 {
+    // Validate everything before starting anything.
+    let mut experiments = Vec::new();
+    let mut invalid = false;
+    for file in request.files {
+        match experiment::load(file, registry) {
+            Ok(exp) => experiments.push(exp),
+            Err(err) => invalid = report_experiment_error(&err) == INVALID_INPUT || invalid,
+        }
+    }
+    if invalid {
+        return INVALID_INPUT;
+    }
+    if experiments.len() == 1 {
+        let exp = experiments.remove(0);
+        let root = request
+            .output
             .clone()
             .or(exp.output.clone())
             .unwrap_or_else(|| PathBuf::from("results"));
-        let opts = options(settings, root, timeout, verbose);
-        let interrupted = Arc::clone(&opts.services.cancelled);
-        match run::run(registry, &exp, opts) {
+        let opts = options(settings, root, request.timeout, request.verbose);
+        return match run::run(registry, &exp, opts) {
             Ok(result) => {
                 // Quiet runs speak only when something went wrong.
-                if !quiet || result.status != RunStatus::Passed {
+                if !request.quiet || result.status != RunStatus::Passed {
                     print_summary(&result);
                 }
-                codes.push(exit_code::for_status(result.status));
+                exit_code::for_status(result.status)
             }
-            Err(err) => codes.push(report_error(&err, INTERNAL_ERROR)),
+            Err(err) => report_error(&err, INTERNAL_ERROR),
+        };
+    }
+    run_job(registry, settings, experiments, &request)
+}
+
+/// Several experiments: a job with `--jobs` runners, a job-level report, progress bars when
+/// stdout is a terminal.
+fn run_job(
+    registry: &Arc<Registry>,
+    settings: &Settings,
+    experiments: Vec<crate::experiment::Experiment>,
+    request: &RunRequest<'_>,
+) -> u8 {
+    let root = request
+        .output
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("results"));
+    let template = options(settings, root.clone(), request.timeout, request.verbose);
+    let mut job = Job::new("job", Arc::clone(registry), root.clone())
+        .with_scopes(template.outer_scopes.clone())
+        .with_timeout(request.timeout)
+        .with_cancellation(Arc::clone(&template.services.cancelled));
+    for observer in template.observers {
+        job.observe(observer);
+    }
+    let runners = request.jobs.max(1).min(experiments.len());
+    for i in 1..=runners {
+        job.add_runner(Runner::new(&format!("runner-{i}")));
+    }
+    if std::io::stdout().is_terminal() && !request.quiet {
+        job = job.with_progress(Arc::new(crate::progress::Bars::new(
+            runners,
+            experiments.len(),
+        )));
+    }
+    let result = job.run_parallel(experiments);
+    let mut codes = Vec::new();
+    for outcome in &result.outcomes {
+        match (&outcome.result, &outcome.error) {
+            (Some(run), _) => {
+                if !request.quiet || run.status != RunStatus::Passed {
+                    print_summary(run);
+                }
+            }
+            (None, Some(error)) => eprintln!("error: {}: {error}", outcome.experiment),
+            (None, None) => {}
         }
-        if interrupted.load(std::sync::atomic::Ordering::Relaxed) {
-            break;
-        }
+        codes.push(exit_code::for_status(outcome.status()));
+    }
+    let dir = root.join(format!("job-{}", crate::time::now_folder_name()));
+    match crate::job_report::write(&result, &dir) {
+        Ok(()) if !request.quiet => eprintln!(
+            "job: {} experiments in {:.2}s, report in {}",
+            result.outcomes.len(),
+            result.duration_ms as f64 / 1000.0,
+            dir.display()
+        ),
+        Ok(()) => {}
+        Err(err) => codes.push(report_error(&err, INTERNAL_ERROR)),
     }
     exit_code::worst(codes)
 }

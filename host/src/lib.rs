@@ -15,6 +15,8 @@
 //! | [`events`] | the event bus, `events.jsonl`, live output |
 //! | [`experiment`] | the experiment file and its validation |
 //! | [`run`] | the lifecycle of one experiment |
+//! | [`job`] | the Job API: runners, parallel experiments |
+//! | [`job_report`] | job-level `job.json` and `junit.xml` |
 //! | [`settings`] | the host's settings file |
 //! | [`tools`] | finding the external tools plugins need |
 //! | [`cli`] | the `panther-host` command line |
@@ -30,7 +32,10 @@ pub mod events;
 pub mod exit_code;
 pub mod experiment;
 pub mod instance;
+pub mod job;
+pub mod job_report;
 pub mod loader;
+mod progress;
 pub mod registry;
 pub mod run;
 pub mod scope;

@@ -12,12 +12,14 @@
 //! - [`execution`]: execution environments on real programs.
 //! - [`experiments`]: the quickstart, results folders, exit codes, bad experiment files.
 //! - [`strace`], [`valgrind`], [`gperf`]: the tracing and profiling plugins with the real tools.
+//! - [`jobs`]: several experiments at once, each in its own scope.
 //! - [`lifecycle`]: Ctrl-C, timeouts and crashes leave no process behind.
 
 mod cli;
 mod execution;
 mod experiments;
 mod gperf;
+mod jobs;
 mod lifecycle;
 mod loading;
 mod patterns;
