@@ -46,8 +46,8 @@ pub struct Cli {
 /// Options every subcommand takes.
 #[derive(Debug, Args)]
 struct GlobalOptions {
-    /// Load plugins from DIR (repeatable); searched before PANTHER_PLUGIN_PATH. Without either,
-    /// the folder of the panther-host executable is searched.
+    /// Load plugins from DIR (repeatable); searched before PANTHER_PLUGIN_PATH, which is
+    /// searched before the folder of the panther-host executable (the shipped plugins).
     #[arg(
         long = "plugin-dir",
         value_name = "DIR",
@@ -55,6 +55,10 @@ struct GlobalOptions {
         help_heading = "Plugins"
     )]
     plugin_dirs: Vec<PathBuf>,
+
+    /// Do not search the folder of the panther-host executable.
+    #[arg(long, global = true, help_heading = "Plugins")]
+    no_default_plugins: bool,
 
     /// Read host settings from FILE instead of the user's config file.
     #[arg(
@@ -111,6 +115,21 @@ enum Command {
         #[arg(long, value_name = "PLUGIN")]
         network: Option<String>,
     },
+    /// Write a ready-to-build plugin project.
+    New {
+        /// The plugin type.
+        #[arg(value_enum)]
+        kind: KindArg,
+        /// The plugin's name (lowercase letters, digits, `_`).
+        name: String,
+        /// Where to write it (default: ./NAME).
+        #[arg(long, value_name = "DIR")]
+        path: Option<PathBuf>,
+        /// Depend on the panther-plugin-api source at DIR (default: this host's checkout,
+        /// when it was built from one).
+        #[arg(long, value_name = "DIR")]
+        api_path: Option<PathBuf>,
+    },
     /// Validate experiment files without running anything.
     Check {
         /// Experiment files.
@@ -139,6 +158,27 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table, requires = "dry_run")]
         format: Format,
     },
+}
+
+/// A plugin type, as `new` takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum KindArg {
+    /// Deploys services (a driver).
+    NetworkEnvironment,
+    /// Wraps services to trace or profile them (an extension).
+    ExecutionEnvironment,
+    /// Writes the result of a run (a proxy).
+    Reporter,
+}
+
+impl From<KindArg> for PluginKind {
+    fn from(kind: KindArg) -> PluginKind {
+        match kind {
+            KindArg::NetworkEnvironment => PluginKind::NetworkEnvironment,
+            KindArg::ExecutionEnvironment => PluginKind::ExecutionEnvironment,
+            KindArg::Reporter => PluginKind::Reporter,
+        }
+    }
 }
 
 /// How to print.
@@ -174,6 +214,26 @@ fn init_logging(global: &GlobalOptions) {
 }
 
 fn dispatch(cli: Cli) -> u8 {
+    // `new` needs no settings and no plugins.
+    if let Command::New {
+        kind,
+        name,
+        path,
+        api_path,
+    } = &cli.command
+    {
+        let dir = path.clone().unwrap_or_else(|| PathBuf::from(name));
+        let api = api_path.clone().or_else(crate::scaffold::default_api_path);
+        return match crate::scaffold::create((*kind).into(), name, &dir, api.as_deref()) {
+            Ok(files) => {
+                for file in files {
+                    println!("created {}", file.display());
+                }
+                OK
+            }
+            Err(err) => report_error(&err, INVALID_INPUT),
+        };
+    }
     let settings = match Settings::load(cli.global.config.as_deref()) {
         Ok(settings) => settings,
         Err(err) => return report_error(&err, INVALID_INPUT),
@@ -181,7 +241,11 @@ fn dispatch(cli: Cli) -> u8 {
     let mut cli_dirs = cli.global.plugin_dirs.clone();
     cli_dirs.extend(settings.plugin_dirs.iter().cloned());
     let env_path = std::env::var(PLUGIN_PATH_ENV).ok();
-    let dirs = loader::plugin_dirs(&cli_dirs, env_path.as_deref());
+    let dirs = loader::plugin_dirs(
+        &cli_dirs,
+        env_path.as_deref(),
+        !cli.global.no_default_plugins,
+    );
     let registry = Arc::new(Registry::load(&dirs));
     match cli.command {
         Command::List { format } => list(&registry, format),
@@ -189,6 +253,7 @@ fn dispatch(cli: Cli) -> u8 {
         Command::Check { files } => check(&registry, &files),
         Command::Doctor { format } => doctor(&registry, format),
         Command::Clean { network } => clean(&registry, network.as_deref()),
+        Command::New { .. } => unreachable!("handled before the plugins are loaded"),
         Command::Run {
             files,
             output,

@@ -17,6 +17,7 @@
 //! | [`run`] | the lifecycle of one experiment |
 //! | [`job`] | the Job API: runners, parallel experiments |
 //! | [`job_report`] | job-level `job.json` and `junit.xml` |
+//! | [`scaffold`] | `panther-host new`: plugin project templates |
 //! | [`settings`] | the host's settings file |
 //! | [`tools`] | finding the external tools plugins need |
 //! | [`cli`] | the `panther-host` command line |
@@ -38,6 +39,7 @@ pub mod loader;
 mod progress;
 pub mod registry;
 pub mod run;
+pub mod scaffold;
 pub mod scope;
 pub mod settings;
 mod time;

@@ -107,14 +107,20 @@ pub enum LoadErrorKind {
     },
 }
 
-/// Where to look for plugins: the `--plugin-dir` folders, then `PANTHER_PLUGIN_PATH`, then the
-/// folder of the running executable (so that a fresh `cargo build` works without flags).
-pub fn plugin_dirs(cli_dirs: &[PathBuf], env_path: Option<&str>) -> Vec<PathBuf> {
+/// Where to look for plugins: the `--plugin-dir` folders, then `PANTHER_PLUGIN_PATH`, then
+/// (unless `include_default` is false) the folder of the running executable, where the
+/// shipped plugins sit after a `cargo build` — so adding a folder of one's own never hides
+/// `localhost` or `json`.
+pub fn plugin_dirs(
+    cli_dirs: &[PathBuf],
+    env_path: Option<&str>,
+    include_default: bool,
+) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = cli_dirs.to_vec();
     if let Some(path) = env_path {
         dirs.extend(std::env::split_paths(path).filter(|p| !p.as_os_str().is_empty()));
     }
-    if cli_dirs.is_empty() && env_path.is_none_or(str::is_empty) {
+    if include_default {
         if let Some(dir) = std::env::current_exe()
             .ok()
             .and_then(|exe| exe.parent().map(Path::to_path_buf))

@@ -106,6 +106,8 @@ mod log_bridge;
 mod manifest;
 mod model;
 mod plugin;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use context::{Context, ProcessHandle};
 pub use event::Event;

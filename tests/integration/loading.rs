@@ -22,6 +22,7 @@ fn corpus_listing(sandbox: &Sandbox) -> Value {
     );
     sandbox.write("corpus/notes.so", "this is a text file, not a library\n");
     let output = Command::new(host_bin())
+        .arg("--no-default-plugins")
         .args(["list", "--format", "json", "--plugin-dir"])
         .arg(&dir)
         .output()
@@ -103,6 +104,7 @@ fn the_table_names_every_file_that_failed_and_why() {
         ],
     );
     let output = Command::new(host_bin())
+        .arg("--no-default-plugins")
         .arg("list")
         .arg("--plugin-dir")
         .arg(&dir)
@@ -133,6 +135,7 @@ fn two_files_claiming_one_name_are_both_refused_and_named() {
     let a = sandbox.plugin_dir("a", std::slice::from_ref(&json));
     let b = sandbox.plugin_dir("b", std::slice::from_ref(&json));
     let output = Command::new(host_bin())
+        .arg("--no-default-plugins")
         .args(["list", "--format", "json", "--plugin-dir"])
         .arg(&a)
         .arg("--plugin-dir")
@@ -159,6 +162,7 @@ fn two_files_claiming_one_name_are_both_refused_and_named() {
         &echo_experiment("dup", "[[report]]\nplugin = \"json\"\n"),
     );
     let output = Command::new(host_bin())
+        .arg("--no-default-plugins")
         .arg("check")
         .arg(&experiment)
         .arg("--plugin-dir")
@@ -203,6 +207,7 @@ fn the_plugin_path_variable_is_searched() {
     let sandbox = Sandbox::new();
     let dir = sandbox.plugin_dir("env", &[fixture("logger")]);
     let output = Command::new(host_bin())
+        .arg("--no-default-plugins")
         .args(["list", "--format", "json"])
         .env("PANTHER_PLUGIN_PATH", &dir)
         .output()
@@ -220,6 +225,7 @@ fn the_plugin_path_variable_is_searched() {
 #[test]
 fn a_missing_plugin_folder_is_reported() {
     let output = Command::new(host_bin())
+        .arg("--no-default-plugins")
         .args([
             "list",
             "--format",
@@ -350,6 +356,7 @@ fn a_plugin_built_against_an_older_minor_version_still_loads_and_runs() {
     );
     let host = |args: &[&str]| {
         Command::new(host_bin())
+            .arg("--no-default-plugins")
             .current_dir(sandbox.path())
             .args(args)
             .arg("--plugin-dir")

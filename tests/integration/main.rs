@@ -9,13 +9,16 @@
 //! - [`loading`]: discovery, the broken-plugin corpus, `list`, `info`, version checks, logs.
 //! - [`patterns`]: driver, extension and proxy behaviour through real experiments.
 //! - [`cli`]: settings files, verbosity, usage errors.
+//! - [`docs`]: the documentation's commands, `new`, the out-of-tree example plugin.
 //! - [`execution`]: execution environments on real programs.
 //! - [`experiments`]: the quickstart, results folders, exit codes, bad experiment files.
 //! - [`strace`], [`valgrind`], [`gperf`]: the tracing and profiling plugins with the real tools.
 //! - [`jobs`]: several experiments at once, each in its own scope.
 //! - [`lifecycle`]: Ctrl-C, timeouts and crashes leave no process behind.
+//! - [`shadow_ns`]: emulated links measured from inside an experiment, Shadow configuration.
 
 mod cli;
+mod docs;
 mod execution;
 mod experiments;
 mod gperf;
@@ -23,6 +26,7 @@ mod jobs;
 mod lifecycle;
 mod loading;
 mod patterns;
+mod shadow_ns;
 mod strace;
 mod support;
 mod valgrind;

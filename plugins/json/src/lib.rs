@@ -78,3 +78,44 @@ impl Reporter for JsonReporter {
 }
 
 export_plugin!(Reporter: JsonReporter);
+
+#[cfg(test)]
+mod tests {
+    use panther_plugin_api::{testing::TestHost, Resource};
+    use serde_json::json;
+
+    use super::JsonReporter;
+
+    #[test]
+    fn writes_the_whole_result_into_the_results_folder() {
+        let host = TestHost::new();
+        let mut reporter = host
+            .reporter::<JsonReporter>(json!({ "path": "out.json" }))
+            .unwrap();
+        let sample = TestHost::sample_result();
+        reporter.report(&sample).unwrap();
+        let written: panther_plugin_api::RunResult = serde_json::from_str(
+            &std::fs::read_to_string(host.output_dir().join("out.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(written, sample);
+    }
+
+    #[test]
+    fn claims_stdout_or_its_file() {
+        let host = TestHost::new();
+        assert_eq!(
+            host.claims::<JsonReporter>(json!({ "path": "-" })).unwrap(),
+            [Resource::Stdout]
+        );
+        assert_eq!(
+            host.claims::<JsonReporter>(json!({})).unwrap(),
+            [Resource::File("result.json".into())]
+        );
+        let err = host
+            .reporter::<JsonReporter>(json!({ "paht": "x" }))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("unknown field `paht`"), "{err}");
+    }
+}

@@ -112,3 +112,53 @@ pub fn render(run: &RunResult) -> String {
 }
 
 export_plugin!(Reporter: JunitReporter);
+
+#[cfg(test)]
+mod tests {
+    use panther_plugin_api::{testing::TestHost, ProcessState, RunStatus};
+    use serde_json::json;
+
+    use super::{render, JunitReporter};
+
+    #[test]
+    fn one_case_per_service_and_failures_escaped() {
+        let mut run = TestHost::sample_result();
+        let xml = render(&run);
+        assert!(
+            xml.contains("<testsuite name=\"sample\" tests=\"2\" failures=\"0\" errors=\"0\""),
+            "{xml}"
+        );
+        run.status = RunStatus::Failed;
+        run.services[1].passed = false;
+        run.services[1].state = ProcessState::Exited { code: 1 };
+        run.services[1].message = Some("exited with code 1, expected <0> & \"ok\"".into());
+        let xml = render(&run);
+        assert!(xml.contains("failures=\"1\""), "{xml}");
+        assert!(
+            xml.contains("message=\"exited with code 1, expected &lt;0&gt; &amp; &quot;ok&quot;\""),
+            "{xml}"
+        );
+    }
+
+    #[test]
+    fn an_interrupted_run_is_an_error_case() {
+        let mut run = TestHost::sample_result();
+        run.status = RunStatus::Interrupted;
+        run.errors.push("Ctrl-C".into());
+        let xml = render(&run);
+        assert!(
+            xml.contains("errors=\"1\"") && xml.contains("<error type=\"interrupted\""),
+            "{xml}"
+        );
+    }
+
+    #[test]
+    fn writes_its_file_through_the_plugin_entry_points() {
+        let host = TestHost::new();
+        let mut reporter = host.reporter::<JunitReporter>(json!({})).unwrap();
+        reporter.report(&TestHost::sample_result()).unwrap();
+        assert!(std::fs::read_to_string(host.output_dir().join("junit.xml"))
+            .unwrap()
+            .starts_with("<?xml"));
+    }
+}

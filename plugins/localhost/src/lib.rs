@@ -250,3 +250,70 @@ impl LogWatch {
 }
 
 export_plugin!(NetworkEnvironment: Localhost);
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use panther_plugin_api::{testing::TestHost, ProcessState, Readiness, ReadyCheck};
+    use serde_json::json;
+
+    use super::Localhost;
+
+    #[test]
+    fn deploys_waits_for_a_log_line_and_stops() {
+        let host = TestHost::new();
+        let mut env = host
+            .network_environment::<Localhost>(json!({ "stop_grace": "1s" }))
+            .unwrap();
+        let mut server = host.service(
+            "server",
+            &[
+                "/bin/sh",
+                "-c",
+                "echo starting; sleep 0.2; echo ready now; exec sleep 30",
+            ],
+        );
+        server.ready = Some(Readiness {
+            check: ReadyCheck::Log {
+                pattern: "^ready".into(),
+            },
+            timeout: Duration::from_secs(5),
+        });
+        let deployment = env.deploy_service(&server).unwrap();
+        let pid = deployment.pid.expect("a local process has a pid");
+        env.wait_ready("server").unwrap();
+        assert_eq!(
+            env.get_environment_status().unwrap().services["server"],
+            ProcessState::Running { pid }
+        );
+        assert!(matches!(
+            env.stop_service("server").unwrap(),
+            ProcessState::Signaled { .. }
+        ));
+        env.teardown_environment().unwrap();
+    }
+
+    #[test]
+    fn a_service_that_exits_before_it_is_ready_fails_at_once() {
+        let host = TestHost::new();
+        let mut env = host.network_environment::<Localhost>(json!({})).unwrap();
+        let mut server = host.service("server", &["/bin/sh", "-c", "exit 3"]);
+        server.ready = Some(Readiness {
+            check: ReadyCheck::Tcp {
+                host: "127.0.0.1".into(),
+                port: 9,
+            },
+            timeout: Duration::from_secs(30),
+        });
+        env.deploy_service(&server).unwrap();
+        let started = std::time::Instant::now();
+        let err = env.wait_ready("server").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("service `server` exited with code 3 before it was ready"),
+            "{err}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+}
