@@ -91,5 +91,34 @@ fn overhead(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, list, overhead);
+fn jobs(c: &mut Criterion) {
+    let scratch = tempfile::tempdir().unwrap();
+    let files: Vec<PathBuf> = (0..100)
+        .map(|i| {
+            let path = scratch.path().join(format!("e{i:03}.toml"));
+            std::fs::write(
+                &path,
+                format!("[experiment]\nname = \"e{i:03}\"\n\n[[service]]\nname = \"true\"\ncommand = [\"/bin/true\"]\nrole = \"client\"\n"),
+            )
+            .unwrap();
+            path
+        })
+        .collect();
+    let mut group = c.benchmark_group("job of 100 one-service experiments (whole process)");
+    group.sample_size(10);
+    for jobs in ["1", "2"] {
+        group.bench_function(format!("--jobs {jobs}"), |b| {
+            b.iter(|| {
+                run(Command::new(host())
+                    .current_dir(scratch.path())
+                    .args(["run", "-q", "--jobs", jobs, "--output"])
+                    .arg(scratch.path().join("results"))
+                    .args(&files))
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, list, overhead, jobs);
 criterion_main!(benches);
