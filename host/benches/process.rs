@@ -42,21 +42,21 @@ fn list(c: &mut Criterion) {
     group.bench_function("empty plugin folder", |b| {
         b.iter(|| {
             run(Command::new(host())
-                .args(["list", "--plugin-dir"])
+                .args(["list", "--no-default-plugins", "--plugin-dir"])
                 .arg(scratch.path()))
         })
     });
     group.bench_function("1 plugin file", |b| {
         b.iter(|| {
             run(Command::new(host())
-                .args(["list", "--plugin-dir"])
+                .args(["list", "--no-default-plugins", "--plugin-dir"])
                 .arg(&one))
         })
     });
     group.bench_function("100 plugin files", |b| {
         b.iter(|| {
             run(Command::new(host())
-                .args(["list", "--plugin-dir"])
+                .args(["list", "--no-default-plugins", "--plugin-dir"])
                 .arg(&hundred))
         })
     });
