@@ -1,1 +1,616 @@
-//! Profiles a service's heap with gperftools' libtcmalloc and reports memory by call site and the peak.
+//! `gperf_heap`: profiles a service's heap with gperftools' tcmalloc heap profiler, preloaded
+//! into the service itself, and reports memory by allocating function and the peak.
+//!
+//! - `wrap` adds `LD_PRELOAD` (appended to any value already there, so `gperf_cpu` and other
+//!   preloading tools stack), `HEAPPROFILE=<output_dir>/heap`, `HEAPPROFILESIGNAL` and, when
+//!   configured, `HEAP_PROFILE_ALLOCATION_INTERVAL` / `HEAP_PROFILE_INUSE_INTERVAL` to the
+//!   service's own environment.
+//! - `stop_monitoring`, called while the service may still run and before the host sends it
+//!   SIGTERM (which would lose the dump tcmalloc writes at exit), asks every profiled process
+//!   still running for a final dump (see [`flush`]).
+//! - `get_monitoring_data` reads every dump, symbolizes the call sites natively and reports
+//!   per-dump totals, in-use and allocated bytes by function, and the peak.
+
+pub mod flush;
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use panther_gperftools::{
+    control::check_switch_signal,
+    heap::{analyze_heap_run, dump_prefixes, merge_site_stats, HeapCounts, SiteStat},
+    library::{
+        append_preload, check_override, find_library, search_dirs, LibraryMatcher, DEBIAN_PACKAGE,
+        TCMALLOC_NAMES,
+    },
+    process, Symbolizer,
+};
+use panther_plugin_api::{prelude::*, serde_json};
+
+/// The `[[execution]]` section of `gperf_heap`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Write a dump every time this many more bytes have been allocated
+    /// (`HEAP_PROFILE_ALLOCATION_INTERVAL`). gperftools' default when absent: 1 GiB.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub allocation_interval: Option<u64>,
+    /// Write a dump every time the in-use high-water mark grows by this many bytes
+    /// (`HEAP_PROFILE_INUSE_INTERVAL`). gperftools' default when absent: 100 MiB.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub inuse_interval: Option<u64>,
+    /// The libtcmalloc to preload, as an absolute path. Found automatically when absent
+    /// (`libtcmalloc.so.4`, then `libtcmalloc.so`, in the library folders and the `ldconfig`
+    /// cache). `libtcmalloc_minimal` has no heap profiler.
+    #[serde(default)]
+    pub library: Option<PathBuf>,
+    /// How many functions each table of the report lists.
+    #[serde(default = "default_top")]
+    #[schemars(range(min = 1))]
+    pub top: usize,
+    /// The dump trigger (`HEAPPROFILESIGNAL`): 10 (SIGUSR1), 12 (SIGUSR2) or a real-time
+    /// signal from 34 to 64. The program must not use it, and it must differ from
+    /// `gperf_cpu`'s on the same service.
+    #[serde(default = "default_signal")]
+    pub signal: i32,
+}
+
+fn default_top() -> usize {
+    20
+}
+
+fn default_signal() -> i32 {
+    libc::SIGUSR1
+}
+
+/// The `HEAPPROFILE` prefix in the service's output folder: dumps are `heap.0001.heap`, …
+pub const PREFIX_NAME: &str = "heap";
+
+/// Bytes and objects attributed to one function.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FunctionHeap {
+    /// The innermost function of the call sites that is not part of the allocator.
+    pub function: String,
+    /// Bytes still allocated at the last dump.
+    pub inuse_bytes: i64,
+    /// Objects still allocated at the last dump.
+    pub inuse_objects: i64,
+    /// Bytes allocated from the start until the last dump.
+    pub allocated_bytes: i64,
+    /// Objects allocated from the start until the last dump.
+    pub allocated_objects: i64,
+}
+
+impl From<&SiteStat> for FunctionHeap {
+    fn from(stat: &SiteStat) -> Self {
+        FunctionHeap {
+            function: stat.function.clone(),
+            inuse_bytes: stat.counts.inuse_bytes,
+            inuse_objects: stat.counts.inuse_objects,
+            allocated_bytes: stat.counts.alloc_bytes,
+            allocated_objects: stat.counts.alloc_objects,
+        }
+    }
+}
+
+/// Totals of one dump.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Dump {
+    /// The raw dump.
+    pub path: PathBuf,
+    /// Its number.
+    pub sequence: Option<u32>,
+    /// Bytes in use when it was written.
+    pub inuse_bytes: i64,
+    /// Objects in use when it was written.
+    pub inuse_objects: i64,
+    /// Bytes allocated from the start until then.
+    pub allocated_bytes: i64,
+    /// Objects allocated from the start until then.
+    pub allocated_objects: i64,
+}
+
+impl Dump {
+    fn new(path: PathBuf, sequence: Option<u32>, totals: HeapCounts) -> Self {
+        Dump {
+            path,
+            sequence,
+            inuse_bytes: totals.inuse_bytes,
+            inuse_objects: totals.inuse_objects,
+            allocated_bytes: totals.alloc_bytes,
+            allocated_objects: totals.alloc_objects,
+        }
+    }
+}
+
+/// The highest in-use total of the dumps. Dumps are snapshots: the real peak between two
+/// dumps may be higher.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Peak {
+    /// Bytes in use.
+    pub inuse_bytes: i64,
+    /// The dump it was seen in.
+    pub dump: PathBuf,
+    /// That dump's number.
+    pub sequence: Option<u32>,
+    /// The process, when known (a child process' dumps carry its pid).
+    pub pid: Option<u32>,
+}
+
+/// The dumps of one process.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcessHeap {
+    /// The process, when known.
+    pub pid: Option<u32>,
+    /// Whether the process was a wrapper around the service's command (e.g. strace, when
+    /// another execution environment wraps this one): left out of the totals and tables.
+    pub wrapper: bool,
+    /// Its `HEAPPROFILE` prefix.
+    pub prefix: PathBuf,
+    /// Whether its last dump was asked for at the end of the run (the process still ran);
+    /// otherwise the process wrote it when it exited.
+    pub flushed_at_stop: bool,
+    /// Every dump, in order.
+    pub dumps: Vec<Dump>,
+    /// Its highest in-use total.
+    pub peak: Option<Peak>,
+    /// Why its dumps could not be read.
+    pub error: Option<String>,
+}
+
+/// What `gperf_heap` reports for one service.
+#[derive(Debug, Clone, Serialize)]
+pub struct HeapData {
+    /// Dumps over every process of the service.
+    pub dumps: usize,
+    /// Bytes in use at the last dump (of every process).
+    pub inuse_bytes: i64,
+    /// Bytes allocated until the last dump (of every process).
+    pub allocated_bytes: i64,
+    /// The highest in-use total of any dump.
+    pub peak: Option<Peak>,
+    /// In-use bytes of that dump (also in `peak`), for summaries.
+    pub peak_inuse_bytes: i64,
+    /// Functions by bytes in use at the last dump, highest first.
+    pub top_inuse: Vec<FunctionHeap>,
+    /// Functions by bytes allocated until the last dump, highest first.
+    pub top_allocated: Vec<FunctionHeap>,
+    /// Each profiled process.
+    pub processes: Vec<ProcessHeap>,
+    /// What went wrong or was left out.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Default)]
+struct Service {
+    output_dir: PathBuf,
+    argv: Vec<String>,
+    pid: Option<u32>,
+    finder: Option<Finder>,
+    wrappers: Vec<u32>,
+    flushed: Vec<flush::Flushed>,
+    notes: Vec<String>,
+}
+
+/// Looks for the process running the service's command while the service runs: the
+/// processes above it are wrappers added by other execution environments (e.g. strace).
+struct Finder {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Vec<u32>>,
+}
+
+impl Finder {
+    fn start(root: u32, argv: Vec<String>) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("gperf-heap-finder".into())
+            .spawn(move || {
+                let started = Instant::now();
+                loop {
+                    if let Some(service) = process::find_running(root, &argv) {
+                        return process::ancestors_below(root, service);
+                    }
+                    if flag.load(Ordering::Relaxed) {
+                        return Vec::new();
+                    }
+                    // Wrappers start the command within milliseconds; after two seconds it
+                    // is most likely a script or a program that changed its command line.
+                    let pause = if started.elapsed() < Duration::from_secs(2) {
+                        Duration::from_millis(5)
+                    } else {
+                        Duration::from_millis(100)
+                    };
+                    std::thread::park_timeout(pause);
+                }
+            })?;
+        Ok(Finder { stop, thread })
+    }
+
+    /// The wrappers found (none when the command's process was never seen).
+    fn finish(self) -> Vec<u32> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.thread().unpark();
+        self.thread.join().unwrap_or_default()
+    }
+}
+
+/// Profiles services' heaps with tcmalloc.
+pub struct GperfHeap {
+    config: Config,
+    library: PathBuf,
+    services: HashMap<String, Service>,
+}
+
+/// The library to preload: the configured one, or the one found on this machine.
+fn resolve_library(configured: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = configured {
+        check_override(path).map_err(anyhow::Error::msg)?;
+        return Ok(path.to_path_buf());
+    }
+    find_library(TCMALLOC_NAMES).with_context(|| {
+        format!(
+            "gperf_heap needs gperftools' tcmalloc with its heap profiler ({}), which is not \
+             installed: install the Debian package {DEBIAN_PACKAGE} (`apt-get install \
+             {DEBIAN_PACKAGE}`) or set `library`; searched {} and the ldconfig cache",
+            TCMALLOC_NAMES.join(" or "),
+            search_dirs()
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })
+}
+
+impl Plugin for GperfHeap {
+    type Config = Config;
+
+    fn manifest() -> Manifest {
+        Manifest::new("gperf_heap")
+            .capability("ld_preload")
+            .capability("heap_profiler")
+            .tool("libtcmalloc.so.4", DEBIAN_PACKAGE)
+    }
+
+    fn validate(config: &Config, _base_dir: &Path) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Some(library) = &config.library {
+            problems.extend(check_override(library).err());
+        }
+        problems.extend(check_switch_signal(config.signal).err());
+        problems
+    }
+
+    fn new(config: Config, _ctx: Context) -> anyhow::Result<Self> {
+        check_switch_signal(config.signal).map_err(anyhow::Error::msg)?;
+        let library = resolve_library(config.library.as_deref())?;
+        Ok(GperfHeap {
+            config,
+            library,
+            services: HashMap::new(),
+        })
+    }
+}
+
+impl ExecutionEnvironment for GperfHeap {
+    /// Every allocation and free goes through the profiler, which records its stack: a
+    /// program that allocates little barely notices, an allocation-heavy one runs 2 to 5
+    /// times slower. 1.5 is for the typical service, which spends a minority of its time in
+    /// the allocator.
+    fn slowdown(&self) -> f64 {
+        1.5
+    }
+
+    fn wrap(&mut self, mut command: ServiceCommand) -> anyhow::Result<ServiceCommand> {
+        if command.env.contains_key("HEAPPROFILE") {
+            bail!(
+                "service `{}` already has HEAPPROFILE set (gperf_heap twice, or set by hand): \
+                 one heap profiler per service",
+                command.service
+            );
+        }
+        let signal = self.config.signal.to_string();
+        if command.env.get("CPUPROFILESIGNAL") == Some(&signal) {
+            bail!(
+                "service `{}`: signal {signal} is already gperf_cpu's CPUPROFILESIGNAL; give \
+                 gperf_cpu or gperf_heap another `signal`",
+                command.service
+            );
+        }
+        let inherited = std::env::var("LD_PRELOAD").ok();
+        let existing = command.env.get("LD_PRELOAD").cloned().or(inherited);
+        let preload = append_preload(existing.as_deref(), &self.library);
+        let prefix = command.output_dir.join(PREFIX_NAME);
+        command.env.insert("LD_PRELOAD".into(), preload);
+        command
+            .env
+            .insert("HEAPPROFILE".into(), prefix.display().to_string());
+        command.env.insert("HEAPPROFILESIGNAL".into(), signal);
+        if let Some(bytes) = self.config.allocation_interval {
+            command
+                .env
+                .insert("HEAP_PROFILE_ALLOCATION_INTERVAL".into(), bytes.to_string());
+        }
+        if let Some(bytes) = self.config.inuse_interval {
+            command
+                .env
+                .insert("HEAP_PROFILE_INUSE_INTERVAL".into(), bytes.to_string());
+        }
+        self.services.insert(
+            command.service.clone(),
+            Service {
+                output_dir: command.output_dir.clone(),
+                argv: command.argv.clone(),
+                ..Service::default()
+            },
+        );
+        Ok(command)
+    }
+
+    fn start_monitoring(&mut self, service: &str, pid: u32) -> anyhow::Result<()> {
+        let entry = self
+            .services
+            .get_mut(service)
+            .with_context(|| format!("service `{service}` was never wrapped"))?;
+        entry.pid = Some(pid);
+        entry.finder =
+            Some(Finder::start(pid, entry.argv.clone()).context("starting the gperf_heap finder")?);
+        Ok(())
+    }
+
+    fn stop_monitoring(&mut self, service: &str) -> anyhow::Result<()> {
+        let Some(entry) = self.services.get_mut(service) else {
+            return Ok(());
+        };
+        let Some(pid) = entry.pid else {
+            return Ok(());
+        };
+        if let Some(finder) = entry.finder.take() {
+            entry.wrappers = finder.finish();
+        }
+        let library = LibraryMatcher::new(&self.library);
+        let (flushed, notes) = flush::flush_tree(
+            pid,
+            &entry.wrappers,
+            &library,
+            self.config.signal,
+            flush::FLUSH_TIMEOUT,
+        );
+        for f in &flushed {
+            if let Ok(dump) = &f.dump {
+                tracing::debug!(pid = f.pid, dump = %dump.display(), "final heap dump written");
+            }
+        }
+        entry.flushed = flushed;
+        entry.notes.extend(notes);
+        Ok(())
+    }
+
+    fn get_monitoring_data(&mut self, service: &str) -> anyhow::Result<serde_json::Value> {
+        let entry = self
+            .services
+            .get_mut(service)
+            .with_context(|| format!("service `{service}` was never wrapped"))?;
+        let data = collect(
+            &entry.output_dir,
+            Processes {
+                root: entry.pid,
+                wrappers: &entry.wrappers,
+                flushed: &entry.flushed,
+            },
+            std::mem::take(&mut entry.notes),
+            self.config.top,
+        )?;
+        Ok(serde_json::to_value(data)?)
+    }
+}
+
+impl Drop for GperfHeap {
+    fn drop(&mut self) {
+        for service in self.services.values_mut() {
+            if let Some(finder) = service.finder.take() {
+                finder.finish();
+            }
+        }
+    }
+}
+
+/// What is known about the processes of a service.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Processes<'a> {
+    /// The pid the host gave: the first process to read `HEAPPROFILE`, which writes the
+    /// prefix as is.
+    pub root: Option<u32>,
+    /// Wrappers around the service's command.
+    pub wrappers: &'a [u32],
+    /// The final dumps asked for.
+    pub flushed: &'a [flush::Flushed],
+}
+
+/// Reads and reports every dump the service left in `output_dir`.
+pub fn collect(
+    output_dir: &Path,
+    known: Processes<'_>,
+    mut warnings: Vec<String>,
+    top: usize,
+) -> anyhow::Result<HeapData> {
+    let prefix = output_dir.join(PREFIX_NAME);
+    let mut symbolizer = Symbolizer::new();
+    let mut processes = Vec::new();
+    let mut tables: Vec<Vec<SiteStat>> = Vec::new();
+    let mut dumps = 0;
+    let mut last_totals = HeapCounts::default();
+    for (prefix, pid) in dump_prefixes(&prefix)? {
+        let flush = known.flushed.iter().find(|f| f.prefix == prefix);
+        let pid = pid.or(known.root);
+        let mut process = ProcessHeap {
+            pid,
+            wrapper: pid.is_some_and(|pid| known.wrappers.contains(&pid)),
+            prefix: prefix.clone(),
+            flushed_at_stop: flush.is_some_and(|f| f.dump.is_ok()),
+            dumps: Vec::new(),
+            peak: None,
+            error: None,
+        };
+        match analyze_heap_run(&prefix, &mut symbolizer) {
+            Ok(report) if process.wrapper => {
+                process.dumps = report
+                    .dumps
+                    .iter()
+                    .map(|d| Dump::new(d.path.clone(), d.sequence, d.totals))
+                    .collect();
+            }
+            Ok(report) => {
+                dumps += report.dumps.len();
+                process.dumps = report
+                    .dumps
+                    .iter()
+                    .map(|d| Dump::new(d.path.clone(), d.sequence, d.totals))
+                    .collect();
+                if let Some(last) = report.dumps.last() {
+                    last_totals += last.totals;
+                }
+                process.peak = report.peak.as_ref().map(|p| Peak {
+                    inuse_bytes: p.inuse_bytes,
+                    dump: p.path.clone(),
+                    sequence: report.dumps.get(p.dump_index).and_then(|d| d.sequence),
+                    pid: process.pid,
+                });
+                tables.push(report.by_alloc);
+            }
+            Err(err) => {
+                warnings.push(err.to_string());
+                process.error = Some(err.to_string());
+            }
+        }
+        processes.push(process);
+    }
+    if processes.is_empty() {
+        warnings.push(
+            "no heap dump was written: the service loaded no libtcmalloc (a statically linked \
+             program ignores LD_PRELOAD), or it was killed before any dump"
+                .to_string(),
+        );
+    }
+    let peak = processes
+        .iter()
+        .filter(|p| !p.wrapper)
+        .filter_map(|p| p.peak.clone())
+        .max_by_key(|p| p.inuse_bytes);
+    let limited = |key: fn(&HeapCounts) -> i64| -> Vec<FunctionHeap> {
+        merge_site_stats(tables.iter().map(Vec::as_slice), key)
+            .iter()
+            .filter(|s| key(&s.counts) != 0)
+            .take(top)
+            .map(FunctionHeap::from)
+            .collect()
+    };
+    Ok(HeapData {
+        dumps,
+        inuse_bytes: last_totals.inuse_bytes,
+        allocated_bytes: last_totals.alloc_bytes,
+        peak_inuse_bytes: peak.as_ref().map(|p| p.inuse_bytes).unwrap_or(0),
+        peak,
+        top_inuse: limited(|c| c.inuse_bytes),
+        top_allocated: limited(|c| c.alloc_bytes),
+        processes,
+        warnings,
+    })
+}
+
+export_plugin!(ExecutionEnvironment: GperfHeap);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(value: serde_json::Value) -> Config {
+        serde_json::from_value(value).expect("config")
+    }
+
+    #[test]
+    fn defaults_are_documented_ones() {
+        let c = config(serde_json::json!({}));
+        assert_eq!((c.top, c.signal), (20, 10));
+        assert!(c.allocation_interval.is_none() && c.inuse_interval.is_none());
+        assert!(c.library.is_none());
+    }
+
+    #[test]
+    fn wrap_appends_to_ld_preload_and_sets_the_variables() {
+        let mut plugin = GperfHeap {
+            config: config(serde_json::json!({"allocation_interval": 1048576})),
+            library: PathBuf::from("/l/libtcmalloc.so.4"),
+            services: HashMap::new(),
+        };
+        let mut command = ServiceCommand {
+            service: "s".into(),
+            argv: vec!["prog".into()],
+            output_dir: PathBuf::from("/out"),
+            ..ServiceCommand::default()
+        };
+        command
+            .env
+            .insert("LD_PRELOAD".into(), "/l/libprofiler.so.0".into());
+        let wrapped = plugin.wrap(command.clone()).expect("wrap");
+        assert_eq!(wrapped.argv, command.argv);
+        assert_eq!(
+            wrapped.env["LD_PRELOAD"],
+            "/l/libprofiler.so.0:/l/libtcmalloc.so.4"
+        );
+        assert_eq!(wrapped.env["HEAPPROFILE"], "/out/heap");
+        assert_eq!(wrapped.env["HEAPPROFILESIGNAL"], "10");
+        assert_eq!(wrapped.env["HEAP_PROFILE_ALLOCATION_INTERVAL"], "1048576");
+        assert!(!wrapped.env.contains_key("HEAP_PROFILE_INUSE_INTERVAL"));
+        command.env.insert("CPUPROFILESIGNAL".into(), "10".into());
+        let err = plugin.wrap(command).unwrap_err().to_string();
+        assert!(err.contains("gperf_cpu"), "{err}");
+    }
+
+    #[test]
+    fn an_empty_folder_is_reported_not_an_error() {
+        let dir = std::env::temp_dir().join(format!("gperf-heap-empty-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let data = collect(&dir, Processes::default(), Vec::new(), 20).expect("collect");
+        std::fs::remove_dir_all(&dir).ok();
+        assert_eq!(data.dumps, 0);
+        assert!(data.peak.is_none());
+        assert_eq!(data.warnings.len(), 1);
+    }
+
+    #[test]
+    fn the_readme_configuration_block_is_valid() {
+        let readme = include_str!("../README.md");
+        let block = readme
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .expect("a toml block");
+        let value: toml::Table = toml::from_str(block).expect("valid toml");
+        let mut section = value["execution"].as_array().expect("[[execution]]")[0]
+            .as_table()
+            .expect("a table")
+            .clone();
+        assert_eq!(
+            section
+                .remove("plugin")
+                .and_then(|p| p.as_str().map(String::from)),
+            Some("gperf_heap".to_string())
+        );
+        let shown: Config = section.try_into().expect("the keys are the plugin's");
+        let defaults = config(serde_json::json!({}));
+        assert_eq!((shown.top, shown.signal), (defaults.top, defaults.signal));
+        assert!(shown.library.is_none());
+    }
+}

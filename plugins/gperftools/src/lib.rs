@@ -1,1 +1,32 @@
-//! Shared gperftools support: reading CPU and heap profiles natively and symbolizing them.
+//! Shared gperftools support for the `gperf_cpu` and `gperf_heap` execution environments:
+//! reading CPU and heap profiles natively, symbolizing them, reporting on them, and running
+//! a profiled service so that it leaves a complete profile behind.
+//!
+//! * [`cpu`] parses the binary CPU profile written by `libprofiler` (`CPUPROFILE`).
+//! * [`heap`] parses the text heap dumps written by `libtcmalloc` (`HEAPPROFILE`) and
+//!   summarises a whole run.
+//! * [`symbolize`] resolves addresses with DWARF and symbol tables, using the memory map
+//!   stored in each profile.
+//! * [`report`] derives flat/cumulative tables, folded stacks and flame graphs.
+//! * [`control`] flushes profiles with the gperftools signals (`CPUPROFILESIGNAL`,
+//!   `HEAPPROFILESIGNAL`) and waits until they are written.
+//! * [`library`] finds `libprofiler` and `libtcmalloc` and builds `LD_PRELOAD`.
+//! * [`process`] reads the process tree, memory maps and environments from `/proc`.
+//!
+//! No external `pprof` is needed.
+
+pub mod control;
+pub mod cpu;
+pub mod error;
+pub mod heap;
+pub mod library;
+pub mod maps;
+pub mod process;
+pub mod report;
+pub mod symbolize;
+
+pub use cpu::CpuProfile;
+pub use error::{Error, Result};
+pub use maps::Mapping;
+pub use process::ProcessId;
+pub use symbolize::{symbolize_cpu, Frame, SymbolizedCpuProfile, Symbolizer};
