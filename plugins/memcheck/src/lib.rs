@@ -1,1 +1,369 @@
-//! Runs a service under valgrind memcheck and reports memory errors and leaks with their stacks.
+//! `memcheck`: runs a service under valgrind's memcheck and reports its memory errors
+//! (invalid reads and writes, uses of uninitialised values, bad frees) and leaks, each with
+//! its symbolized stacks; optional thresholds fail the service.
+//!
+//! The command becomes `valgrind --tool=memcheck --xml=yes --xml-file=... -- ARGV`; the XML
+//! is read after the service has ended. How children, SIGTERM and truncated output are
+//! handled is described in `panther-valgrind` and in this plugin's README.
+
+use std::path::{Path, PathBuf};
+
+use panther_plugin_api::prelude::*;
+use panther_valgrind::{
+    check_extra_args, check_suppressions, xml::Thresholds, Options, Tool, Valgrind,
+};
+
+/// `--leak-check`: whether and how leaks are searched when the program ends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LeakCheck {
+    /// No leak search.
+    No,
+    /// Leak search; with XML output valgrind still writes one record per leak.
+    Summary,
+    /// Leak search with one record per leak and its allocation stack.
+    #[default]
+    Full,
+}
+
+/// A kind of leaked block (`--show-leak-kinds`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LeakKind {
+    /// No pointer to the block is left.
+    Definite,
+    /// Only pointed to from other lost blocks.
+    Indirect,
+    /// Only pointed to into its middle.
+    Possible,
+    /// Still pointed to at exit.
+    Reachable,
+}
+
+impl LeakKind {
+    fn name(self) -> &'static str {
+        match self {
+            LeakKind::Definite => "definite",
+            LeakKind::Indirect => "indirect",
+            LeakKind::Possible => "possible",
+            LeakKind::Reachable => "reachable",
+        }
+    }
+}
+
+/// The `[[execution]]` section of `memcheck`. Without any `max_*` key the plugin only
+/// reports; each `max_*` key set fails the service when it is exceeded.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `--leak-check`: "no", "summary" or "full".
+    #[serde(default)]
+    pub leak_check: LeakCheck,
+    /// `--show-leak-kinds`: which leaks are reported (and so can be counted by the
+    /// thresholds). `[]` reports none.
+    #[serde(default = "default_leak_kinds")]
+    pub show_leak_kinds: Vec<LeakKind>,
+    /// `--track-origins=yes`: say where uninitialised values come from (slower).
+    #[serde(default)]
+    pub track_origins: bool,
+    /// `--trace-children=yes`: follow `exec` into child processes, one report each.
+    #[serde(default)]
+    pub trace_children: bool,
+    /// Suppression files (`--suppressions=`); relative paths are relative to the service's
+    /// working directory.
+    #[serde(default)]
+    pub suppressions: Vec<PathBuf>,
+    /// Further valgrind options, one option per element, e.g. `["--num-callers=30"]`.
+    #[serde(default)]
+    pub extra_args: Vec<String>,
+    /// Fail when there are more error records than this (leaks included).
+    #[serde(default)]
+    pub max_errors: Option<u64>,
+    /// Fail when there are more memory-error records (invalid accesses, uninitialised
+    /// values, bad frees...; leaks excluded) than this.
+    #[serde(default)]
+    pub max_memory_errors: Option<u64>,
+    /// Fail when there are more invalid-read records than this.
+    #[serde(default)]
+    pub max_invalid_reads: Option<u64>,
+    /// Fail when there are more invalid-write records than this.
+    #[serde(default)]
+    pub max_invalid_writes: Option<u64>,
+    /// Fail when more bytes than this are definitely lost (needs "definite" shown).
+    #[serde(default)]
+    pub max_definitely_lost_bytes: Option<u64>,
+    /// Fail when more bytes than this are indirectly lost (needs "indirect" shown).
+    #[serde(default)]
+    pub max_indirectly_lost_bytes: Option<u64>,
+    /// Fail when more bytes than this are possibly lost (needs "possible" shown).
+    #[serde(default)]
+    pub max_possibly_lost_bytes: Option<u64>,
+    /// Fail when valgrind's output is truncated (the service was killed before valgrind
+    /// finished: its leak report is missing).
+    #[serde(default)]
+    pub fail_on_truncated: bool,
+}
+
+fn default_leak_kinds() -> Vec<LeakKind> {
+    vec![LeakKind::Definite, LeakKind::Possible]
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        serde_json::from_value(serde_json::json!({})).expect("every key has a default")
+    }
+}
+
+impl Config {
+    /// The thresholds in the parser's terms.
+    pub fn thresholds(&self) -> Thresholds {
+        Thresholds {
+            max_errors: self.max_errors,
+            max_memory_errors: self.max_memory_errors,
+            max_invalid_reads: self.max_invalid_reads,
+            max_invalid_writes: self.max_invalid_writes,
+            max_definitely_lost_bytes: self.max_definitely_lost_bytes,
+            max_indirectly_lost_bytes: self.max_indirectly_lost_bytes,
+            max_possibly_lost_bytes: self.max_possibly_lost_bytes,
+            fail_on_truncated: self.fail_on_truncated,
+            ..Thresholds::default()
+        }
+    }
+
+    /// How valgrind is run.
+    pub fn options(&self) -> Options {
+        let kinds = if self.show_leak_kinds.is_empty() {
+            "none".to_string()
+        } else {
+            let names: Vec<&str> = self.show_leak_kinds.iter().map(|k| k.name()).collect();
+            names.join(",")
+        };
+        let leak_check = match self.leak_check {
+            LeakCheck::No => "no",
+            LeakCheck::Summary => "summary",
+            LeakCheck::Full => "full",
+        };
+        Options {
+            tool_args: vec![
+                format!("--leak-check={leak_check}"),
+                format!("--show-leak-kinds={kinds}"),
+                format!(
+                    "--track-origins={}",
+                    if self.track_origins { "yes" } else { "no" }
+                ),
+            ],
+            suppressions: self.suppressions.clone(),
+            extra_args: self.extra_args.clone(),
+            trace_children: self.trace_children,
+        }
+    }
+
+    /// What is wrong with the configuration beyond its schema.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = check_extra_args(
+            &self.extra_args,
+            &[
+                ("--leak-check", "leak_check"),
+                ("--show-leak-kinds", "show_leak_kinds"),
+                ("--track-origins", "track_origins"),
+            ],
+        );
+        problems.extend(check_suppressions(&self.suppressions));
+        // Valgrind writes a record only for the leak kinds it shows: a limit on another kind
+        // would always see zero bytes.
+        let limits = [
+            (
+                self.max_definitely_lost_bytes,
+                LeakKind::Definite,
+                "max_definitely_lost_bytes",
+            ),
+            (
+                self.max_indirectly_lost_bytes,
+                LeakKind::Indirect,
+                "max_indirectly_lost_bytes",
+            ),
+            (
+                self.max_possibly_lost_bytes,
+                LeakKind::Possible,
+                "max_possibly_lost_bytes",
+            ),
+        ];
+        for (_, kind, key) in limits.iter().filter(|(limit, _, _)| limit.is_some()) {
+            if self.leak_check == LeakCheck::No {
+                problems.push(format!(
+                    "`{key}` needs a leak check, but `leak_check` is \"no\""
+                ));
+            } else if !self.show_leak_kinds.contains(kind) {
+                problems.push(format!(
+                    "`{key}` needs \"{}\" in `show_leak_kinds`: valgrind reports only the leak \
+                     kinds it shows",
+                    kind.name()
+                ));
+            }
+        }
+        problems
+    }
+}
+
+/// Runs services under memcheck.
+pub struct Memcheck {
+    valgrind: Valgrind,
+}
+
+impl Plugin for Memcheck {
+    type Config = Config;
+
+    fn manifest() -> Manifest {
+        Manifest::new("memcheck")
+            .capability("valgrind")
+            // One valgrind per process; and valgrind replaces malloc itself, so an
+            // LD_PRELOAD profiler would either be bypassed or break it.
+            .conflicts_with("valgrind")
+            .conflicts_with("ld_preload")
+            // Innermost: valgrind must run the program itself, not another wrapper.
+            .priority(-50)
+            .tool("valgrind", "valgrind")
+    }
+
+    fn validate(config: &Config, _base_dir: &Path) -> Vec<String> {
+        config.problems()
+    }
+
+    fn new(config: Config, _ctx: Context) -> anyhow::Result<Self> {
+        let problems = config.problems();
+        if !problems.is_empty() {
+            bail!("{}", problems.join("; "));
+        }
+        Ok(Memcheck {
+            valgrind: Valgrind::new(Tool::Memcheck, config.options(), config.thresholds()),
+        })
+    }
+}
+
+impl ExecutionEnvironment for Memcheck {
+    fn slowdown(&self) -> f64 {
+        self.valgrind.slowdown()
+    }
+
+    fn wrap(&mut self, command: ServiceCommand) -> anyhow::Result<ServiceCommand> {
+        self.valgrind.wrap(command)
+    }
+
+    fn get_monitoring_data(&mut self, service: &str) -> anyhow::Result<serde_json::Value> {
+        self.valgrind.collect(service)
+    }
+}
+
+export_plugin!(ExecutionEnvironment: Memcheck);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(json: serde_json::Value) -> Result<Config, serde_json::Error> {
+        serde_json::from_value(json)
+    }
+
+    #[test]
+    fn defaults_check_full_leaks_and_fail_on_nothing() {
+        let config = Config::default();
+        assert_eq!(
+            config.options().tool_args,
+            [
+                "--leak-check=full",
+                "--show-leak-kinds=definite,possible",
+                "--track-origins=no"
+            ]
+        );
+        assert_eq!(config.thresholds(), Thresholds::default());
+        assert!(!config.options().trace_children);
+        assert!(config.problems().is_empty());
+    }
+
+    #[test]
+    fn keys_map_to_options_and_thresholds() {
+        let config = config(serde_json::json!({
+            "leak_check": "summary",
+            "show_leak_kinds": [],
+            "track_origins": true,
+            "extra_args": ["--num-callers=40"],
+            "max_invalid_reads": 0,
+            "fail_on_truncated": true,
+        }))
+        .unwrap();
+        let options = config.options();
+        assert_eq!(
+            options.tool_args,
+            [
+                "--leak-check=summary",
+                "--show-leak-kinds=none",
+                "--track-origins=yes"
+            ]
+        );
+        assert_eq!(options.extra_args, ["--num-callers=40"]);
+        let thresholds = config.thresholds();
+        assert_eq!(thresholds.max_invalid_reads, Some(0));
+        assert!(thresholds.fail_on_truncated);
+    }
+
+    #[test]
+    fn unknown_keys_and_other_tools_limits_are_refused() {
+        let err = config(serde_json::json!({ "max_races": 0 })).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown field `max_races`"),
+            "{err}"
+        );
+        let err = config(serde_json::json!({ "leak_check": "yes" })).unwrap_err();
+        assert!(err.to_string().contains("unknown variant `yes`"), "{err}");
+    }
+
+    #[test]
+    fn leak_limits_need_their_kind_shown() {
+        let limits = config(serde_json::json!({
+            "max_indirectly_lost_bytes": 0,
+            "max_definitely_lost_bytes": 0,
+            "extra_args": ["--show-leak-kinds=all"],
+        }))
+        .unwrap();
+        assert_eq!(
+            limits.problems(),
+            [
+                "`extra_args` element \"--show-leak-kinds=all\" sets `--show-leak-kinds`: use \
+                 the `show_leak_kinds` key instead",
+                "`max_indirectly_lost_bytes` needs \"indirect\" in `show_leak_kinds`: valgrind \
+                 reports only the leak kinds it shows",
+            ]
+        );
+        let no_check = config(serde_json::json!({
+            "leak_check": "no",
+            "max_possibly_lost_bytes": 10,
+        }))
+        .unwrap();
+        assert_eq!(
+            no_check.problems(),
+            ["`max_possibly_lost_bytes` needs a leak check, but `leak_check` is \"no\""]
+        );
+    }
+
+    #[test]
+    fn refuses_other_valgrind_tools_and_ld_preload_profilers() {
+        let memcheck = Memcheck::manifest();
+        assert_eq!(memcheck.tools[0].package, "valgrind");
+        let helgrind = Manifest::new("helgrind").capability("valgrind");
+        assert_eq!(
+            memcheck.conflict_with(&helgrind).as_deref(),
+            Some(
+                "`memcheck` declares it cannot run with `valgrind` plugins, and `helgrind` is one"
+            )
+        );
+        let profiler = Manifest::new("gperf_heap").capability("ld_preload");
+        assert_eq!(
+            memcheck.conflict_with(&profiler).as_deref(),
+            Some("`memcheck` declares it cannot run with `ld_preload` plugins, and `gperf_heap` is one")
+        );
+        assert_eq!(
+            memcheck.conflict_with(&Manifest::new("resource_metrics").capability("sampler")),
+            None
+        );
+    }
+}
