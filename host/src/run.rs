@@ -373,6 +373,11 @@ impl Run<'_> {
             env: def.env.clone(),
             cwd: Some(def.cwd.clone()),
             output_dir: PathBuf::new(),
+            experiment_dir: self
+                .experiment
+                .path
+                .parent()
+                .map(std::path::Path::to_path_buf),
         };
         let mut slowdown = 1.0;
         let outcomes = extensions.map(settings.failure_policy(), |slot| {
@@ -404,6 +409,7 @@ impl Run<'_> {
             ready,
             role: def.role,
             log_dir: services_dir.to_path_buf(),
+            stop_grace: Some(STOP_GRACE.mul_f64(slowdown)),
         };
         Deployed {
             def: def.clone(),

@@ -184,6 +184,10 @@ pub struct ServiceCommand {
     pub cwd: Option<PathBuf>,
     /// A folder reserved for this execution environment's files about this service.
     pub output_dir: PathBuf,
+    /// The experiment file's folder: relative paths in the plugin's configuration (a
+    /// suppressions file, a library) are relative to it. Since 1.1.
+    #[serde(default)]
+    pub experiment_dir: Option<PathBuf>,
 }
 
 /// When a service counts as ready.
@@ -260,6 +264,11 @@ pub struct ServiceSpec {
     pub role: Role,
     /// Where its stdout and stderr go (`<log_dir>/<name>.stdout`, `.stderr`).
     pub log_dir: PathBuf,
+    /// How long it gets between SIGTERM and SIGKILL at least: the host scales its default by
+    /// the slowdown of the execution environments wrapping it, whose tools may need the time
+    /// to write their reports. Since 1.1.
+    #[serde(default, with = "humantime_serde")]
+    pub stop_grace: Option<Duration>,
 }
 
 /// Everything a network environment is asked to deploy.

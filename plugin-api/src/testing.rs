@@ -179,6 +179,7 @@ impl TestHost {
             ready: None,
             role: Role::Client,
             log_dir: self.output_dir().to_path_buf(),
+            stop_grace: None,
         }
     }
 

@@ -163,8 +163,14 @@ impl NetworkEnvironment for Localhost {
     }
 
     fn stop_service(&mut self, service: &str) -> anyhow::Result<ProcessState> {
-        let handle = self.find(service)?.handle;
-        self.ctx.stop(handle, self.grace)
+        let running = self.find(service)?;
+        // The host asks for more time when tools wrap the service (valgrind writes its leak
+        // report after SIGTERM); never less than configured.
+        let grace = running
+            .spec
+            .stop_grace
+            .map_or(self.grace, |g| g.max(self.grace));
+        self.ctx.stop(running.handle, grace)
     }
 
     fn teardown_environment(&mut self) -> anyhow::Result<()> {
