@@ -605,6 +605,19 @@ impl Run<'_> {
     fn stop_and_collect(&mut self, scope: &mut Scope, network: Slot, deployed: &mut [Deployed]) {
         let bus = Arc::clone(&self.options.services.bus);
         let policy = scope.settings.failure_policy();
+        // The run may have ended before the last poll (a readiness failure, Ctrl-C): only a
+        // service that is still running now counts as stopped by the host.
+        if let Ok(status) = scope
+            .network(network)
+            .expect("adopted")
+            .get_environment_status()
+        {
+            for d in deployed.iter_mut() {
+                if let Some(state) = status.services.get(&d.spec.name) {
+                    d.state = state.clone();
+                }
+            }
+        }
         for d in deployed.iter_mut().rev().filter(|d| d.deployed) {
             let name = d.spec.name.clone();
             let stopped = d.extensions.map(policy, |slot| {

@@ -197,6 +197,14 @@ plugin = "json"
     let result = result_of(&sandbox.results("crash"));
     assert_eq!(result["status"], "failed");
     assert_eq!(result["services"][1]["message"], "never started");
+    assert_eq!(
+        result["services"][0]["passed"], false,
+        "a server that died is not 'stopped by the host'"
+    );
+    assert_eq!(
+        result["services"][0]["state"],
+        serde_json::json!({ "state": "exited", "code": 3 })
+    );
     let deployed = events(&sandbox.results("crash"))
         .iter()
         .filter(|e| e["event"] == "service_deployed")

@@ -1,0 +1,308 @@
+//! Bring-up time of a compose project: N echo servers with healthchecks, from nothing until
+//! every one is healthy, by this plugin's engine code and by the Compose tool on the same
+//! file; then a table.
+//!
+//! ```text
+//! cargo build -p panther-echo
+//! cargo run -p panther-plugin-docker-compose --example bringup -- [--services 10] [--rounds 5]
+//! ```
+//!
+//! The image is built once from the workspace's `target/debug/echo-server` and
+//! `echo-client` (plus the libraries `ldd` names, on an empty image), before anything is
+//! timed, and removed at the end. The Compose tool is `docker compose up -d --wait` when
+//! the CLI has it, else `docker-compose up -d` followed by polling the engine for health
+//! with the same code this plugin uses (`docker-compose` 1.x has no `--wait`).
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _};
+use panther_docker::{
+    bollard::query_parameters::ListContainersOptionsBuilder,
+    container::{self, Health},
+    image::{self, BuildSpec},
+    Engine, RunLabels,
+};
+use panther_plugin_docker_compose::{compose, project::Project};
+
+const IMAGE: &str = "panther-bench-echo:latest";
+
+fn main() -> anyhow::Result<()> {
+    let mut services = 10usize;
+    let mut rounds = 5usize;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let value = args.next().context("a value after the option")?;
+        match arg.as_str() {
+            "--services" => services = value.parse()?,
+            "--rounds" => rounds = value.parse()?,
+            other => bail!("unknown option {other} (--services N, --rounds N)"),
+        }
+    }
+    let work = tempfile::tempdir()?;
+    let engine = Engine::connect()?;
+    let context = echo_context(work.path())?;
+    engine.block_on(image::build(
+        engine.docker(),
+        &BuildSpec::new(&context),
+        IMAGE,
+        &Default::default(),
+        true,
+    ))?;
+    let file = work.path().join("compose.yaml");
+    std::fs::write(&file, compose_text(services))?;
+    let compose_file = compose::load(&file).map_err(|p| anyhow::anyhow!("{}", p.join("\n")))?;
+    let tool = ComposeTool::find()?;
+
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    let mut ours_down = Vec::new();
+    let mut theirs_down = Vec::new();
+    for round in 0..rounds {
+        // This plugin's code: networks, then every container in dependency order (all in
+        // parallel here), then until every healthcheck passed.
+        let name = format!("panther-bench-{}-{round}", std::process::id());
+        let labels = RunLabels::new(&name, "bringup", "bringup");
+        let project = Project::from_compose(
+            engine.docker(),
+            engine.handle(),
+            &name,
+            labels,
+            work.path().join("logs"),
+            &compose_file,
+            true,
+        );
+        let started = Instant::now();
+        let never = || false;
+        let up = engine.block_on(async {
+            project.prepare().await?;
+            project.up(&project.service_names(), true, &never).await
+        });
+        let elapsed = started.elapsed();
+        let started = Instant::now();
+        engine.block_on(project.down())?;
+        ours_down.push(started.elapsed());
+        up?;
+        ours.push(elapsed);
+
+        let name = format!("composebench{}x{round}", std::process::id());
+        let started = Instant::now();
+        let up = tool.up(&file, &name, &engine, services);
+        let elapsed = started.elapsed();
+        let started = Instant::now();
+        tool.down(&file, &name)?;
+        theirs_down.push(started.elapsed());
+        up?;
+        theirs.push(elapsed);
+        eprintln!(
+            "round {}: panther {:.2}s, {} {:.2}s",
+            round + 1,
+            ours.last().unwrap().as_secs_f64(),
+            tool.name(),
+            elapsed.as_secs_f64()
+        );
+    }
+    let _ = engine.block_on(engine.docker().remove_image(
+        IMAGE,
+        None::<panther_docker::bollard::query_parameters::RemoveImageOptions>,
+        None,
+    ));
+
+    println!(
+        "\n{services} echo servers with healthchecks (interval 200ms), {rounds} rounds, until all healthy\n"
+    );
+    println!("| bring-up by | min | median | max | teardown (median) |");
+    println!("|---|---|---|---|---|");
+    for (label, up, down) in [
+        (
+            "panther docker_compose (bollard)",
+            &mut ours,
+            &mut ours_down,
+        ),
+        (tool.name(), &mut theirs, &mut theirs_down),
+    ] {
+        up.sort();
+        down.sort();
+        println!(
+            "| {label} | {:.2}s | {:.2}s | {:.2}s | {:.2}s |",
+            up[0].as_secs_f64(),
+            up[up.len() / 2].as_secs_f64(),
+            up[up.len() - 1].as_secs_f64(),
+            down[down.len() / 2].as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+fn compose_text(services: usize) -> String {
+    let mut text = String::from("services:\n");
+    for i in 0..services {
+        text.push_str(&format!(
+            r#"  echo{i}:
+    image: {IMAGE}
+    command: ["echo-server", "--host", "0.0.0.0", "--port", "7000"]
+    init: true
+    healthcheck:
+      test: ["CMD", "/usr/local/bin/echo-client", "127.0.0.1:7000", "ping"]
+      interval: 200ms
+      timeout: 2s
+      retries: 50
+"#
+        ));
+    }
+    text
+}
+
+/// The echo programs, `/bin/sleep` and their libraries on an empty image.
+fn echo_context(work: &Path) -> anyhow::Result<PathBuf> {
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/debug");
+    let dir = work.join("context");
+    let rootfs = dir.join("rootfs");
+    std::fs::create_dir_all(rootfs.join("usr/local/bin"))?;
+    std::fs::create_dir_all(rootfs.join("bin"))?;
+    std::fs::write(
+        dir.join("Dockerfile"),
+        "FROM scratch\nCOPY rootfs/ /\nENV PATH=/usr/local/bin:/bin\n",
+    )?;
+    let mut binaries = vec![PathBuf::from("/bin/sleep")];
+    for program in ["echo-server", "echo-client"] {
+        let path = target.join(program);
+        if !path.is_file() {
+            bail!(
+                "{} is missing: run `cargo build -p panther-echo` first",
+                path.display()
+            );
+        }
+        std::fs::copy(&path, rootfs.join("usr/local/bin").join(program))?;
+        binaries.push(path);
+    }
+    std::fs::copy("/bin/sleep", rootfs.join("bin/sleep"))?;
+    for binary in &binaries {
+        let output = Command::new("ldd")
+            .arg(binary)
+            .output()
+            .context("running ldd")?;
+        for library in String::from_utf8_lossy(&output.stdout)
+            .split_whitespace()
+            .filter(|w| w.starts_with('/'))
+        {
+            let inside = rootfs.join(library.trim_start_matches('/'));
+            std::fs::create_dir_all(inside.parent().expect("a library is in a folder"))?;
+            std::fs::copy(library, &inside)?;
+        }
+    }
+    Ok(dir)
+}
+
+/// The Compose tool to compare with.
+enum ComposeTool {
+    /// `docker compose` (v2): waits for health itself.
+    Plugin,
+    /// `docker-compose` (v1): health is polled on the engine afterwards.
+    Standalone,
+}
+
+impl ComposeTool {
+    fn find() -> anyhow::Result<ComposeTool> {
+        let works = |program: &str, args: &[&str]| {
+            Command::new(program)
+                .args(args)
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        if works("docker", &["compose", "version"]) {
+            Ok(ComposeTool::Plugin)
+        } else if works("docker-compose", &["version"]) {
+            Ok(ComposeTool::Standalone)
+        } else {
+            bail!("neither `docker compose` nor `docker-compose` is installed")
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            ComposeTool::Plugin => "docker compose up -d --wait",
+            ComposeTool::Standalone => "docker-compose up -d, then poll health",
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> anyhow::Result<()> {
+        let mut command = match self {
+            ComposeTool::Plugin => {
+                let mut c = Command::new("docker");
+                c.arg("compose");
+                c
+            }
+            ComposeTool::Standalone => Command::new("docker-compose"),
+        };
+        let output = command.args(args).output()?;
+        if !output.status.success() {
+            bail!("{}", String::from_utf8_lossy(&output.stderr));
+        }
+        Ok(())
+    }
+
+    fn up(
+        &self,
+        file: &Path,
+        project: &str,
+        engine: &Engine,
+        services: usize,
+    ) -> anyhow::Result<()> {
+        let file = file.to_str().expect("a UTF-8 path");
+        match self {
+            ComposeTool::Plugin => self.run(&["-f", file, "-p", project, "up", "-d", "--wait"]),
+            ComposeTool::Standalone => {
+                self.run(&["-f", file, "-p", project, "up", "-d"])?;
+                wait_all_healthy(engine, project, services)
+            }
+        }
+    }
+
+    fn down(&self, file: &Path, project: &str) -> anyhow::Result<()> {
+        let file = file.to_str().expect("a UTF-8 path");
+        self.run(&["-f", file, "-p", project, "down", "-v", "-t", "3"])
+    }
+}
+
+/// Polls the engine (as the plugin does, every 25 ms) until every container of a Compose
+/// project is healthy.
+fn wait_all_healthy(engine: &Engine, project: &str, services: usize) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let filters = std::collections::HashMap::from([(
+        "label".to_string(),
+        vec![format!("com.docker.compose.project={project}")],
+    )]);
+    engine.block_on(async {
+        let containers = engine
+            .docker()
+            .list_containers(Some(
+                ListContainersOptionsBuilder::default()
+                    .all(true)
+                    .filters(&filters)
+                    .build(),
+            ))
+            .await?;
+        if containers.len() != services {
+            bail!(
+                "{} containers in project {project}, expected {services}",
+                containers.len()
+            );
+        }
+        for c in containers {
+            let id = c.id.unwrap_or_default();
+            loop {
+                match container::inspect(engine.docker(), &id).await?.health {
+                    Health::Healthy => break,
+                    Health::Unhealthy(why) => bail!("{id} is unhealthy: {why}"),
+                    _ if Instant::now() > deadline => bail!("{id} was not healthy in time"),
+                    _ => tokio::time::sleep(Duration::from_millis(25)).await,
+                }
+            }
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,706 @@
+//! The container network environments (`docker_compose`, `localhost_single_container`) on this
+//! machine's Docker engine. The engine must be reachable: these tests fail, saying so, when it
+//! is not. Images are built from the workspace's echo programs (nothing is pulled), and every
+//! container, network, volume and image a test makes is gone when it ends; each test checks
+//! that through the engine itself (`docker … --filter label=…`).
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+use crate::support::*;
+
+/// Runs the `docker` CLI (the tests look at the engine with it; the plugins never run it).
+fn docker(args: &[&str]) -> String {
+    let output = Command::new("docker")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `docker {}`: {e}", args.join(" ")));
+    assert!(
+        output.status.success(),
+        "`docker {}` failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Fails the test, loudly, when the engine cannot be reached.
+fn require_engine() {
+    let output = Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output();
+    match output {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => panic!(
+            "THE DOCKER ENGINE IS UNREACHABLE: these tests need a running Docker engine \
+             (`docker version` said: {})",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
+        Err(e) => panic!("THE DOCKER ENGINE IS UNREACHABLE: cannot run `docker version`: {e}"),
+    }
+}
+
+/// A build context holding the echo programs, `/bin/sleep` and the libraries `ldd` names for
+/// them, plus `tests/fixtures/docker/echo/Dockerfile`: an image `FROM scratch` that needs no
+/// registry. Assembled once per test process under `target/docker-fixtures/`.
+fn echo_context() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let parent = root().join("target/docker-fixtures");
+        // Contexts of test processes that are gone.
+        for entry in std::fs::read_dir(&parent).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name
+                .strip_prefix("echo-")
+                .and_then(|p| p.parse::<u32>().ok())
+            {
+                if !Path::new(&format!("/proc/{pid}")).exists() {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        let dir = parent.join(format!("echo-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let rootfs = dir.join("rootfs");
+        std::fs::create_dir_all(rootfs.join("usr/local/bin")).unwrap();
+        std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+        std::fs::copy(
+            root().join("tests/fixtures/docker/echo/Dockerfile"),
+            dir.join("Dockerfile"),
+        )
+        .unwrap();
+        let programs = [program("echo-server"), program("echo-client")];
+        for program in &programs {
+            let name = Path::new(program).file_name().unwrap();
+            std::fs::copy(program, rootfs.join("usr/local/bin").join(name)).unwrap();
+        }
+        std::fs::copy("/bin/sleep", rootfs.join("bin/sleep")).unwrap();
+        let binaries = programs.iter().map(String::as_str).chain(["/bin/sleep"]);
+        for binary in binaries {
+            let output = Command::new("ldd").arg(binary).output().expect("ldd runs");
+            for library in String::from_utf8_lossy(&output.stdout)
+                .split_whitespace()
+                .filter(|w| w.starts_with('/'))
+            {
+                let inside = rootfs.join(library.trim_start_matches('/'));
+                std::fs::create_dir_all(inside.parent().unwrap()).unwrap();
+                std::fs::copy(library, &inside).unwrap();
+            }
+        }
+        dir
+    })
+}
+
+/// An image tag for one test, removed from the engine when dropped.
+struct ImageTag(String);
+
+impl ImageTag {
+    fn new(test: &str) -> ImageTag {
+        ImageTag(format!("panther-test-echo:{test}-{}", std::process::id()))
+    }
+}
+
+impl Drop for ImageTag {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["rmi", "--force", &self.0])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Every container, network, volume and image the engine has with this label.
+fn labelled(label: &str) -> Vec<String> {
+    let filter = format!("label={label}");
+    let mut found = Vec::new();
+    for (kind, args) in [
+        (
+            "container",
+            vec!["ps", "--all", "--quiet", "--filter", &filter],
+        ),
+        (
+            "network",
+            vec!["network", "ls", "--quiet", "--filter", &filter],
+        ),
+        (
+            "volume",
+            vec!["volume", "ls", "--quiet", "--filter", &filter],
+        ),
+        ("image", vec!["images", "--quiet", "--filter", &filter]),
+    ] {
+        found.extend(
+            docker(&args)
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|id| format!("{kind} {id}")),
+        );
+    }
+    found
+}
+
+/// Removes whatever a run left when dropped, so that a failing test leaves nothing either.
+struct RemoveLeftovers(String);
+
+impl Drop for RemoveLeftovers {
+    fn drop(&mut self) {
+        let filter = format!("label=panther.run={}", self.0);
+        for (list, remove) in [
+            (
+                vec!["ps", "--all", "--quiet"],
+                vec!["rm", "--force", "--volumes"],
+            ),
+            (vec!["network", "ls", "--quiet"], vec!["network", "rm"]),
+            (
+                vec!["volume", "ls", "--quiet"],
+                vec!["volume", "rm", "--force"],
+            ),
+            (vec!["images", "--quiet"], vec!["rmi", "--force"]),
+        ] {
+            let Ok(found) = Command::new("docker")
+                .args(&list)
+                .args(["--filter", &filter])
+                .output()
+            else {
+                continue;
+            };
+            let ids: Vec<String> = String::from_utf8_lossy(&found.stdout)
+                .split_whitespace()
+                .map(str::to_string)
+                .collect();
+            if !ids.is_empty() {
+                let _ = Command::new("docker")
+                    .args(&remove)
+                    .args(&ids)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+    }
+}
+
+fn assert_nothing_left(run_id: &str) {
+    let left = labelled(&format!("panther.run={run_id}"));
+    assert!(left.is_empty(), "run {run_id} left {left:?}");
+}
+
+fn run_id(run: &Path) -> String {
+    events(run)
+        .iter()
+        .find(|e| e["event"] == "experiment_started")
+        .and_then(|e| e["run_id"].as_str())
+        .expect("an experiment_started event")
+        .to_string()
+}
+
+fn deployed_pids(run: &Path) -> Vec<u32> {
+    events(run)
+        .iter()
+        .filter(|e| e["event"] == "service_deployed")
+        .filter_map(|e| e["pid"].as_u64().map(|p| p as u32))
+        .collect()
+}
+
+fn result_of(run: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(run.join("result.json")).unwrap()).unwrap()
+}
+
+/// A compose file: an echo server with a healthcheck (the echo client, run inside it: the
+/// image has no shell), a client that waits for it to be healthy, and a service the
+/// experiment does not name (started before the experiment's), on a network of the file,
+/// with an anonymous and a named volume.
+///
+/// The Dockerfile is the fixture's with a label of the test's own, kept outside the context:
+/// tests build at once and remove their images when they end, and the label keeps their
+/// images from sharing layers.
+fn compose_file(sandbox: &Sandbox, image: &str) -> String {
+    let fixture =
+        std::fs::read_to_string(root().join("tests/fixtures/docker/echo/Dockerfile")).unwrap();
+    let dockerfile = sandbox.write(
+        "echo.Dockerfile",
+        &fixture.replacen(
+            "FROM scratch\n",
+            &format!("FROM scratch\nLABEL panther.test=\"{image}\"\n"),
+            1,
+        ),
+    );
+    format!(
+        r#"services:
+  server:
+    build:
+      context: {context}
+      dockerfile: {dockerfile}
+    image: {image}
+    networks: [back]
+    volumes: ["/data"]
+    healthcheck:
+      test: ["CMD", "/usr/local/bin/echo-client", "127.0.0.1:7000", "ping"]
+      interval: 200ms
+      timeout: 2s
+      retries: 50
+  extra:
+    image: {image}
+    command: ["echo-server", "--host", "0.0.0.0", "--port", "7100"]
+    networks: [back]
+  client:
+    image: {image}
+    networks: [back]
+    volumes: ["scratch:/scratch"]
+    depends_on:
+      server: {{ condition: service_healthy }}
+networks:
+  back:
+volumes:
+  scratch:
+"#,
+        context = echo_context().display(),
+        dockerfile = dockerfile.display(),
+    )
+}
+
+/// An experiment on `compose.yaml`: the server, then the client whose exit code is the
+/// result. No `ready` for the server: the client waits for its healthcheck.
+fn compose_experiment(name: &str, server: &str, client: &str) -> String {
+    experiment(
+        name,
+        "plugin = \"docker_compose\"\ncompose_file = \"compose.yaml\"",
+        server,
+        "",
+        client,
+    )
+}
+
+fn experiment(name: &str, network: &str, server: &str, server_extra: &str, client: &str) -> String {
+    format!(
+        r#"[experiment]
+name = "{name}"
+timeout = "60s"
+
+[network]
+{network}
+
+[[service]]
+name = "server"
+command = [{server}]
+{server_extra}
+
+[[service]]
+name = "client"
+command = [{client}]
+depends_on = ["server"]
+role = "client"
+
+[[report]]
+plugin = "json"
+path = "result.json"
+"#
+    )
+}
+
+const SERVER: &str = r#""echo-server", "--host", "0.0.0.0", "--port", "7000""#;
+
+/// Waits until the run's events show `count` deployed services; the run folder.
+fn wait_for_deployments(results_root: &Path, count: usize) -> PathBuf {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "services were not deployed in time"
+        );
+        let run = std::fs::read_dir(results_root)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .map(|e| e.path());
+        if let Some(run) = run.filter(|r| r.join("events.jsonl").exists()) {
+            let deployed = events(&run)
+                .iter()
+                .filter(|e| e["event"] == "service_deployed")
+                .count();
+            if deployed == count {
+                return run;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_compose_experiment_passes_on_the_clients_exit_code_and_leaves_nothing() {
+    require_engine();
+    let sandbox = Sandbox::new();
+    let image = ImageTag::new("compose");
+    sandbox.write("compose.yaml", &compose_file(&sandbox, &image.0));
+    let client = r#""echo-client", "server:7000", "hello", "panther", "--count", "3""#;
+    let file = sandbox.write(
+        "e.toml",
+        &compose_experiment("compose-echo", SERVER, client),
+    );
+
+    let output = sandbox.host(&["run", file.to_str().unwrap()]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let run = sandbox.results("compose-echo");
+    let _cleanup = RemoveLeftovers(run_id(&run));
+    let result = result_of(&run);
+    assert_eq!(result["status"], "passed");
+    assert_eq!(result["network"], "docker_compose");
+    assert_eq!(
+        result["services"][1]["state"],
+        serde_json::json!({ "state": "exited", "code": 0 })
+    );
+    let server_out = std::fs::read_to_string(run.join("services/server.stdout")).unwrap();
+    assert!(
+        server_out.starts_with("listening on 0.0.0.0:7000"),
+        "{server_out}"
+    );
+    let client_out = std::fs::read_to_string(run.join("services/client.stdout")).unwrap();
+    assert_eq!(
+        client_out
+            .lines()
+            .filter(|l| *l == "echoed \"panther\"")
+            .count(),
+        3,
+        "{client_out}"
+    );
+    let extra_out = std::fs::read_to_string(run.join("services/extra.stdout")).unwrap();
+    assert!(
+        extra_out.starts_with("listening on 0.0.0.0:7100"),
+        "{extra_out}"
+    );
+    assert_eq!(
+        result["services"].as_array().unwrap().len(),
+        2,
+        "only the experiment's services are judged"
+    );
+    let pids = deployed_pids(&run);
+    assert!(!pids.is_empty(), "the server's container init pid is given");
+    assert!(pids.iter().all(|&p| !alive(p)), "{pids:?} still alive");
+    assert_nothing_left(&run_id(&run));
+}
+
+#[test]
+fn without_a_compose_file_the_experiments_services_run_from_one_image_and_a_failing_client_fails() {
+    require_engine();
+    let sandbox = Sandbox::new();
+    // The image is a build context folder: built for the run, removed with it.
+    let network = format!(
+        "plugin = \"docker_compose\"\nimage = \"{}\"",
+        echo_context().display()
+    );
+    // `ready.tcp` on 127.0.0.1 means the server's own container.
+    let ready = "ready = { tcp = 7000, timeout = \"10s\" }";
+    // Nothing listens on 7001: the client exits 1.
+    let client = r#""echo-client", "server:7001""#;
+    let file = sandbox.write(
+        "e.toml",
+        &experiment("generated", &network, SERVER, ready, client),
+    );
+
+    let output = sandbox.host(&["run", file.to_str().unwrap()]);
+    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    let run = sandbox.results("generated");
+    let _cleanup = RemoveLeftovers(run_id(&run));
+    let result = result_of(&run);
+    assert_eq!(result["status"], "failed");
+    assert_eq!(result["services"][0]["passed"], true);
+    assert_eq!(
+        result["services"][1]["message"],
+        "exited with code 1, expected 0"
+    );
+    let client_err = std::fs::read_to_string(run.join("services/client.stderr")).unwrap();
+    assert!(
+        client_err.contains("cannot connect to server:7001"),
+        "{client_err}"
+    );
+    assert!(
+        events(&run)
+            .iter()
+            .any(|e| e["event"] == "service_ready" && e["service"] == "server"),
+        "the server's readiness was checked"
+    );
+    assert_nothing_left(&run_id(&run));
+}
+
+#[test]
+fn ctrl_c_during_a_compose_run_leaves_nothing() {
+    require_engine();
+    let sandbox = Sandbox::new();
+    let image = ImageTag::new("interrupted");
+    sandbox.write("compose.yaml", &compose_file(&sandbox, &image.0));
+    let client = r#""echo-client", "server:7000", "hello", "--count", "1000000000""#;
+    let file = sandbox.write(
+        "e.toml",
+        &compose_experiment("compose-interrupted", SERVER, client),
+    );
+    let mut host = sandbox
+        .host_command(&["run", file.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let run = wait_for_deployments(&sandbox.path().join("results/compose-interrupted"), 2);
+    let id = run_id(&run);
+    let _cleanup = RemoveLeftovers(id.clone());
+    let running = labelled(&format!("panther.run={id}"));
+    assert_eq!(
+        running
+            .iter()
+            .filter(|r| r.starts_with("container"))
+            .count(),
+        3,
+        "every container carries the run's label: {running:?}"
+    );
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(host.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = host.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "the interrupted exit code");
+    assert_eq!(result_of(&run)["status"], "interrupted");
+    let pids = deployed_pids(&run);
+    assert!(pids.iter().all(|&p| !alive(p)), "{pids:?} still alive");
+    assert_nothing_left(&id);
+}
+
+#[test]
+fn a_server_that_crashes_before_it_is_healthy_fails_the_run_and_leaves_nothing() {
+    require_engine();
+    let sandbox = Sandbox::new();
+    let image = ImageTag::new("crash");
+    sandbox.write("compose.yaml", &compose_file(&sandbox, &image.0));
+    let server = r#""echo-server", "--port", "not-a-port""#;
+    let client = r#""echo-client", "server:7000""#;
+    let file = sandbox.write(
+        "e.toml",
+        &compose_experiment("compose-crash", server, client),
+    );
+
+    let started = Instant::now();
+    let output = sandbox.host(&["run", file.to_str().unwrap()]);
+    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(
+        err.contains("service `server` exited with code 2 before it was ready"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "noticed the exit without waiting for the healthcheck's retries"
+    );
+    let run = sandbox.results("compose-crash");
+    let _cleanup = RemoveLeftovers(run_id(&run));
+    let result = result_of(&run);
+    assert_eq!(result["status"], "failed");
+    assert_eq!(result["services"][1]["message"], "never started");
+    let server_err = std::fs::read_to_string(run.join("services/server.stderr")).unwrap();
+    assert!(server_err.contains("usage: echo-server"), "{server_err}");
+    assert_nothing_left(&run_id(&run));
+}
+
+#[test]
+fn unsupported_compose_keys_and_unknown_dependencies_are_refused_at_check_without_the_engine() {
+    let sandbox = Sandbox::new();
+    let compose = sandbox.write(
+        "compose.yaml",
+        r#"services:
+  server:
+    image: anything
+    privileged: true
+    healthcheck:
+      test: ["CMD", "true"]
+      start_interval: 1s
+  client:
+    image: anything
+    depends_on:
+      sever: { condition: service_healthy }
+secrets:
+  token:
+    file: ./token
+"#,
+    );
+    let file = sandbox.write(
+        "e.toml",
+        &compose_experiment("bad-compose", SERVER, r#""echo-client", "server:7000""#),
+    );
+    // An engine that does not exist: `check` must not need one.
+    let no_engine = format!("unix://{}", sandbox.path().join("no-docker.sock").display());
+    let output = sandbox
+        .host_command(&["check", file.to_str().unwrap()])
+        .env("DOCKER_HOST", &no_engine)
+        .output()
+        .unwrap();
+    assert_eq!(code(&output), 2, "{}", stderr(&output));
+    let err = stderr(&output);
+    let compose = compose.display().to_string();
+    for needle in [
+        format!("{compose}: service `server`: unsupported key `privileged`"),
+        format!("{compose}: service `server`: `healthcheck`: unsupported key `start_interval`"),
+        format!("{compose}: unsupported top-level key `secrets`"),
+        format!(
+            "{compose}: service `client` depends on `sever`, which is not a service of this file (did you mean `server`?)"
+        ),
+    ] {
+        assert!(err.contains(&needle), "`{needle}` missing in:\n{err}");
+    }
+    assert!(
+        !err.contains("Docker engine"),
+        "the engine was not asked: {err}"
+    );
+    assert!(!sandbox.path().join("results").exists(), "nothing ran");
+
+    // The same experiment with a good file passes `check`, still without an engine.
+    sandbox.write("compose.yaml", &compose_file(&sandbox, "some-image:1"));
+    let output = sandbox
+        .host_command(&["check", file.to_str().unwrap()])
+        .env("DOCKER_HOST", &no_engine)
+        .output()
+        .unwrap();
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+
+    // Both plugins say what their configuration lacks.
+    let file = sandbox.write(
+        "lacking.toml",
+        "[experiment]\nname = \"lacking\"\n[network]\nplugin = \"localhost_single_container\"\n\
+         [[service]]\nname = \"s\"\ncommand = [\"x\"]\n",
+    );
+    let output = sandbox.host(&["check", file.to_str().unwrap()]);
+    assert_eq!(code(&output), 2, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("`image` is needed"),
+        "{}",
+        stderr(&output)
+    );
+    let file = sandbox.write(
+        "lacking2.toml",
+        "[experiment]\nname = \"lacking\"\n[network]\nplugin = \"docker_compose\"\n\
+         [[service]]\nname = \"s\"\ncommand = [\"x\"]\n",
+    );
+    let output = sandbox.host(&["check", file.to_str().unwrap()]);
+    assert_eq!(code(&output), 2, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("`image` is needed when there is no `compose_file`"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn the_quickstart_services_pass_in_one_container_on_the_host_network() {
+    require_engine();
+    let sandbox = Sandbox::new();
+    // The quickstart's services, their programs taken from the build folder mounted at the
+    // same path; the image brings the libraries they link and the container's `sleep`.
+    let network = format!(
+        "\n[network]\nplugin = \"localhost_single_container\"\nimage = \"{}\"\nmounts = [\"{}:ro\"]\n\n\
+         [[report]]\nplugin = \"json\"\npath = \"result.json\"\n",
+        echo_context().display(),
+        build_dir().display()
+    );
+    let name = format!("single-{}", std::process::id());
+    let file = sandbox.write("e.toml", &echo_experiment(&name, &network));
+    let output = sandbox.host(&["check", file.to_str().unwrap()]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let mut host = sandbox
+        .host_command(&["run", file.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The container exists while the run lasts, labelled with the experiment.
+    let label = format!("panther.experiment={name}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    while seen.is_empty() && Instant::now() < deadline {
+        seen = docker(&[
+            "ps",
+            "--all",
+            "--quiet",
+            "--filter",
+            &format!("label={label}"),
+        ])
+        .lines()
+        .map(str::to_string)
+        .collect();
+        if host.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = host.wait_with_output().unwrap();
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(seen.len(), 1, "one container for every service");
+
+    let run = sandbox.results(&name);
+    let _cleanup = RemoveLeftovers(run_id(&run));
+    let result = result_of(&run);
+    assert_eq!(result["status"], "passed");
+    assert_eq!(result["network"], "localhost_single_container");
+    let server_out = std::fs::read_to_string(run.join("services/server.stdout")).unwrap();
+    assert!(
+        server_out.starts_with("listening on 127.0.0.1:"),
+        "{server_out}"
+    );
+    let client_out = std::fs::read_to_string(run.join("services/client.stdout")).unwrap();
+    assert_eq!(client_out, "echoed \"hello\"\n");
+    let pids = deployed_pids(&run);
+    assert!(!pids.is_empty(), "the server's pid on the host is given");
+    assert!(pids.iter().all(|&p| !alive(p)), "{pids:?} still alive");
+    assert_nothing_left(&run_id(&run));
+    assert!(labelled(&label).is_empty(), "the run's image is gone too");
+
+    // Runs whose host still runs are left alone; this one left nothing anyway.
+    let output = sandbox.host(&["clean", "--network", "localhost_single_container"]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(
+        stdout(&output).starts_with("localhost_single_container: "),
+        "{}",
+        stdout(&output)
+    );
+}
+
+#[test]
+fn clean_removes_what_a_killed_host_left() {
+    require_engine();
+    let sandbox = Sandbox::new();
+    let image = ImageTag::new("killed");
+    sandbox.write("compose.yaml", &compose_file(&sandbox, &image.0));
+    let client = r#""echo-client", "server:7000", "hello", "--count", "1000000000""#;
+    let file = sandbox.write(
+        "e.toml",
+        &compose_experiment("compose-killed", SERVER, client),
+    );
+    let mut host = sandbox
+        .host_command(&["run", file.to_str().unwrap()])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let run = wait_for_deployments(&sandbox.path().join("results/compose-killed"), 2);
+    let id = run_id(&run);
+    let _cleanup = RemoveLeftovers(id.clone());
+    host.kill().unwrap();
+    host.wait().unwrap();
+    let left = labelled(&format!("panther.run={id}"));
+    let output = sandbox.host(&["clean", "--network", "docker_compose"]);
+    assert!(
+        left.iter().filter(|l| l.starts_with("container")).count() == 3
+            && left.iter().any(|l| l.starts_with("network"))
+            && left.iter().any(|l| l.starts_with("volume")),
+        "a killed host leaves its containers, networks and volumes: {left:?}"
+    );
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let out = stdout(&output);
+    let prefix = format!(
+        "docker_compose: removed container panther-{}",
+        id.to_lowercase().replace('.', "-")
+    );
+    assert!(out.contains(&prefix), "{out}");
+    assert!(out.contains(&format!("(run {id})")), "{out}");
+    assert_nothing_left(&id);
+}
