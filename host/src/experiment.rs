@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use panther_plugin_api::{PluginKind, Readiness, ReadyCheck, Role};
+use panther_plugin_api::{PluginKind, Readiness, ReadyCheck, Role, ValidationContext};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -247,6 +247,7 @@ pub fn load(path: &Path, registry: &Registry) -> Result<Experiment, ExperimentEr
         path,
         text: &text,
         problems: Vec::new(),
+        context: ValidationContext::default(),
     };
     let experiment = validator.experiment(file, registry);
     if validator.problems.is_empty() {
@@ -263,6 +264,8 @@ struct Validator<'a> {
     path: &'a Path,
     text: &'a str,
     problems: Vec<Problem>,
+    /// What plugins' own validation may know of the experiment.
+    context: ValidationContext,
 }
 
 impl Validator<'_> {
@@ -299,6 +302,10 @@ impl Validator<'_> {
 
         let services = self.services(file.service, &base);
         let names: BTreeSet<&str> = services.iter().map(|(_, s)| s.name.as_str()).collect();
+        self.context = ValidationContext {
+            base_dir: base.clone(),
+            services: services.iter().map(|(_, s)| s.name.clone()).collect(),
+        };
 
         let network = match file.network {
             Some(section) => {
@@ -506,7 +513,7 @@ impl Validator<'_> {
                     }
                 }
                 // The schema holds; the plugin may know more (files, their contents).
-                Ok(()) => match plugin.validate(&use_.config, &self.base_dir()) {
+                Ok(()) => match plugin.validate(&use_.config, &self.context) {
                     Ok(problems) => {
                         for problem in problems {
                             self.problem(

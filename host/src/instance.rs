@@ -100,7 +100,7 @@ impl LoadedPlugin {
     pub fn validate(
         &self,
         config: &serde_json::Value,
-        base_dir: &std::path::Path,
+        experiment: &panther_plugin_api::ValidationContext,
     ) -> Result<Vec<String>, PluginError> {
         let id = Identity {
             plugin: self.manifest.name.clone(),
@@ -108,7 +108,7 @@ impl LoadedPlugin {
         };
         let request = ValidateRequest {
             config: config.clone(),
-            base_dir: base_dir.to_path_buf(),
+            experiment: experiment.clone(),
         };
         let answer =
             (self.module.call())(RStr::from_str(VALIDATE), RStr::from_str(&json(&request)));

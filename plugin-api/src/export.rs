@@ -124,7 +124,7 @@ pub extern "C" fn module_call<P: Plugin>(
             let request: ValidateRequest = parse(payload, "validation request")?;
             let config: P::Config =
                 serde_json::from_value(request.config).context("invalid configuration")?;
-            Ok(RSome(to_json(&P::validate(&config, &request.base_dir))?))
+            Ok(RSome(to_json(&P::validate(&config, &request.experiment))?))
         }),
         // since 1.1: end
         _ => ROk(RNone),
@@ -141,8 +141,9 @@ pub const CLEAN_STALE: &str = "clean_stale";
 pub struct ValidateRequest {
     /// The plugin's configuration.
     pub config: serde_json::Value,
-    /// The experiment file's folder.
-    pub base_dir: std::path::PathBuf,
+    /// What the plugin may know of the experiment.
+    #[serde(flatten)]
+    pub experiment: crate::ValidationContext,
 }
 
 fn instantiate<P: Plugin>(config: RStr<'_>, host: HostContextBox) -> anyhow::Result<P> {

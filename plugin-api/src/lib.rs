@@ -115,6 +115,7 @@ pub use manifest::{Manifest, PluginKind, Resource, Tool};
 pub use model::{
     Command, CommandOutput, Deployment, DeploymentPlan, EnvironmentStatus, ProcessState, Readiness,
     ReadyCheck, Role, RunResult, RunStatus, ServiceCommand, ServiceResult, ServiceSpec,
+    ValidationContext,
 };
 pub use plugin::{ExecutionEnvironment, NetworkEnvironment, Plugin, Reporter};
 
@@ -133,7 +134,7 @@ pub mod prelude {
         export_plugin, Command, CommandOutput, Context, Deployment, DeploymentPlan,
         EnvironmentStatus, Event, ExecutionEnvironment, Manifest, NetworkEnvironment, Plugin,
         ProcessHandle, ProcessState, Readiness, ReadyCheck, Reporter, Resource, Role, RunResult,
-        RunStatus, ServiceCommand, ServiceResult, ServiceSpec,
+        RunStatus, ServiceCommand, ServiceResult, ServiceSpec, ValidationContext,
     };
     pub use anyhow::{self, bail, Context as _};
     pub use schemars::{self, JsonSchema};

@@ -300,6 +300,17 @@ pub struct Deployment {
     pub id: Option<String>,
 }
 
+/// What [`Plugin::validate`](crate::Plugin::validate) knows of the experiment besides the
+/// plugin's own section.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ValidationContext {
+    /// The experiment file's folder: relative paths resolve against it.
+    pub base_dir: PathBuf,
+    /// The names of the experiment's services.
+    #[serde(default)]
+    pub services: Vec<String>,
+}
+
 /// The state of every deployed service.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct EnvironmentStatus {

@@ -11,7 +11,7 @@ use crate::{
     manifest::{Manifest, Resource},
     model::{
         Deployment, DeploymentPlan, EnvironmentStatus, ProcessState, RunResult, ServiceCommand,
-        ServiceSpec,
+        ServiceSpec, ValidationContext,
     },
 };
 
@@ -36,12 +36,12 @@ pub trait Plugin: Sized + Send + 'static {
     }
 
     /// Problems with a configuration that its schema cannot express: a file it names that
-    /// does not exist, keys inside that file this plugin does not support. `base_dir` is the
-    /// experiment file's folder, against which relative paths are resolved. Called by
-    /// `check` and before every run, before anything is instantiated: read files, but touch
-    /// no engine and run no tool.
-    fn validate(config: &Self::Config, base_dir: &std::path::Path) -> Vec<String> {
-        let _ = (config, base_dir);
+    /// does not exist, keys inside that file this plugin does not support, services it does
+    /// not place. `experiment` gives the experiment file's folder (relative paths resolve
+    /// against it) and the services' names. Called by `check` and before every run, before
+    /// anything is instantiated: read files, but touch no engine and run no tool.
+    fn validate(config: &Self::Config, experiment: &ValidationContext) -> Vec<String> {
+        let _ = (config, experiment);
         Vec::new()
     }
 

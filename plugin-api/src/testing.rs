@@ -113,15 +113,15 @@ impl TestHost {
         Ok(serde_json::from_str(&json)?)
     }
 
-    /// What the plugin's validation finds in `config`, relative to `base_dir`.
+    /// What the plugin's validation finds in `config` for an experiment like `experiment`.
     pub fn validate<P: Plugin>(
         &self,
         config: serde_json::Value,
-        base_dir: &Path,
+        experiment: &crate::ValidationContext,
     ) -> anyhow::Result<Vec<String>> {
         let request = export::ValidateRequest {
             config,
-            base_dir: base_dir.to_path_buf(),
+            experiment: experiment.clone(),
         };
         let payload = serde_json::to_string(&request)?;
         let answer =

@@ -15,9 +15,11 @@
 //! - [`strace`], [`valgrind`], [`gperf`]: the tracing and profiling plugins with the real tools.
 //! - [`jobs`]: several experiments at once, each in its own scope.
 //! - [`lifecycle`]: Ctrl-C, timeouts and crashes leave no process behind.
+//! - [`docker`]: `docker_compose` and `localhost_single_container` on the real Docker engine.
 //! - [`shadow_ns`]: emulated links measured from inside an experiment, Shadow configuration.
 
 mod cli;
+mod docker;
 mod docs;
 mod execution;
 mod experiments;

@@ -20,7 +20,7 @@ use panther_docker::{
     ready::{self, Probe},
     sanitize_name, Engine, RunLabels,
 };
-use panther_plugin_api::prelude::*;
+use panther_plugin_api::{prelude::*, ValidationContext};
 
 pub mod compose;
 pub mod project;
@@ -319,7 +319,8 @@ impl Plugin for DockerCompose {
         Manifest::new(NAME).capability("containers")
     }
 
-    fn validate(config: &Config, base_dir: &Path) -> Vec<String> {
+    fn validate(config: &Config, experiment: &ValidationContext) -> Vec<String> {
+        let base_dir = experiment.base_dir.as_path();
         check_config(config, base_dir)
     }
 

@@ -194,7 +194,7 @@ impl Plugin for GperfCpu {
             .tool("libprofiler.so.0", DEBIAN_PACKAGE)
     }
 
-    fn validate(config: &Config, _base_dir: &Path) -> Vec<String> {
+    fn validate(config: &Config, _experiment: &ValidationContext) -> Vec<String> {
         let mut problems = Vec::new();
         if let Some(library) = &config.library {
             problems.extend(check_override(library).err());
@@ -490,7 +490,7 @@ mod tests {
     #[test]
     fn validation_names_bad_libraries_and_signals() {
         let c = config(serde_json::json!({"library": "libprofiler.so.0", "signal": 9}));
-        let problems = GperfCpu::validate(&c, Path::new("/"));
+        let problems = GperfCpu::validate(&c, &ValidationContext::default());
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems[0].contains("absolute"));
         assert!(problems[1].contains("signal 9"));

@@ -283,7 +283,7 @@ impl Plugin for GperfHeap {
             .tool("libtcmalloc.so.4", DEBIAN_PACKAGE)
     }
 
-    fn validate(config: &Config, _base_dir: &Path) -> Vec<String> {
+    fn validate(config: &Config, _experiment: &ValidationContext) -> Vec<String> {
         let mut problems = Vec::new();
         if let Some(library) = &config.library {
             problems.extend(check_override(library).err());

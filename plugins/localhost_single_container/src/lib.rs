@@ -20,7 +20,7 @@ use panther_docker::{
     ready::{self, Probe},
     sanitize_name, Engine, RunLabels,
 };
-use panther_plugin_api::prelude::*;
+use panther_plugin_api::{prelude::*, ValidationContext};
 
 /// The plugin's name, also its label on what it creates.
 pub const NAME: &str = "localhost_single_container";
@@ -235,7 +235,8 @@ impl Plugin for SingleContainer {
         Manifest::new(NAME).capability("containers")
     }
 
-    fn validate(config: &Config, base_dir: &Path) -> Vec<String> {
+    fn validate(config: &Config, experiment: &ValidationContext) -> Vec<String> {
+        let base_dir = experiment.base_dir.as_path();
         check_config(config, base_dir)
     }
 

@@ -6,9 +6,9 @@
 //! is read after the service has ended. How children, SIGTERM and truncated output are
 //! handled is described in `panther-valgrind` and in this plugin's README.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use panther_plugin_api::prelude::*;
+use panther_plugin_api::{prelude::*, ValidationContext};
 use panther_valgrind::{
     check_extra_args, check_suppressions, xml::Thresholds, Options, Tool, Valgrind,
 };
@@ -225,7 +225,7 @@ impl Plugin for Memcheck {
             .tool("valgrind", "valgrind")
     }
 
-    fn validate(config: &Config, _base_dir: &Path) -> Vec<String> {
+    fn validate(config: &Config, _experiment: &ValidationContext) -> Vec<String> {
         config.problems()
     }
 

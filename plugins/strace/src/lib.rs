@@ -275,7 +275,7 @@ impl Plugin for Strace {
             .tool("strace", "strace")
     }
 
-    fn validate(config: &Config, _base_dir: &Path) -> Vec<String> {
+    fn validate(config: &Config, _experiment: &ValidationContext) -> Vec<String> {
         let mut problems = Vec::new();
         for name in &config.exclude {
             if !syscalls::is_known(name) {
@@ -619,14 +619,14 @@ mod tests {
             max_errors_by_errno: [("ECONNRESET".into(), 0), ("enoent".into(), 1)].into(),
             ..Config::default()
         };
-        let problems = Strace::validate(&config, Path::new("."));
+        let problems = Strace::validate(&config, &ValidationContext::default());
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(
             problems[0].contains("did you mean `nanosleep`"),
             "{problems:?}"
         );
         assert!(problems[1].contains("`enoent`"), "{problems:?}");
-        assert!(Strace::validate(&Config::default(), Path::new(".")).is_empty());
+        assert!(Strace::validate(&Config::default(), &ValidationContext::default()).is_empty());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Parses large generated valgrind XML files and prints a table of throughput and peak
 //! memory, to check that parsing stays fast and memory stays flat.
 //!
-//! Usage: `cargo run --release -p panther-valgrind --example throughput -- [SIZE_MB...]`
+//! Usage: `cargo run --release -p panther-valgrind --example valgrind_throughput -- [SIZE_MB...]`
 //! (default: 10 and 100 MB). Each size is parsed three times: keeping every error, keeping
 //! 1000 (what the plugins keep per process) and keeping none, which shows the parser's own
 //! footprint, independent of the input size. Each parse runs in a process of its own, so

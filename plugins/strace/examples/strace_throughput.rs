@@ -7,7 +7,7 @@
 //! comparison) and the peak resident memory of the parse.
 //!
 //! ```text
-//! cargo run --release -p panther-plugin-strace --example throughput -- [SIZE_MB...]
+//! cargo run --release -p panther-plugin-strace --example strace_throughput -- [SIZE_MB...]
 //! ```
 //!
 //! Sizes default to 20 and 200 MB. Each trace is written to the temporary folder, read once
