@@ -106,6 +106,7 @@ mod log_bridge;
 mod manifest;
 mod model;
 mod plugin;
+pub mod readiness;
 #[cfg(feature = "testing")]
 pub mod testing;
 

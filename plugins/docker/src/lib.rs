@@ -21,7 +21,7 @@ mod engine;
 pub mod exec;
 pub mod image;
 pub mod labels;
-pub mod ready;
+pub use panther_plugin_api::readiness as ready;
 
 pub use bollard;
 pub use engine::{api_error, is_not_found, Engine};

@@ -3,17 +3,12 @@
 //! results folder), in the order the host deploys them; readiness is checked here; teardown
 //! stops whatever still runs, newest first. It needs nothing installed.
 
-use std::{
-    collections::BTreeMap,
-    fs::File,
-    io::{Read, Seek, SeekFrom},
-    net::{TcpStream, ToSocketAddrs},
-    path::{Path, PathBuf},
-    thread,
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeMap, thread, time::Duration};
 
-use panther_plugin_api::prelude::*;
+use panther_plugin_api::{
+    prelude::*,
+    readiness::{describe, tcp_open, Probe},
+};
 
 /// The `[network]` section for `localhost`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -70,25 +65,10 @@ impl Localhost {
     /// Waits until `check` passes, the service exits, the timeout passes or the run is
     /// cancelled.
     fn wait_until(&self, running: &Running, readiness: &Readiness) -> anyhow::Result<()> {
-        let started = Instant::now();
-        let mut log = LogWatch::new(&running.spec);
-        let pattern = match &readiness.check {
-            ReadyCheck::Log { pattern } => {
-                Some(regex::Regex::new(pattern).context("invalid `ready.log` pattern")?)
-            }
-            _ => None,
-        };
+        let mut probe = Probe::new(&running.spec, &readiness.check)?;
         loop {
-            let ready = match &readiness.check {
-                ReadyCheck::Tcp { host, port } => tcp_open(host, *port),
-                ReadyCheck::Log { .. } => {
-                    log.matches(pattern.as_ref().expect("log check has a pattern"))
-                }
-                ReadyCheck::File { path } => resolve(&running.spec, path).exists(),
-                ReadyCheck::Delay { delay } => started.elapsed() >= *delay,
-            };
-            if ready {
-                tracing::debug!(service = %running.spec.name, after = ?started.elapsed(), "ready");
+            if probe.passes(tcp_open) {
+                tracing::debug!(service = %running.spec.name, after = ?probe.elapsed(), "ready");
                 return Ok(());
             }
             let state = self.ctx.status(running.handle)?;
@@ -96,7 +76,7 @@ impl Localhost {
                 bail!(
                     "service `{}` {state} before it was ready (see {})",
                     running.spec.name,
-                    log.stderr.display()
+                    probe.stderr().display()
                 );
             }
             if self.ctx.is_cancelled() {
@@ -105,7 +85,7 @@ impl Localhost {
                     running.spec.name
                 );
             }
-            if started.elapsed() >= readiness.timeout {
+            if probe.elapsed() >= readiness.timeout {
                 bail!(
                     "service `{}` was not ready within {:?} ({})",
                     running.spec.name,
@@ -181,77 +161,6 @@ impl NetworkEnvironment for Localhost {
         }
         self.services.clear();
         Ok(())
-    }
-}
-
-fn tcp_open(host: &str, port: u16) -> bool {
-    (host, port)
-        .to_socket_addrs()
-        .into_iter()
-        .flatten()
-        .any(|addr| TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok())
-}
-
-fn resolve(spec: &ServiceSpec, path: &Path) -> PathBuf {
-    match &spec.cwd {
-        Some(cwd) if path.is_relative() => cwd.join(path),
-        _ => path.to_path_buf(),
-    }
-}
-
-fn describe(check: &ReadyCheck) -> String {
-    match check {
-        ReadyCheck::Tcp { host, port } => {
-            format!("nothing accepted TCP connections on {host}:{port}")
-        }
-        ReadyCheck::Log { pattern } => format!("no output line matched `{pattern}`"),
-        ReadyCheck::File { path } => format!("{} did not appear", path.display()),
-        ReadyCheck::Delay { delay } => format!("delay of {delay:?}"),
-    }
-}
-
-/// Reads a service's capture files as they grow, looking for a line that matches.
-struct LogWatch {
-    stdout: PathBuf,
-    stderr: PathBuf,
-    offsets: [u64; 2],
-    partial: [String; 2],
-}
-
-impl LogWatch {
-    fn new(spec: &ServiceSpec) -> Self {
-        LogWatch {
-            stdout: spec.log_dir.join(format!("{}.stdout", spec.name)),
-            stderr: spec.log_dir.join(format!("{}.stderr", spec.name)),
-            offsets: [0, 0],
-            partial: [String::new(), String::new()],
-        }
-    }
-
-    fn matches(&mut self, pattern: &regex::Regex) -> bool {
-        let paths = [self.stdout.clone(), self.stderr.clone()];
-        paths.iter().enumerate().any(|(i, path)| {
-            let Ok(mut file) = File::open(path) else {
-                return false;
-            };
-            if file.seek(SeekFrom::Start(self.offsets[i])).is_err() {
-                return false;
-            }
-            let mut fresh = String::new();
-            let Ok(n) = file.read_to_string(&mut fresh) else {
-                return false;
-            };
-            self.offsets[i] += n as u64;
-            self.partial[i].push_str(&fresh);
-            let text = std::mem::take(&mut self.partial[i]);
-            let (complete, rest) = match text.rfind('\n') {
-                Some(end) => text.split_at(end + 1),
-                None => ("", text.as_str()),
-            };
-            let found = complete.lines().any(|line| pattern.is_match(line));
-            self.partial[i] = rest.to_string();
-            found
-        })
     }
 }
 

@@ -20,16 +20,18 @@ pub mod shadow;
 
 use std::{
     collections::BTreeMap,
-    fs::File,
-    io::{Read, Seek, SeekFrom},
     net::{SocketAddr, TcpStream, ToSocketAddrs},
     os::fd::OwnedFd,
     path::{Path, PathBuf},
     thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use panther_plugin_api::{prelude::*, ValidationContext};
+use panther_plugin_api::{
+    prelude::*,
+    readiness::{describe, Probe},
+    ValidationContext,
+};
 
 pub use config::{Config, Mode, Topology};
 
@@ -318,33 +320,30 @@ impl ShadowNs {
         readiness: &Readiness,
         emulation: &Emulation,
     ) -> anyhow::Result<()> {
-        let started = Instant::now();
         let handle = running.handle.context("the service has no process")?;
-        let mut log = LogWatch::new(&running.spec);
-        let pattern = match &readiness.check {
-            ReadyCheck::Log { pattern } => {
-                Some(regex::Regex::new(pattern).context("invalid `ready.log` pattern")?)
-            }
-            _ => None,
-        };
+        let mut probe = Probe::new(&running.spec, &readiness.check)?;
         let ns = &emulation.namespaces[running.host];
         loop {
-            let ready = match &readiness.check {
-                ReadyCheck::Tcp { host, port } => {
-                    let targets = resolve(&emulation.topology, host, *port);
-                    netns::in_netns(ns, move || tcp_open(&targets))?
+            // TCP checks connect from inside the service's namespace; entering it can fail.
+            let mut entering = None;
+            let ready = probe.passes(|host, port| {
+                let targets = resolve(&emulation.topology, host, port);
+                match netns::in_netns(ns, move || tcp_open(&targets)) {
+                    Ok(open) => open,
+                    Err(err) => {
+                        entering = Some(err);
+                        false
+                    }
                 }
-                ReadyCheck::Log { .. } => {
-                    log.matches(pattern.as_ref().expect("log check has a pattern"))
-                }
-                ReadyCheck::File { path } => match (&running.spec.cwd, path.is_relative()) {
-                    (Some(cwd), true) => cwd.join(path).exists(),
-                    _ => path.exists(),
-                },
-                ReadyCheck::Delay { delay } => started.elapsed() >= *delay,
-            };
+            });
+            if let Some(err) = entering {
+                return Err(err.context(format!(
+                    "checking whether service `{}` is ready",
+                    running.spec.name
+                )));
+            }
             if ready {
-                tracing::debug!(service = %running.spec.name, after = ?started.elapsed(), "ready");
+                tracing::debug!(service = %running.spec.name, after = ?probe.elapsed(), "ready");
                 return Ok(());
             }
             let state = self.ctx.status(handle)?;
@@ -352,7 +351,7 @@ impl ShadowNs {
                 bail!(
                     "service `{}` {state} before it was ready (see {})",
                     running.spec.name,
-                    log.stderr.display()
+                    probe.stderr().display()
                 );
             }
             if self.ctx.is_cancelled() {
@@ -361,12 +360,13 @@ impl ShadowNs {
                     running.spec.name
                 );
             }
-            if started.elapsed() >= readiness.timeout {
+            if probe.elapsed() >= readiness.timeout {
                 bail!(
-                    "service `{}` was not ready within {:?} ({})",
+                    "service `{}` was not ready within {:?} ({}, seen from host `{}`)",
                     running.spec.name,
                     readiness.timeout,
-                    describe(&readiness.check, &emulation.topology.hosts[running.host])
+                    describe(&readiness.check),
+                    emulation.topology.hosts[running.host]
                 );
             }
             thread::sleep(Duration::from_millis(10));
@@ -671,62 +671,6 @@ fn tcp_open(targets: &[SocketAddr]) -> bool {
     targets
         .iter()
         .any(|addr| TcpStream::connect_timeout(addr, Duration::from_millis(200)).is_ok())
-}
-
-fn describe(check: &ReadyCheck, host: &str) -> String {
-    match check {
-        ReadyCheck::Tcp { host: h, port } => {
-            format!("nothing accepted TCP connections on {h}:{port}, seen from host `{host}`")
-        }
-        ReadyCheck::Log { pattern } => format!("no output line matched `{pattern}`"),
-        ReadyCheck::File { path } => format!("{} did not appear", path.display()),
-        ReadyCheck::Delay { delay } => format!("delay of {delay:?}"),
-    }
-}
-
-/// Reads a service's capture files as they grow, looking for a line that matches.
-struct LogWatch {
-    stdout: PathBuf,
-    stderr: PathBuf,
-    offsets: [u64; 2],
-    partial: [String; 2],
-}
-
-impl LogWatch {
-    fn new(spec: &ServiceSpec) -> Self {
-        LogWatch {
-            stdout: spec.log_dir.join(format!("{}.stdout", spec.name)),
-            stderr: spec.log_dir.join(format!("{}.stderr", spec.name)),
-            offsets: [0, 0],
-            partial: [String::new(), String::new()],
-        }
-    }
-
-    fn matches(&mut self, pattern: &regex::Regex) -> bool {
-        let paths = [self.stdout.clone(), self.stderr.clone()];
-        paths.iter().enumerate().any(|(i, path)| {
-            let Ok(mut file) = File::open(path) else {
-                return false;
-            };
-            if file.seek(SeekFrom::Start(self.offsets[i])).is_err() {
-                return false;
-            }
-            let mut fresh = String::new();
-            let Ok(n) = file.read_to_string(&mut fresh) else {
-                return false;
-            };
-            self.offsets[i] += n as u64;
-            self.partial[i].push_str(&fresh);
-            let text = std::mem::take(&mut self.partial[i]);
-            let (complete, rest) = match text.rfind('\n') {
-                Some(end) => text.split_at(end + 1),
-                None => ("", text.as_str()),
-            };
-            let found = complete.lines().any(|line| pattern.is_match(line));
-            self.partial[i] = rest.to_string();
-            found
-        })
-    }
 }
 
 export_plugin!(NetworkEnvironment: ShadowNs);

@@ -1,5 +1,7 @@
-//! Readiness checks, evaluated the way `localhost` evaluates them: a TCP connection, a line of
-//! the captured output, a file, a delay.
+//! Readiness checks for network environments: a TCP connection, a line of the captured
+//! output, a file, a delay. `localhost`, `shadow_ns` and the Docker environments all wait for
+//! their services with a [`Probe`]; only where a TCP connection is made from differs, and the
+//! caller says that.
 
 use std::{
     fs::File,
@@ -10,7 +12,8 @@ use std::{
 };
 
 use anyhow::Context as _;
-use panther_plugin_api::{ReadyCheck, ServiceSpec};
+
+use crate::{ReadyCheck, ServiceSpec};
 
 /// One readiness check being polled.
 pub struct Probe {
@@ -41,7 +44,7 @@ impl Probe {
 
     /// Whether the check passes now. `tcp` decides a TCP check from its host and port (the
     /// environment knows where a host name leads).
-    pub fn passes(&mut self, tcp: impl Fn(&str, u16) -> bool) -> bool {
+    pub fn passes(&mut self, mut tcp: impl FnMut(&str, u16) -> bool) -> bool {
         match &self.check {
             ReadyCheck::Tcp { host, port } => tcp(host, *port),
             ReadyCheck::Log { .. } => self
