@@ -84,6 +84,22 @@ fn the_quickstart_passes_and_its_results_folder_holds_everything() {
             .unwrap_or_else(|| panic!("no {kind} after position {position} in {kinds:?}"));
     }
     assert_eq!(kinds.last().unwrap(), "experiment_finished");
+
+    // Instances are torn down newest first: the network environment (released early), then
+    // the reporters in reverse order of creation.
+    let torn_down: Vec<String> = events(&results)
+        .iter()
+        .filter(|e| e["event"] == "teardown")
+        .map(|e| e["what"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        torn_down,
+        [
+            "localhost in experiment:quickstart",
+            "junit in experiment:quickstart",
+            "json in experiment:quickstart"
+        ]
+    );
 }
 
 #[test]
