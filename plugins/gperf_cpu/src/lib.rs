@@ -312,7 +312,9 @@ impl ExecutionEnvironment for GperfCpu {
                 .thread
                 .join()
                 .map_err(|_| anyhow::anyhow!("the gperf_cpu watch of `{service}` panicked"))?;
-            // Switch every profile off while the processes still run.
+            // Start what the watch thread had not started yet, then switch every profile off
+            // while the processes still run.
+            watch.catch_up(Duration::from_millis(500));
             watch.flush();
             entry.watch = Some(watch);
         }

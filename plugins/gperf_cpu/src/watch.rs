@@ -442,6 +442,28 @@ impl Watch {
         }
     }
 
+    /// Keeps examining the tree (for at most `limit`) until no live process is on its way to
+    /// being profiled: the run may end before the watch thread has started a profile (a
+    /// short run on a loaded machine), and a service that ran the whole run must still get
+    /// its profile.
+    pub fn catch_up(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            self.tick();
+            let pending = self.seen.values().any(|s| {
+                s.id.alive()
+                    && matches!(
+                        s.status,
+                        Status::NoLibrary | Status::WaitingForHandler | Status::Settling(_)
+                    )
+            });
+            if !pending || Instant::now() >= deadline {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     /// Whether any process of the tree ever had libprofiler mapped.
     pub fn saw_library(&self) -> bool {
         self.seen.values().any(|s| s.base.is_some())
