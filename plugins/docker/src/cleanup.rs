@@ -83,7 +83,7 @@ pub async fn remove_matching(docker: &Docker, filters: &Filters) -> anyhow::Resu
     for network in networks {
         let name = network.name.unwrap_or_default();
         let id = network.id.unwrap_or_else(|| name.clone());
-        match docker.remove_network(&id).await {
+        match remove_network(docker, &id).await {
             Ok(()) => removed.push(format!("network {name}")),
             Err(err) if is_not_found(&err) => {}
             Err(err) => failed.push(format!("network {name}: {}", api_error(&err))),
@@ -136,7 +136,7 @@ pub async fn remove_matching(docker: &Docker, filters: &Filters) -> anyhow::Resu
 
 /// Removes what runs made by `plugin` left behind when the host that made them is gone (it
 /// was killed): runs whose host still runs are left alone. Returns what it removed, each
-/// with its run.
+/// with its run; what the engine refuses to remove is logged as a warning.
 pub async fn clean_stale(docker: &Docker, plugin: &str) -> anyhow::Result<Vec<String>> {
     let filters = label_filter(labels::PLUGIN, plugin);
     // Run id → its owner tokens, from every kind of object that carries them.
@@ -201,9 +201,34 @@ pub async fn clean_stale(docker: &Docker, plugin: &str) -> anyhow::Result<Vec<St
             tracing::debug!(run, "still running; left alone");
             continue;
         }
-        for item in remove_run(docker, &run).await? {
-            removed.push(format!("{item} (run {run})"));
+        // One run the engine cannot fully clean (a network it keeps "active endpoints" on
+        // after its containers are gone, which only an engine restart clears) must not stop
+        // the others from being cleaned: it is reported loudly instead.
+        match remove_run(docker, &run).await {
+            Ok(items) => {
+                removed.extend(items.into_iter().map(|item| format!("{item} (run {run})")))
+            }
+            Err(err) => tracing::warn!(
+                run,
+                "{err:#}; the engine refused it, restarting the Docker daemon clears it"
+            ),
         }
     }
     Ok(removed)
+}
+
+/// Removes a network. The engine detaches the endpoints of containers it has just removed a
+/// moment after answering, and refuses the network meanwhile ("has active endpoints"), so
+/// that refusal is retried for two seconds.
+async fn remove_network(docker: &Docker, id: &str) -> Result<(), bollard::errors::Error> {
+    let mut attempts = 0;
+    loop {
+        match docker.remove_network(id).await {
+            Err(err) if attempts < 20 && api_error(&err).contains("active endpoints") => {
+                attempts += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
+    }
 }
