@@ -29,10 +29,7 @@ use std::{
 use panther_gperftools::{
     control::check_switch_signal,
     cpu::{profile_files, CpuProfile},
-    library::{
-        append_preload, check_override, find_library, search_dirs, LibraryMatcher, DEBIAN_PACKAGE,
-        PROFILER_NAMES,
-    },
+    library::{check_override, preload, resolve, LibraryMatcher, DEBIAN_PACKAGE, PROFILER_NAMES},
     report::{cpu_report, folded_stacks, write_flamegraph, FunctionStat},
     symbolize_cpu, SymbolizedCpuProfile, Symbolizer,
 };
@@ -163,27 +160,6 @@ impl GperfCpu {
     }
 }
 
-/// The library to preload: the configured one, or the one found on this machine.
-fn resolve_library(configured: Option<&Path>) -> anyhow::Result<PathBuf> {
-    if let Some(path) = configured {
-        check_override(path).map_err(anyhow::Error::msg)?;
-        return Ok(path.to_path_buf());
-    }
-    find_library(PROFILER_NAMES).with_context(|| {
-        format!(
-            "gperf_cpu needs gperftools' CPU profiler ({}), which is not installed: install the \
-             Debian package {DEBIAN_PACKAGE} (`apt-get install {DEBIAN_PACKAGE}`) or set \
-             `library`; searched {} and the ldconfig cache",
-            PROFILER_NAMES.join(" or "),
-            search_dirs()
-                .iter()
-                .map(|d| d.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    })
-}
-
 impl Plugin for GperfCpu {
     type Config = Config;
 
@@ -205,7 +181,13 @@ impl Plugin for GperfCpu {
 
     fn new(config: Config, _ctx: Context) -> anyhow::Result<Self> {
         check_switch_signal(config.signal).map_err(anyhow::Error::msg)?;
-        let library = resolve_library(config.library.as_deref())?;
+        let library = resolve(
+            config.library.as_deref(),
+            PROFILER_NAMES,
+            "gperf_cpu",
+            "CPU profiler",
+        )
+        .map_err(anyhow::Error::msg)?;
         Ok(GperfCpu {
             config,
             library,
@@ -238,11 +220,8 @@ impl ExecutionEnvironment for GperfCpu {
                 command.service
             );
         }
-        let inherited = std::env::var("LD_PRELOAD").ok();
-        let existing = command.env.get("LD_PRELOAD").cloned().or(inherited);
-        let preload = append_preload(existing.as_deref(), &self.library);
         let cpuprofile = command.output_dir.join(PROFILE_NAME);
-        command.env.insert("LD_PRELOAD".into(), preload);
+        preload(&mut command.env, &self.library);
         command
             .env
             .insert("CPUPROFILE".into(), cpuprofile.display().to_string());

@@ -27,10 +27,7 @@ use std::{
 use panther_gperftools::{
     control::check_switch_signal,
     heap::{analyze_heap_run, dump_prefixes, merge_site_stats, HeapCounts, SiteStat},
-    library::{
-        append_preload, check_override, find_library, search_dirs, LibraryMatcher, DEBIAN_PACKAGE,
-        TCMALLOC_NAMES,
-    },
+    library::{check_override, preload, resolve, LibraryMatcher, DEBIAN_PACKAGE, TCMALLOC_NAMES},
     process, Symbolizer,
 };
 use panther_plugin_api::{prelude::*, serde_json};
@@ -252,27 +249,6 @@ pub struct GperfHeap {
     services: HashMap<String, Service>,
 }
 
-/// The library to preload: the configured one, or the one found on this machine.
-fn resolve_library(configured: Option<&Path>) -> anyhow::Result<PathBuf> {
-    if let Some(path) = configured {
-        check_override(path).map_err(anyhow::Error::msg)?;
-        return Ok(path.to_path_buf());
-    }
-    find_library(TCMALLOC_NAMES).with_context(|| {
-        format!(
-            "gperf_heap needs gperftools' tcmalloc with its heap profiler ({}), which is not \
-             installed: install the Debian package {DEBIAN_PACKAGE} (`apt-get install \
-             {DEBIAN_PACKAGE}`) or set `library`; searched {} and the ldconfig cache",
-            TCMALLOC_NAMES.join(" or "),
-            search_dirs()
-                .iter()
-                .map(|d| d.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    })
-}
-
 impl Plugin for GperfHeap {
     type Config = Config;
 
@@ -294,7 +270,13 @@ impl Plugin for GperfHeap {
 
     fn new(config: Config, _ctx: Context) -> anyhow::Result<Self> {
         check_switch_signal(config.signal).map_err(anyhow::Error::msg)?;
-        let library = resolve_library(config.library.as_deref())?;
+        let library = resolve(
+            config.library.as_deref(),
+            TCMALLOC_NAMES,
+            "gperf_heap",
+            "tcmalloc with its heap profiler",
+        )
+        .map_err(anyhow::Error::msg)?;
         Ok(GperfHeap {
             config,
             library,
@@ -328,11 +310,8 @@ impl ExecutionEnvironment for GperfHeap {
                 command.service
             );
         }
-        let inherited = std::env::var("LD_PRELOAD").ok();
-        let existing = command.env.get("LD_PRELOAD").cloned().or(inherited);
-        let preload = append_preload(existing.as_deref(), &self.library);
         let prefix = command.output_dir.join(PREFIX_NAME);
-        command.env.insert("LD_PRELOAD".into(), preload);
+        preload(&mut command.env, &self.library);
         command
             .env
             .insert("HEAPPROFILE".into(), prefix.display().to_string());

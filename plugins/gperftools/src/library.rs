@@ -105,6 +105,47 @@ pub fn check_override(path: &Path) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// The library to preload: `configured` when given (it must exist), else the first of
+/// `names` found on this machine. `needed_by` (the plugin) and `what` (the library's role)
+/// word the error, which names the Debian package to install.
+pub fn resolve(
+    configured: Option<&Path>,
+    names: &[&str],
+    needed_by: &str,
+    what: &str,
+) -> std::result::Result<PathBuf, String> {
+    if let Some(path) = configured {
+        check_override(path)?;
+        return Ok(path.to_path_buf());
+    }
+    find_library(names).ok_or_else(|| {
+        let searched: Vec<String> = search_dirs()
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect();
+        format!(
+            "{needed_by} needs gperftools' {what} ({}), which is not installed: install the \
+             Debian package {DEBIAN_PACKAGE} (`apt-get install {DEBIAN_PACKAGE}`) or set \
+             `library`; searched {} and the ldconfig cache",
+            names.join(" or "),
+            searched.join(", ")
+        )
+    })
+}
+
+/// Preloads `library` for a command whose environment is `env`, after whatever the command,
+/// or the host it inherits its environment from, already preloads: preloading tools stack.
+pub fn preload(env: &mut std::collections::BTreeMap<String, String>, library: &Path) {
+    let existing = env
+        .get("LD_PRELOAD")
+        .cloned()
+        .or_else(|| std::env::var("LD_PRELOAD").ok());
+    env.insert(
+        "LD_PRELOAD".into(),
+        append_preload(existing.as_deref(), library),
+    );
+}
+
 /// `LD_PRELOAD` with `library` appended: what was there is kept, so preloading tools stack.
 pub fn append_preload(existing: Option<&str>, library: &Path) -> String {
     let library = library.display().to_string();
