@@ -613,6 +613,9 @@ impl Validator<'_> {
                 continue;
             };
             for tool in &plugin.manifest.tools {
+                if crate::tools::overridden(tool, &exec.config) {
+                    continue;
+                }
                 if crate::tools::locate(tool).is_none() {
                     let message = crate::tools::missing(&exec.plugin, tool);
                     self.problems.push(Problem {

@@ -43,6 +43,14 @@ pub fn locate(tool: &Tool) -> Option<PathBuf> {
     crate::experiment::find_program(&tool.program, Path::new("/"))
 }
 
+/// Whether an instance's configuration names the tool's path itself (its
+/// [`Tool::override_key`] is set), so that the plugin, not the host's search, answers for it.
+pub fn overridden(tool: &Tool, config: &serde_json::Value) -> bool {
+    tool.override_key
+        .as_deref()
+        .is_some_and(|key| config.get(key).is_some_and(|v| !v.is_null()))
+}
+
 /// The problem with a missing tool, for messages.
 pub fn missing(plugin: &str, tool: &Tool) -> String {
     let what = if is_library(tool) {
@@ -50,8 +58,57 @@ pub fn missing(plugin: &str, tool: &Tool) -> String {
     } else {
         "program"
     };
+    let or_configure = tool
+        .override_key
+        .as_deref()
+        .map(|key| format!(", or set `{key}` in its configuration to where it is"))
+        .unwrap_or_default();
     format!(
-        "plugin `{plugin}` needs the {what} `{}`, which is not installed (Debian package: {}; e.g. `apt-get install {}`)",
+        "plugin `{plugin}` needs the {what} `{}`, which is not installed (Debian package: {}; e.g. `apt-get install {}`{or_configure})",
         tool.program, tool.package, tool.package
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn tool(override_key: Option<&str>) -> Tool {
+        let manifest = panther_plugin_api::Manifest::new("p");
+        let manifest = match override_key {
+            Some(key) => manifest.tool_with_override("libnothing.so.9", "nothing-pkg", key),
+            None => manifest.tool("libnothing.so.9", "nothing-pkg"),
+        };
+        manifest.tools[0].clone()
+    }
+
+    #[test]
+    fn a_configured_path_replaces_the_search_only_for_a_tool_that_allows_it() {
+        let with_key = tool(Some("library"));
+        assert!(overridden(
+            &with_key,
+            &json!({"library": "/opt/libnothing.so.9"})
+        ));
+        assert!(!overridden(&with_key, &json!({"library": null})));
+        assert!(!overridden(&with_key, &json!({"signal": 12})));
+        assert!(!overridden(
+            &tool(None),
+            &json!({"library": "/opt/libnothing.so.9"})
+        ));
+    }
+
+    #[test]
+    fn a_missing_tool_says_what_to_install_and_what_to_configure_instead() {
+        assert!(locate(&tool(None)).is_none());
+        let message = missing("gperf_x", &tool(Some("library")));
+        assert!(
+            message.contains("library `libnothing.so.9`")
+                && message.contains("apt-get install nothing-pkg")
+                && message.contains("or set `library` in its configuration"),
+            "{message}"
+        );
+        assert!(!missing("gperf_x", &tool(None)).contains("or set"));
+    }
 }

@@ -50,6 +50,14 @@ pub struct Tool {
     pub program: String,
     /// The Debian package to install when it is missing.
     pub package: String,
+    // since 1.2: begin
+    /// A key of the plugin's configuration that, when set, gives the tool's path instead of
+    /// the lookup (`library = "/opt/lib/libprofiler.so"`). The host then skips its own
+    /// search for that instance and leaves checking the path to the plugin's `validate`.
+    /// Absent from manifests written before 1.2, which read as `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub override_key: Option<String>,
+    // since 1.2: end
 }
 
 /// Everything the host knows about a plugin without instantiating it.
@@ -129,9 +137,30 @@ impl Manifest {
         self.tools.push(Tool {
             program: program.into(),
             package: package.into(),
+            // since 1.2: begin
+            override_key: None,
+            // since 1.2: end
         });
         self
     }
+
+    // since 1.2: begin
+    /// Declares an external program or library the plugin needs unless its configuration
+    /// key `override_key` names one (see [`Tool::override_key`]).
+    pub fn tool_with_override(
+        mut self,
+        program: impl Into<String>,
+        package: impl Into<String>,
+        override_key: impl Into<String>,
+    ) -> Self {
+        self.tools.push(Tool {
+            program: program.into(),
+            package: package.into(),
+            override_key: Some(override_key.into()),
+        });
+        self
+    }
+    // since 1.2: end
 
     /// Whether this plugin and `other` refuse to share a scope, and why.
     pub fn conflict_with(&self, other: &Manifest) -> Option<String> {
@@ -178,5 +207,22 @@ impl fmt::Display for Resource {
             Resource::Port(port) => write!(f, "port {port}"),
             Resource::Named(name) => f.write_str(name),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tool_from_an_older_manifest_reads_without_an_override_and_writes_back_the_same() {
+        let older = r#"{"program":"strace","package":"strace"}"#;
+        let tool: Tool = serde_json::from_str(older).unwrap();
+        assert_eq!(tool.override_key, None);
+        assert_eq!(serde_json::to_string(&tool).unwrap(), older);
+
+        let newer = Manifest::new("gperf_x").tool_with_override("libx.so.1", "libx1", "library");
+        let json = serde_json::to_value(&newer.tools[0]).unwrap();
+        assert_eq!(json["override_key"], "library");
     }
 }

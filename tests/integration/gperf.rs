@@ -196,6 +196,43 @@ fn gperf_cpu_profiles_a_client_that_exits() {
 }
 
 #[test]
+fn gperf_cpu_preloads_the_library_its_configuration_names() {
+    let sandbox = Sandbox::new();
+    run_passing(&sandbox, "gperf_cpu", "panther-host run cpu.toml");
+    // A copy under a name the automatic search never looks for, as a vendored build would be.
+    let installed = Command::new("ldconfig")
+        .arg("-p")
+        .output()
+        .expect("ldconfig runs");
+    let system = String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .find(|l| l.trim_start().starts_with("libprofiler.so.0 "))
+        .and_then(|l| l.rsplit(" => ").next())
+        .map(|p| p.trim().to_string())
+        .expect("libprofiler.so.0 is installed (google-perftools)");
+    let vendored = sandbox.path().join("vendor/libprofiler-vendored.so");
+    std::fs::create_dir_all(vendored.parent().unwrap()).unwrap();
+    std::fs::copy(&system, &vendored).unwrap();
+    let experiment = readme_experiment("gperf_cpu", "cpu.toml").replace(
+        "plugin = \"gperf_cpu\"\n",
+        &format!(
+            "plugin = \"gperf_cpu\"\nlibrary = \"{}\"\n",
+            vendored.display()
+        ),
+    );
+    sandbox.write("vendored.toml", &experiment);
+    let output = sandbox.host(&["run", "vendored.toml"]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let data = monitoring(&sandbox.results("cpu"), "burn", "gperf_cpu");
+    assert_eq!(data["library"], vendored.display().to_string(), "{data:#}");
+    assert_burn_profile(&data);
+    // The watcher follows a process once it sees the preloaded file in its memory map.
+    let profile = profile_of(&data, "/gperf_burn");
+    assert_eq!(profile["state"], "exited", "{data:#}");
+    assert_eq!(data["warnings"], serde_json::json!([]), "{data:#}");
+}
+
+#[test]
 fn gperf_cpu_flushes_a_server_before_the_host_stops_it() {
     let sandbox = Sandbox::new();
     run_passing(&sandbox, "gperf_cpu", "panther-host run cpu-server.toml");

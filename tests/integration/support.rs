@@ -90,14 +90,14 @@ pub fn fixture(name: &str) -> PathBuf {
 }
 
 /// Copies plugin-api into `dest` with another version; with `as_of_1_0`, the parts marked
-/// `// since 1.1: begin` … `// since 1.1: end` are left out, which gives the 1.0 interface.
+/// `// since 1.N: begin` … `// since 1.N: end` are left out, which gives the 1.0 interface.
 fn plugin_api_copy(dest: &Path, version: &str, as_of_1_0: bool) {
     std::fs::create_dir_all(dest.join("src")).unwrap();
     for entry in std::fs::read_dir(root().join("plugin-api/src")).unwrap() {
         let entry = entry.unwrap();
         let text = std::fs::read_to_string(entry.path()).unwrap();
         let text = if as_of_1_0 {
-            strip_since_1_1(&text)
+            strip_minor_additions(&text)
         } else {
             text
         };
@@ -116,13 +116,19 @@ fn plugin_api_copy(dest: &Path, version: &str, as_of_1_0: bool) {
     .unwrap();
 }
 
-fn strip_since_1_1(text: &str) -> String {
+/// The text without the parts marked `// since 1.N: begin` … `// since 1.N: end`.
+fn strip_minor_additions(text: &str) -> String {
+    let marker = |line: &str, end: &str| {
+        line.strip_prefix("// since 1.")
+            .and_then(|rest| rest.strip_suffix(end))
+            .is_some_and(|minor| minor.parse::<u32>().is_ok())
+    };
     let mut kept = String::new();
     let mut skipping = false;
     for line in text.lines() {
         match line.trim() {
-            "// since 1.1: begin" => skipping = true,
-            "// since 1.1: end" => skipping = false,
+            line if marker(line, ": begin") => skipping = true,
+            line if marker(line, ": end") => skipping = false,
             _ if !skipping => {
                 kept.push_str(line);
                 kept.push('\n');
@@ -175,7 +181,7 @@ pub fn api_major_fixture() -> &'static Path {
 }
 
 /// The shipped `localhost` plugin, built from its own source against plugin-api 1.0 (the
-/// current source without its 1.1 additions): what an older plugin looks like to this host.
+/// current source without what minor versions added since): what an older plugin looks like to this host.
 pub fn localhost_built_against_1_0() -> &'static Path {
     static SO: OnceLock<PathBuf> = OnceLock::new();
     SO.get_or_init(|| {

@@ -116,6 +116,8 @@ pub struct CpuData {
     pub period_us: u64,
     /// `CPUPROFILE_FREQUENCY` the service ran with.
     pub frequency: u32,
+    /// The libprofiler that was preloaded (found, or named by `library`).
+    pub library: PathBuf,
     /// Whether wall-clock time was sampled.
     pub realtime: bool,
     /// Functions by samples in which they were running (the leaf), highest first.
@@ -167,7 +169,7 @@ impl Plugin for GperfCpu {
         Manifest::new("gperf_cpu")
             .capability("ld_preload")
             .capability("cpu_profiler")
-            .tool("libprofiler.so.0", DEBIAN_PACKAGE)
+            .tool_with_override("libprofiler.so.0", DEBIAN_PACKAGE, "library")
     }
 
     fn validate(config: &Config, _experiment: &ValidationContext) -> Vec<String> {
@@ -310,6 +312,7 @@ impl ExecutionEnvironment for GperfCpu {
             &entry.output_dir,
             watch.as_ref(),
             &self.config,
+            &self.library,
             &format!("{service}: CPU"),
         )?;
         Ok(serde_json::to_value(data)?)
@@ -333,6 +336,7 @@ pub fn collect(
     output_dir: &Path,
     watch: Option<&Watch>,
     config: &Config,
+    library: &Path,
     title: &str,
 ) -> anyhow::Result<CpuData> {
     let mut warnings: Vec<String> = watch.map(|w| w.notes.clone()).unwrap_or_default();
@@ -429,6 +433,7 @@ pub fn collect(
             1_000_000 / u64::from(config.frequency.max(1))
         },
         frequency: config.frequency,
+        library: library.to_path_buf(),
         realtime: config.realtime,
         top_flat: report.by_flat,
         top_cumulative: report.by_cumulative,

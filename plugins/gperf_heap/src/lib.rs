@@ -170,6 +170,8 @@ pub struct ProcessHeap {
 pub struct HeapData {
     /// Dumps over every process of the service.
     pub dumps: usize,
+    /// The libtcmalloc that was preloaded (found, or named by `library`).
+    pub library: PathBuf,
     /// Bytes in use at the last dump (of every process).
     pub inuse_bytes: i64,
     /// Bytes allocated until the last dump (of every process).
@@ -256,7 +258,7 @@ impl Plugin for GperfHeap {
         Manifest::new("gperf_heap")
             .capability("ld_preload")
             .capability("heap_profiler")
-            .tool("libtcmalloc.so.4", DEBIAN_PACKAGE)
+            .tool_with_override("libtcmalloc.so.4", DEBIAN_PACKAGE, "library")
     }
 
     fn validate(config: &Config, _experiment: &ValidationContext) -> Vec<String> {
@@ -389,6 +391,7 @@ impl ExecutionEnvironment for GperfHeap {
                 flushed: &entry.flushed,
             },
             std::mem::take(&mut entry.notes),
+            &self.library,
             self.config.top,
         )?;
         Ok(serde_json::to_value(data)?)
@@ -422,6 +425,7 @@ pub fn collect(
     output_dir: &Path,
     known: Processes<'_>,
     mut warnings: Vec<String>,
+    library: &Path,
     top: usize,
 ) -> anyhow::Result<HeapData> {
     let prefix = output_dir.join(PREFIX_NAME);
@@ -496,6 +500,7 @@ pub fn collect(
             .collect()
     };
     Ok(HeapData {
+        library: library.to_path_buf(),
         dumps,
         inuse_bytes: last_totals.inuse_bytes,
         allocated_bytes: last_totals.alloc_bytes,
@@ -561,7 +566,14 @@ mod tests {
     fn an_empty_folder_is_reported_not_an_error() {
         let dir = std::env::temp_dir().join(format!("gperf-heap-empty-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
-        let data = collect(&dir, Processes::default(), Vec::new(), 20).expect("collect");
+        let data = collect(
+            &dir,
+            Processes::default(),
+            Vec::new(),
+            Path::new("/l/libtcmalloc.so.4"),
+            20,
+        )
+        .expect("collect");
         std::fs::remove_dir_all(&dir).ok();
         assert_eq!(data.dumps, 0);
         assert!(data.peak.is_none());
