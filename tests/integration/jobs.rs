@@ -239,3 +239,60 @@ fn ctrl_c_tears_down_every_running_experiment_of_a_job() {
         assert_eq!(result["status"], "interrupted");
     }
 }
+
+/// `command` run on a pseudo-terminal by util-linux `script`, which copies what it drew.
+fn on_a_terminal(command: &std::process::Command) -> std::process::Output {
+    let quote = |s: &std::ffi::OsStr| format!("'{}'", s.to_string_lossy().replace('\'', r"'\''"));
+    let line = std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(quote)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut script = std::process::Command::new("script");
+    script.args(["--quiet", "--return", "--command", &line, "/dev/null"]);
+    if let Some(dir) = command.get_current_dir() {
+        script.current_dir(dir);
+    }
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => script.env(key, value),
+            None => script.env_remove(key),
+        };
+    }
+    script.output().expect("`script` (util-linux) runs")
+}
+
+#[test]
+fn a_job_on_a_terminal_draws_a_line_per_runner_and_a_bar_over_the_experiments() {
+    let sandbox = Sandbox::new();
+    let a = sandbox.write("a.toml", &probe("alpha", 0.6, ""));
+    let b = sandbox.write("b.toml", &probe("beta", 0.6, ""));
+    let output = on_a_terminal(&sandbox.host_command(&[
+        "run",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--jobs",
+        "2",
+    ]));
+    let drawn = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(code(&output), 0, "{drawn}");
+    for expected in [
+        "runner-1",
+        "runner-2",
+        "running alpha",
+        "running beta",
+        "2/2 experiments, 0 failed",
+    ] {
+        assert!(drawn.contains(expected), "no `{expected}` in:\n{drawn}");
+    }
+    // Off a terminal, the same job draws nothing.
+    let plain = sandbox.host(&[
+        "run",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--jobs",
+        "2",
+    ]);
+    assert_eq!(code(&plain), 0, "{}", stderr(&plain));
+    assert!(!stderr(&plain).contains("runner-1"), "{}", stderr(&plain));
+}
