@@ -441,17 +441,27 @@ impl NetworkEnvironment for ShadowNs {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let processes =
             shadow::processes(&topology, &plan.services, |h| Self::host_env(&topology, h))?;
-        let title = format!(
+        let bandwidth_notes = shadow::bandwidth_differences(&topology);
+        let mut title = format!(
             "Shadow configuration of experiment `{}` (run {}), written by panther-host's \
              shadow_ns network environment.\nRun it with: shadow --data-directory shadow.data \
              shadow.yaml",
             plan.experiment, plan.run_id
         );
+        for note in &bandwidth_notes {
+            title.push_str("\nNote: ");
+            title.push_str(note);
+        }
         let yaml = shadow::config_yaml(&self.config, &topology, &processes, &title);
         std::fs::write(dir.join("shadow.yaml"), yaml).context("writing shadow.yaml")?;
         tracing::info!(%mode, hosts = topology.hosts.len(), "setting up the network");
         match mode {
-            Mode::Simulate => self.setup_simulation(topology, dir, processes),
+            Mode::Simulate => {
+                for note in &bandwidth_notes {
+                    tracing::warn!("{note}");
+                }
+                self.setup_simulation(topology, dir, processes)
+            }
             _ => self.setup_emulation(topology, dir),
         }
     }

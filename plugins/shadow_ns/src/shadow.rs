@@ -153,24 +153,48 @@ fn shadow_latency(d: Duration) -> Duration {
     d.max(Duration::from_micros(1))
 }
 
+/// Shadow limits bandwidth per host, not per link: a host gets the smallest bandwidth of its
+/// links (10 Gbit when none is limited), on every link.
+fn host_bandwidth(topology: &Topology, host: usize) -> u64 {
+    topology
+        .edges
+        .iter()
+        .filter(|e| e.from == host)
+        .filter_map(|e| e.props.bandwidth)
+        .min()
+        .unwrap_or(UNLIMITED_BITS)
+}
+
+/// Where the simulation's bandwidth differs from the configuration's because Shadow limits
+/// it per host: one line per link that gets a host's smaller limit.
+pub fn bandwidth_differences(topology: &Topology) -> Vec<String> {
+    let mut notes = Vec::new();
+    for edge in topology.edges.iter().step_by(2) {
+        let own = edge.props.bandwidth.unwrap_or(UNLIMITED_BITS);
+        let limit = host_bandwidth(topology, edge.from).min(host_bandwidth(topology, edge.to));
+        if limit < own {
+            let configured = edge
+                .props
+                .bandwidth
+                .map_or("unlimited".to_string(), format_bits);
+            notes.push(format!(
+                "link {} - {} ({configured}) is simulated at {}: Shadow limits bandwidth per \
+                 host, and a host gets the smallest limit of its links",
+                topology.hosts[edge.from],
+                topology.hosts[edge.to],
+                format_bits(limit)
+            ));
+        }
+    }
+    notes
+}
+
 /// The network graph: a node per host (with a self-loop, which Shadow requires) and an
-/// undirected edge per link.
-///
-/// Shadow limits bandwidth per host, not per link: each node gets the smallest bandwidth of
-/// its links (10 Gbit when none is limited). The link's own limit is also written as
-/// `edge_bandwidth_down`/`edge_bandwidth_up`, which Shadow versions with per-edge limits use
-/// and the others ignore.
+/// undirected edge per link. Bandwidth is a property of the nodes (see [`host_bandwidth`]).
 pub fn gml(topology: &Topology) -> String {
     let mut g = String::from("graph [\n  directed 0\n");
     for (i, name) in topology.hosts.iter().enumerate() {
-        let bits = topology
-            .edges
-            .iter()
-            .filter(|e| e.from == i || e.to == i)
-            .filter_map(|e| e.props.bandwidth)
-            .min()
-            .unwrap_or(UNLIMITED_BITS);
-        let bw = format_bits(bits);
+        let bw = format_bits(host_bandwidth(topology, i));
         let _ = write!(
             g,
             "  node [\n    id {i}\n    label \"{name}\"\n    host_bandwidth_down \"{bw}\"\n    \
@@ -200,13 +224,6 @@ pub fn gml(topology: &Topology) -> String {
             format_time(p.jitter),
             format_float(p.loss),
         );
-        if let Some(bits) = p.bandwidth {
-            let bw = format_bits(bits);
-            let _ = write!(
-                g,
-                "    edge_bandwidth_down \"{bw}\"\n    edge_bandwidth_up \"{bw}\"\n"
-            );
-        }
         g.push_str("  ]\n");
     }
     g.push_str("]\n");
@@ -455,11 +472,54 @@ mod tests {
         assert!(
             g.contains("node [\n    id 0\n    label \"a\"\n    host_bandwidth_down \"10 Mbit\"")
         );
-        assert!(g.contains("source 0\n    target 1\n    label \"a - b\"\n    latency \"50 ms\"\n    jitter \"250 us\"\n    packet_loss 0.1\n    edge_bandwidth_down \"10 Mbit\""));
+        assert!(g.contains("source 0\n    target 1\n    label \"a - b\"\n    latency \"50 ms\"\n    jitter \"250 us\"\n    packet_loss 0.1\n  ]"));
+        assert!(
+            bandwidth_differences(&t).is_empty(),
+            "one link: no difference"
+        );
         assert_eq!(
             g.matches("edge [").count(),
             3,
             "two self-loops and the link"
+        );
+    }
+
+    #[test]
+    fn a_host_with_one_limited_link_limits_its_others_and_says_so() {
+        let value: toml::Value = toml::from_str(
+            r#"
+            hosts = { a = ["client"], b = ["server"], c = ["sink"] }
+            links = [
+                { between = ["a", "b"], latency = "5ms" },
+                { between = ["a", "c"], latency = "5ms", bandwidth = "4Mbit" },
+                { between = ["b", "c"], latency = "5ms", bandwidth = "8Mbit" },
+            ]
+            "#,
+        )
+        .unwrap();
+        let config: Config = value.try_into().unwrap();
+        let t = Topology::new(&config).unwrap();
+        let g = gml(&t);
+        assert!(
+            g.contains("label \"a\"\n    host_bandwidth_down \"4 Mbit\""),
+            "{g}"
+        );
+        assert!(
+            g.contains("label \"b\"\n    host_bandwidth_down \"8 Mbit\""),
+            "{g}"
+        );
+        assert!(
+            g.contains("label \"c\"\n    host_bandwidth_down \"4 Mbit\""),
+            "{g}"
+        );
+        assert_eq!(
+            bandwidth_differences(&t),
+            [
+                "link a - b (unlimited) is simulated at 4 Mbit: Shadow limits bandwidth per host, \
+                 and a host gets the smallest limit of its links",
+                "link b - c (8 Mbit) is simulated at 4 Mbit: Shadow limits bandwidth per host, \
+                 and a host gets the smallest limit of its links",
+            ]
         );
     }
 

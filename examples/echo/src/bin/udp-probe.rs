@@ -17,7 +17,7 @@
 use std::{
     io::{BufRead, BufReader, Read, Write},
     net::{Shutdown, TcpListener, TcpStream, UdpSocket},
-    sync::Arc,
+    sync::{Arc, Mutex},
     thread,
     time::{Duration, Instant},
 };
@@ -106,53 +106,48 @@ fn measure(addr: &str, count: u32, interval: Duration, size: usize, wait: Durati
     socket
         .connect(addr)
         .unwrap_or_else(|e| fail(&format!("cannot reach {addr}: {e}")));
-    socket
-        .set_read_timeout(Some(Duration::from_millis(20)))
-        .expect("non-zero timeout");
     let socket = Arc::new(socket);
     let start = Instant::now();
-    let mut sender = Some({
+    // Echoes are taken by a thread that blocks in `recv` for as long as the process lives:
+    // no receive timeout (which not every network stack offers; Shadow's has none), and the
+    // process' exit ends it.
+    let rtts = Arc::new(Mutex::new(vec![None; count as usize]));
+    {
         let socket = Arc::clone(&socket);
+        let rtts = Arc::clone(&rtts);
         thread::spawn(move || {
-            let mut payload = vec![0u8; size];
-            for seq in 0..count {
-                let due = start + interval * seq;
-                if let Some(pause) = due.checked_duration_since(Instant::now()) {
-                    thread::sleep(pause);
+            let mut buf = [0u8; 65_536];
+            loop {
+                let Ok(n) = socket.recv(&mut buf) else {
+                    continue;
+                };
+                if n < 12 {
+                    continue;
                 }
-                payload[..4].copy_from_slice(&seq.to_be_bytes());
-                let sent = start.elapsed().as_nanos() as u64;
-                payload[4..12].copy_from_slice(&sent.to_be_bytes());
-                // A refused send (no route yet) is a lost probe.
-                let _ = socket.send(&payload);
+                let now = start.elapsed().as_nanos() as u64;
+                let seq = u32::from_be_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
+                let sent = u64::from_be_bytes(buf[4..12].try_into().expect("8 bytes"));
+                let mut rtts = rtts.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(slot) = rtts.get_mut(seq) {
+                    slot.get_or_insert(now.saturating_sub(sent) as f64 / 1e6);
+                }
             }
-            Instant::now()
-        })
-    });
-    let mut rtts: Vec<Option<f64>> = vec![None; count as usize];
-    let mut buf = [0u8; 65_536];
-    let mut last_send: Option<Instant> = None;
-    loop {
-        if sender.as_ref().is_some_and(|s| s.is_finished()) {
-            let done = sender.take().expect("checked").join();
-            last_send = Some(done.expect("the sender does not panic"));
-        }
-        if last_send.is_some_and(|t| t.elapsed() >= wait) {
-            break;
-        }
-        let Ok(n) = socket.recv(&mut buf) else {
-            continue;
-        };
-        if n < 12 {
-            continue;
-        }
-        let now = start.elapsed().as_nanos() as u64;
-        let seq = u32::from_be_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
-        let sent = u64::from_be_bytes(buf[4..12].try_into().expect("8 bytes"));
-        if let Some(slot) = rtts.get_mut(seq) {
-            slot.get_or_insert(now.saturating_sub(sent) as f64 / 1e6);
-        }
+        });
     }
+    let mut payload = vec![0u8; size];
+    for seq in 0..count {
+        let due = start + interval * seq;
+        if let Some(pause) = due.checked_duration_since(Instant::now()) {
+            thread::sleep(pause);
+        }
+        payload[..4].copy_from_slice(&seq.to_be_bytes());
+        let sent = start.elapsed().as_nanos() as u64;
+        payload[4..12].copy_from_slice(&sent.to_be_bytes());
+        // A refused send (no route yet) is a lost probe.
+        let _ = socket.send(&payload);
+    }
+    thread::sleep(wait);
+    let rtts: Vec<Option<f64>> = rtts.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let mut got: Vec<f64> = rtts.iter().flatten().copied().collect();
     got.sort_by(f64::total_cmp);
     let received = got.len();
