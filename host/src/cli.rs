@@ -723,7 +723,7 @@ fn run_files(registry: &Arc<Registry>, settings: &Settings, request: RunRequest<
 }
 
 /// Several experiments: a job with `--jobs` runners, a job-level report, progress bars when
-/// stdout is a terminal.
+/// stderr is a terminal.
 fn run_job(
     registry: &Arc<Registry>,
     settings: &Settings,
@@ -746,7 +746,9 @@ fn run_job(
     for i in 1..=runners {
         job.add_runner(Runner::new(&format!("runner-{i}")));
     }
-    if std::io::stdout().is_terminal() && !request.quiet {
+    // The bars draw on stderr: they belong wherever stderr is a terminal, also when stdout
+    // goes to a file or a pipe.
+    if std::io::stderr().is_terminal() && !request.quiet {
         job = job.with_progress(Arc::new(crate::progress::Bars::new(
             runners,
             experiments.len(),

@@ -43,8 +43,11 @@ impl fmt::Display for PluginKind {
     }
 }
 
-/// An external program a plugin needs, and the Debian package that provides it.
+/// An external program a plugin needs, and the Debian package that provides it. Made with
+/// [`Manifest::tool`] or [`Manifest::tool_with_override`]; non-exhaustive, so that a later
+/// minor version can add a field without breaking anyone's code.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Tool {
     /// The program name looked up on `PATH`, or an absolute path to a library.
     pub program: String,
@@ -60,8 +63,10 @@ pub struct Tool {
     // since 1.2: end
 }
 
-/// Everything the host knows about a plugin without instantiating it.
+/// Everything the host knows about a plugin without instantiating it. Made with
+/// [`Manifest::new`] and its builder methods; non-exhaustive, like [`Tool`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Manifest {
     /// The unique name users write in experiment files, e.g. `json` or `strace`.
     pub name: String,
