@@ -610,7 +610,14 @@ depends_on = ["server", "relay"]
     );
     assert_clean(host_pid, &deployed_pids(&run));
 
-    let config = parse_yaml(&run.join("shadow_ns/shadow.yaml"));
+    let yaml = run.join("shadow_ns/shadow.yaml");
+    // Shadow limits bandwidth per host: b's 100 Mbit also applies to its link to c.
+    let header = std::fs::read_to_string(&yaml).unwrap();
+    assert!(
+        header.contains("# Note: link b - c (unlimited) is simulated at 100 Mbit"),
+        "{header}"
+    );
+    let config = parse_yaml(&yaml);
     assert_eq!(config["general"]["stop_time"], "45 s");
     assert_eq!(config["general"]["seed"], 3);
     assert_eq!(config["network"]["graph"]["type"], "gml");

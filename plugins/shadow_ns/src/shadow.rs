@@ -153,8 +153,10 @@ fn shadow_latency(d: Duration) -> Duration {
     d.max(Duration::from_micros(1))
 }
 
-/// Shadow limits bandwidth per host, not per link: a host gets the smallest bandwidth of its
-/// links (10 Gbit when none is limited), on every link.
+/// Shadow limits bandwidth per host, not per link (one limit each way, shared by all of the
+/// host's traffic): a host gets the smallest bandwidth of its links (10 Gbit when none is
+/// limited). `Topology::edges` holds every link once in each direction, so the edges leaving
+/// `host` are all of its links.
 fn host_bandwidth(topology: &Topology, host: usize) -> u64 {
     topology
         .edges
@@ -169,6 +171,7 @@ fn host_bandwidth(topology: &Topology, host: usize) -> u64 {
 /// it per host: one line per link that gets a host's smaller limit.
 pub fn bandwidth_differences(topology: &Topology) -> Vec<String> {
     let mut notes = Vec::new();
+    // Each link once: its two directions are consecutive edges.
     for edge in topology.edges.iter().step_by(2) {
         let own = edge.props.bandwidth.unwrap_or(UNLIMITED_BITS);
         let limit = host_bandwidth(topology, edge.from).min(host_bandwidth(topology, edge.to));

@@ -111,15 +111,18 @@ fn measure(addr: &str, count: u32, interval: Duration, size: usize, wait: Durati
     // Echoes are taken by a thread that blocks in `recv` for as long as the process lives:
     // no receive timeout (which not every network stack offers; Shadow's has none), and the
     // process' exit ends it.
-    let rtts = Arc::new(Mutex::new(vec![None; count as usize]));
+    let received = Arc::new(Mutex::new(vec![None; count as usize]));
     {
         let socket = Arc::clone(&socket);
-        let rtts = Arc::clone(&rtts);
+        let received = Arc::clone(&received);
         thread::spawn(move || {
             let mut buf = [0u8; 65_536];
             loop {
-                let Ok(n) = socket.recv(&mut buf) else {
-                    continue;
+                let n = match socket.recv(&mut buf) {
+                    Ok(n) => n,
+                    // An ICMP "port unreachable" for a probe sent before the server was up.
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
+                    Err(e) => fail(&format!("receive failed: {e}")),
                 };
                 if n < 12 {
                     continue;
@@ -127,8 +130,8 @@ fn measure(addr: &str, count: u32, interval: Duration, size: usize, wait: Durati
                 let now = start.elapsed().as_nanos() as u64;
                 let seq = u32::from_be_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
                 let sent = u64::from_be_bytes(buf[4..12].try_into().expect("8 bytes"));
-                let mut rtts = rtts.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some(slot) = rtts.get_mut(seq) {
+                let mut slots = received.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(slot) = slots.get_mut(seq) {
                     slot.get_or_insert(now.saturating_sub(sent) as f64 / 1e6);
                 }
             }
@@ -147,7 +150,7 @@ fn measure(addr: &str, count: u32, interval: Duration, size: usize, wait: Durati
         let _ = socket.send(&payload);
     }
     thread::sleep(wait);
-    let rtts: Vec<Option<f64>> = rtts.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let rtts = std::mem::take(&mut *received.lock().unwrap_or_else(|e| e.into_inner()));
     let mut got: Vec<f64> = rtts.iter().flatten().copied().collect();
     got.sort_by(f64::total_cmp);
     let received = got.len();
