@@ -466,13 +466,11 @@ fn doctor(registry: &Registry, format: Format) -> u8 {
             let found = tools::locate(tool);
             let mut status = match &found {
                 Some(path) => format!("ok ({})", path.display()),
-                None => match &tool.override_key {
-                    Some(key) => format!(
-                        "MISSING: apt-get install {} (or set `{key}` in the plugin's configuration)",
-                        tool.package
-                    ),
-                    None => format!("MISSING: apt-get install {}", tool.package),
-                },
+                None => format!(
+                    "MISSING: apt-get install {}{}",
+                    tool.package,
+                    tools::or_configure(tool)
+                ),
             };
             // A tracer is only useful where ptrace is allowed (Yama, seccomp): try it.
             if let (Some(path), true) = (&found, tool.program == "strace") {

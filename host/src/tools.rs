@@ -58,15 +58,22 @@ pub fn missing(plugin: &str, tool: &Tool) -> String {
     } else {
         "program"
     };
-    let or_configure = tool
-        .override_key
-        .as_deref()
-        .map(|key| format!(", or set `{key}` in its configuration to where it is"))
-        .unwrap_or_default();
     format!(
-        "plugin `{plugin}` needs the {what} `{}`, which is not installed (Debian package: {}; e.g. `apt-get install {}`{or_configure})",
-        tool.program, tool.package, tool.package
+        "plugin `{plugin}` needs the {what} `{}`, which is not installed (Debian package: {}; e.g. `apt-get install {}`{})",
+        tool.program,
+        tool.package,
+        tool.package,
+        or_configure(tool)
     )
+}
+
+/// `, or set `key` in the plugin's configuration` for a tool whose path a configuration
+/// may give instead (empty otherwise), for messages about a missing tool.
+pub fn or_configure(tool: &Tool) -> String {
+    tool.override_key
+        .as_deref()
+        .map(|key| format!(", or set `{key}` in the plugin's configuration"))
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -106,7 +113,7 @@ mod tests {
         assert!(
             message.contains("library `libnothing.so.9`")
                 && message.contains("apt-get install nothing-pkg")
-                && message.contains("or set `library` in its configuration"),
+                && message.contains("or set `library` in the plugin's configuration"),
             "{message}"
         );
         assert!(!missing("gperf_x", &tool(None)).contains("or set"));
