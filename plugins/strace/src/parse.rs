@@ -61,8 +61,7 @@
 //! without `-f`.
 
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, BufRead};
 
 /// Longest line [`parse_reader`] will buffer; longer lines are dropped and
@@ -195,110 +194,24 @@ pub struct LineCounts {
 }
 
 // ---------------------------------------------------------------------------
-// Hashing
+// Hashing and byte scanning
 // ---------------------------------------------------------------------------
 
-/// Multiply-rotate hash for short syscall names and pids. The default
-/// SipHash is several times slower on these keys, and trace files come from
-/// programs we run ourselves, so hash flooding is not a concern.
-#[derive(Default, Clone, Copy)]
-struct FxHasher {
-    hash: u64,
-}
+/// Maps keyed by short syscall names and pids. The default SipHash is several times slower
+/// on these keys, and trace files come from programs we run ourselves, so hash flooding is
+/// not a concern.
+type FxMap<K, V> = rustc_hash::FxHashMap<K, V>;
 
-impl FxHasher {
-    const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-
-    fn add(&mut self, word: u64) {
-        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(Self::SEED);
-    }
-}
-
-impl Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            self.add(load_u64(chunk));
-        }
-        let mut tail = [0u8; 8];
-        let rest = chunks.remainder();
-        tail[..rest.len()].copy_from_slice(rest);
-        self.add(u64::from_le_bytes(tail));
-    }
-
-    fn write_u32(&mut self, n: u32) {
-        self.add(u64::from(n));
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.add(n);
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.add(n as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        self.hash
-    }
-}
-
-type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
-
-// ---------------------------------------------------------------------------
-// Byte scanning helpers
-// ---------------------------------------------------------------------------
-
-const LO: u64 = 0x0101_0101_0101_0101;
-const HI: u64 = 0x8080_8080_8080_8080;
-
-/// Reads 8 bytes little-endian; `chunk` must hold at least 8 bytes.
-fn load_u64(chunk: &[u8]) -> u64 {
-    let mut word = [0u8; 8];
-    word.copy_from_slice(&chunk[..8]);
-    u64::from_le_bytes(word)
-}
-
-/// Bit 7 of each byte of the result is set where `word` has a zero byte.
-/// Spurious bits can only appear above a genuine zero byte, so the lowest
-/// set bit always marks the first match.
-fn zero_bytes(word: u64) -> u64 {
-    word.wrapping_sub(LO) & !word & HI
-}
-
-/// First position of `needle`, eight bytes at a time: newline search is
-/// the single hottest loop when reading a trace.
+/// First position of `needle`: newline search is the single hottest loop when reading a
+/// trace, and `memchr` does it with the widest vector instructions the machine has.
 fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
-    let pattern = LO * u64::from(needle);
-    let mut i = 0;
-    while i + 8 <= hay.len() {
-        let hits = zero_bytes(load_u64(&hay[i..]) ^ pattern);
-        if hits != 0 {
-            return Some(i + (hits.trailing_zeros() / 8) as usize);
-        }
-        i += 8;
-    }
-    hay[i..].iter().position(|&b| b == needle).map(|p| i + p)
+    memchr::memchr(needle, hay)
 }
 
-/// First `"` or `\` in `hay`: the only bytes that matter inside a string
-/// literal, which is where long lines (read/write buffers) spend their bytes.
+/// First `"` or `\` in `hay`: the only bytes that matter inside a string literal, which is
+/// where long lines (read/write buffers) spend their bytes.
 fn find_quote_or_backslash(hay: &[u8]) -> Option<usize> {
-    let quote = LO * u64::from(b'"');
-    let backslash = LO * u64::from(b'\\');
-    let mut i = 0;
-    while i + 8 <= hay.len() {
-        let word = load_u64(&hay[i..]);
-        let hits = zero_bytes(word ^ quote) | zero_bytes(word ^ backslash);
-        if hits != 0 {
-            return Some(i + (hits.trailing_zeros() / 8) as usize);
-        }
-        i += 8;
-    }
-    hay[i..]
-        .iter()
-        .position(|&b| b == b'"' || b == b'\\')
-        .map(|p| i + p)
+    memchr::memchr2(b'"', b'\\', hay)
 }
 
 /// Naive substring search; only used on the rare lines that need it.
@@ -842,7 +755,11 @@ impl NameCache {
         }
         let mut bytes = [0u8; 16];
         bytes[..name.len()].copy_from_slice(name);
-        Some([load_u64(&bytes), load_u64(&bytes[8..])])
+        let (low, high) = bytes.split_at(8);
+        Some([
+            u64::from_le_bytes(low.try_into().expect("8 bytes")),
+            u64::from_le_bytes(high.try_into().expect("8 bytes")),
+        ])
     }
 
     fn slot(words: [u64; 2], len: usize) -> usize {
@@ -1928,21 +1845,5 @@ mod tests {
         let json = serde_json::to_string(&s).expect("serialize");
         let back: Summary = serde_json::from_str(&json).expect("deserialize");
         assert_eq!(back, s);
-    }
-
-    #[test]
-    fn scanners_agree_with_naive_versions() {
-        let hay = b"abc\"def\\ghi\njkl\"mno\npqrstuvwxyz\\";
-        for start in 0..hay.len() {
-            let h = &hay[start..];
-            assert_eq!(find_byte(h, b'\n'), h.iter().position(|&b| b == b'\n'));
-            assert_eq!(
-                find_quote_or_backslash(h),
-                h.iter().position(|&b| b == b'"' || b == b'\\')
-            );
-        }
-        assert_eq!(find_byte(&[0x80, 0x0a], b'\n'), Some(1));
-        assert_eq!(find_byte(&[0x0b; 9], 0x0a), None);
-        assert_eq!(find_byte(&[1, 0, 0, 0, 0, 0, 0, 0, 0], 0), Some(1));
     }
 }
