@@ -2,7 +2,8 @@
 //!
 //! The project depends on `panther-plugin-api` by version and, when this host was built from
 //! a checkout (or `--api-path` is given), also by path, so it builds before the crate is
-//! published.
+//! published. The path is written relative to the project, so a project and a checkout that
+//! move together (a repository holding both, a copy on another machine) keep building.
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +19,9 @@ pub enum ScaffoldError {
     /// The folder exists already.
     #[error("{} already exists; choose another name or --path", .0.display())]
     Exists(PathBuf),
+    /// `--api-path` does not hold the plugin-api crate.
+    #[error("{} is not a panther-plugin-api source folder (no Cargo.toml naming the package panther-plugin-api)", .0.display())]
+    ApiPath(PathBuf),
     /// Writing failed.
     #[error("cannot write {}: {source}", path.display())]
     Write {
@@ -44,6 +48,25 @@ pub fn default_api_path() -> Option<PathBuf> {
         .then(|| path.canonicalize().unwrap_or(path))
 }
 
+/// The plugin-api folder as the project's `Cargo.toml` should name it: checked, and relative
+/// to the project folder (`path` itself may be relative to the working directory, as a user
+/// types it).
+fn api_path_from(project: &Path, path: &Path) -> Result<PathBuf, ScaffoldError> {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let api = std::fs::canonicalize(cwd.join(path))
+        .map_err(|_| ScaffoldError::ApiPath(path.to_path_buf()))?;
+    let manifest = std::fs::read_to_string(api.join("Cargo.toml")).unwrap_or_default();
+    if !manifest.contains("name = \"panther-plugin-api\"") {
+        return Err(ScaffoldError::ApiPath(path.to_path_buf()));
+    }
+    // The project folder does not exist yet: resolve the part that does.
+    let project = cwd.join(project);
+    let parent = project.parent().unwrap_or(&project);
+    let parent = std::fs::canonicalize(parent).unwrap_or_else(|_| parent.to_path_buf());
+    let project = parent.join(project.file_name().unwrap_or_default());
+    Ok(pathdiff::diff_paths(&api, &project).unwrap_or(api))
+}
+
 /// Writes the project for plugin `name` of `kind` into `dir`; returns the files written.
 pub fn create(
     kind: PluginKind,
@@ -66,7 +89,7 @@ pub fn create(
     let api = match api_path {
         Some(path) => format!(
             "{{ version = \"{version}\", path = \"{}\" }}",
-            path.display()
+            api_path_from(dir, path)?.display()
         ),
         None => format!("\"{version}\""),
     };

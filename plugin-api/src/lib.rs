@@ -91,8 +91,11 @@
 //! # Compatibility
 //!
 //! The ABI lives in [`abi`]. A plugin built against `panther-plugin-api` 1.x loads into any
-//! host built against 1.y: the root module and every interface are prefix types, to which
-//! minor versions only append. A plugin built against another major version is refused when
+//! host built against 1.y, older or newer: within a major version the typed layouts of the
+//! root module and the interfaces are frozen (abi_stable refuses a library whose prefix types
+//! have fewer fields than the loader's), and minor versions add *named calls* (`call(name,
+//! payload)`, answered `None` by a side that predates them) and optional fields in the JSON
+//! payloads. A plugin built against another major version is refused when
 //! it is loaded, with both versions in the error. Libraries are never unloaded (see the
 //! host's documentation): loading a new build of a plugin means starting a new process.
 

@@ -145,6 +145,76 @@ fn new_writes_a_project_of_every_type_that_builds_and_loads() {
 }
 
 #[test]
+fn new_far_from_the_checkout_writes_a_relative_api_path_that_builds() {
+    // A temporary folder outside the checkout, and `--api-path` typed relative to where the
+    // user stands: the project must name the crate relative to itself, and build.
+    let sandbox = Sandbox::new();
+    let api = root().join("plugin-api").canonicalize().unwrap();
+    let here = sandbox.path().canonicalize().unwrap();
+    let relative = pathdiff::diff_paths(&api, &here).unwrap();
+    let output = shell(
+        sandbox.path(),
+        &format!(
+            "mkdir -p deep/er && panther-host new reporter far_report --path deep/er/far_report --api-path {}
+             (cd deep/er/far_report && cargo build --quiet)",
+            relative.display()
+        ),
+    );
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    let manifest =
+        std::fs::read_to_string(sandbox.path().join("deep/er/far_report/Cargo.toml")).unwrap();
+    let line = manifest
+        .lines()
+        .find(|l| l.starts_with("panther-plugin-api"))
+        .unwrap();
+    let written = line
+        .split("path = \"")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches("\" }");
+    assert!(
+        written.starts_with("../../../"),
+        "the path is relative to the project: {line}"
+    );
+    assert_eq!(
+        here.join("deep/er/far_report")
+            .join(written)
+            .canonicalize()
+            .unwrap(),
+        api
+    );
+    let listing = Command::new(host_bin())
+        .args(["--no-default-plugins", "info", "far_report", "--plugin-dir"])
+        .arg(scaffold_target().join("debug"))
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&listing).contains("far_report 0.1.0 (reporter)"),
+        "{}{}",
+        stdout(&listing),
+        stderr(&listing)
+    );
+
+    // A folder that is not the plugin-api is refused before anything is written.
+    let output = shell(
+        sandbox.path(),
+        "panther-host new reporter other --api-path deep",
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("deep is not a panther-plugin-api source folder"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!sandbox.path().join("other").exists());
+}
+
+#[test]
 fn the_out_of_tree_example_plugin_builds_loads_and_measures() {
     let sandbox = Sandbox::new();
     let example = root().join("examples/time-plugin");
