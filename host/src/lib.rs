@@ -14,6 +14,9 @@
 //! | [`command`] | the command processor: processes, groups, capture, timeouts |
 //! | [`events`] | the event bus, `events.jsonl`, live output |
 //! | [`experiment`] | the experiment file and its validation |
+//! | [`names`] | what an experiment, service or instance name may be |
+//! | [`results_path`] | report paths kept inside the results folder |
+//! | [`limits`] | ranges of durations and codes, environment keys, NUL bytes |
 //! | [`run`] | the lifecycle of one experiment |
 //! | [`job`] | the Job API: runners, parallel experiments |
 //! | [`job_report`] | job-level `job.json` and `junit.xml` |
@@ -35,9 +38,12 @@ pub mod experiment;
 pub mod instance;
 pub mod job;
 pub mod job_report;
+pub mod limits;
 pub mod loader;
+pub mod names;
 mod progress;
 pub mod registry;
+pub mod results_path;
 pub mod run;
 pub mod scaffold;
 pub mod scope;

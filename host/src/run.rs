@@ -164,6 +164,13 @@ pub fn run(
         let plugin = registry
             .get(PluginKind::Reporter, &report.plugin)
             .expect("validated");
+        // Report paths may name sub-folders of the results folder (checked to stay inside).
+        if let Err(err) = crate::results_path::prepare(&output_dir, &report.files) {
+            run.fail(format!(
+                "creating the folders of the report `{}`: {err}",
+                report.name
+            ));
+        }
         match plugin.new_reporter(
             &report.name,
             &report.config,
