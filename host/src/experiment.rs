@@ -1,7 +1,8 @@
 //! The experiment file: parsing, and validating everything before anything starts.
 //!
-//! Syntax, unknown keys and type errors come from the TOML reader with `file:line:column` and
-//! the allowed keys. Everything else — names, dependencies and cycles, plugins, their
+//! Syntax and type errors come from the TOML reader with `file:line:column`; unknown keys are
+//! all found first ([`keys`]), with the allowed keys, and the rest of the file is still read.
+//! Everything else — names, dependencies and cycles, plugins, their
 //! configuration against each plugin's JSON Schema, claims and incompatibilities, missing
 //! programs — is collected into one list of [`Problem`]s, so a user fixes them all at once.
 
@@ -17,7 +18,7 @@ use toml::Spanned;
 
 use crate::{
     dispatch::{driver, proxy::Proxy},
-    limits, names,
+    keys, limits, names,
     registry::Registry,
     results_path,
     scope::ScopeSettings,
@@ -234,7 +235,8 @@ pub fn diagnostic(path: &Path, text: &str, err: &toml::de::Error) -> String {
     format!("{location}: {}", err.message().trim_end())
 }
 
-fn location(path: &Path, text: &str, offset: usize) -> String {
+/// `file:line:column` of a byte offset in `text`.
+pub(crate) fn location(path: &Path, text: &str, offset: usize) -> String {
     LineIndex::new(text).location(path, offset)
 }
 
@@ -265,19 +267,57 @@ impl LineIndex {
     }
 }
 
+/// The keys an experiment file allows, table by table.
+fn shape() -> keys::Shape {
+    use keys::Shape;
+    Shape::of::<ExperimentFile>()
+        .with("experiment", Shape::of::<ExperimentSection>())
+        .with(
+            "service",
+            Shape::of::<ServiceSection>().with("ready", Shape::of::<ReadySection>()),
+        )
+}
+
 /// Reads, parses and validates an experiment file against the loaded plugins.
 pub fn load(path: &Path, registry: &Registry) -> Result<Experiment, ExperimentError> {
     let text = std::fs::read_to_string(path).map_err(|source| ExperimentError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    let file: ExperimentFile =
-        toml::from_str(&text).map_err(|e| ExperimentError::Syntax(diagnostic(path, &text, &e)))?;
+    let lines = LineIndex::new(&text);
+    // Every unknown key is a problem; the rest of the file is still read and checked.
+    let unknown = keys::unknown(&text, &shape());
+    let mut problems: Vec<Problem> = unknown
+        .iter()
+        .map(|u| Problem {
+            location: lines.location(path, u.offset),
+            message: u.message.clone(),
+        })
+        .collect();
+    let file: ExperimentFile = match keys::deserialize(&text, &unknown) {
+        Ok(file) => file,
+        Err(Some(e)) if problems.is_empty() => {
+            return Err(ExperimentError::Syntax(diagnostic(path, &text, &e)))
+        }
+        Err(e) => {
+            problems.extend(e.map(|e| Problem {
+                location: e.span().map_or_else(
+                    || path.display().to_string(),
+                    |s| lines.location(path, s.start),
+                ),
+                message: e.message().trim_end().to_string(),
+            }));
+            return Err(ExperimentError::Invalid {
+                path: path.to_path_buf(),
+                problems,
+            });
+        }
+    };
     let mut validator = Validator {
         path,
-        lines: LineIndex::new(&text),
+        lines,
         suggestions: 0,
-        problems: Vec::new(),
+        problems,
         context: ValidationContext::default(),
     };
     let experiment = validator.experiment(file, registry);

@@ -14,6 +14,7 @@
 //! | [`command`] | the command processor: processes, groups, capture, timeouts |
 //! | [`events`] | the event bus, `events.jsonl`, live output |
 //! | [`experiment`] | the experiment file and its validation |
+//! | [`keys`] | every unknown key of a TOML file at once |
 //! | [`names`] | what an experiment, service or instance name may be |
 //! | [`results_path`] | report paths kept inside the results folder |
 //! | [`limits`] | ranges of durations and codes, environment keys, NUL bytes |
@@ -38,6 +39,7 @@ pub mod experiment;
 pub mod instance;
 pub mod job;
 pub mod job_report;
+pub mod keys;
 pub mod limits;
 pub mod loader;
 pub mod names;
