@@ -186,6 +186,36 @@ pub struct Experiment {
     pub reports: Vec<PluginUse>,
 }
 
+impl Experiment {
+    /// Checks once more, before a run writes anything, that every name the host turns into a
+    /// path is a name and every report file stays inside the results folder. [`load`] already
+    /// refused such files; this guards experiments built in code (the Job API).
+    pub fn check_paths(&self) -> Result<(), String> {
+        let name = |what: &str, name: &str| {
+            names::check(name).map_err(|err| format!("{what} `{}` {err}", names::shown(name)))
+        };
+        name("the experiment name", &self.name)?;
+        for service in &self.services {
+            name("the service name", &service.name)?;
+        }
+        for instance in self.execution.iter().chain(&self.reports) {
+            name("the instance name", &instance.name)?;
+        }
+        for report in &self.reports {
+            for file in &report.files {
+                if results_path::normalise(file).as_ref() != Ok(file) {
+                    return Err(format!(
+                        "the report `{}` would write {}, outside the results folder",
+                        report.name,
+                        names::shown(&file.to_string_lossy())
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One thing wrong with an experiment file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Problem {

@@ -531,3 +531,43 @@ fn one_file_spelled_two_ways_is_one_claim() {
         )],
     );
 }
+
+#[test]
+fn an_experiment_built_in_code_cannot_write_outside_the_results_folder() {
+    use std::sync::{atomic::AtomicBool, Arc};
+
+    use panther_host::{context::RunServices, experiment, registry::Registry, run};
+
+    let sandbox = Sandbox::new();
+    let file = sandbox.write("ok.toml", &one_service("fine", ""));
+    let registry = Registry::load(&[crate::support::build_dir()]);
+    let valid = experiment::load(&file, &registry).expect("a valid file");
+    let results = sandbox.path().join("results");
+    let options = || run::RunOptions {
+        output_root: results.clone(),
+        timeout: None,
+        services: RunServices::new(Arc::new(AtomicBool::new(false))),
+        observers: Vec::new(),
+        outer_scopes: Vec::new(),
+    };
+
+    let mut escaping = valid.clone();
+    escaping.name = "../escaped".into();
+    let err = run::run(&registry, &escaping, options()).unwrap_err();
+    assert!(
+        err.to_string()
+            .ends_with("the experiment name `../escaped` contains `/`; a name cannot be a path"),
+        "{err}"
+    );
+    let mut escaping = valid.clone();
+    escaping.services[0].name = "/tmp/x".into();
+    assert!(run::run(&registry, &escaping, options()).is_err());
+    assert!(!sandbox.path().join("escaped").exists());
+    assert!(
+        !results.exists(),
+        "a refused run created its results folder"
+    );
+
+    let result = run::run(&registry, &valid, options()).expect("the valid experiment runs");
+    assert_eq!(result.status, panther_host::api::RunStatus::Passed);
+}
