@@ -145,8 +145,8 @@ enum Command {
         /// settings' `output`, else `results`).
         #[arg(long, short, value_name = "DIR")]
         output: Option<PathBuf>,
-        /// Replace every experiment's timeout, e.g. `30s` or `2m`.
-        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        /// Replace every experiment's timeout, e.g. `30s` or `2m` (at most 30 days).
+        #[arg(long, value_name = "DURATION", value_parser = crate::limits::parse_timeout)]
         timeout: Option<Duration>,
         /// Print the plan (services in order with their wrapped commands) and run nothing.
         #[arg(long)]

@@ -1,7 +1,8 @@
 //! The experiment file: parsing, and validating everything before anything starts.
 //!
-//! Syntax, unknown keys and type errors come from the TOML reader with `file:line:column` and
-//! the allowed keys. Everything else — names, dependencies and cycles, plugins, their
+//! Syntax and type errors come from the TOML reader with `file:line:column`; unknown keys are
+//! all found first ([`keys`]), with the allowed keys, and the rest of the file is still read.
+//! Everything else — names, dependencies and cycles, plugins, their
 //! configuration against each plugin's JSON Schema, claims and incompatibilities, missing
 //! programs — is collected into one list of [`Problem`]s, so a user fixes them all at once.
 
@@ -11,13 +12,15 @@ use std::{
     time::Duration,
 };
 
-use panther_plugin_api::{PluginKind, Readiness, ReadyCheck, Role, ValidationContext};
+use panther_plugin_api::{PluginKind, Readiness, ReadyCheck, Resource, Role, ValidationContext};
 use serde::Deserialize;
 use toml::Spanned;
 
 use crate::{
     dispatch::{driver, proxy::Proxy},
+    keys, limits, names,
     registry::Registry,
+    results_path,
     scope::ScopeSettings,
 };
 
@@ -45,13 +48,13 @@ struct ExperimentFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ExperimentSection {
-    name: String,
+    name: Spanned<String>,
     #[serde(default)]
     description: Option<String>,
-    #[serde(default, with = "humantime_serde")]
-    timeout: Option<Duration>,
+    #[serde(default)]
+    timeout: Option<Spanned<HumanDuration>>,
     #[serde(default, alias = "output_directory")]
-    output: Option<PathBuf>,
+    output: Option<Spanned<PathBuf>>,
     #[serde(default)]
     enable: Option<Vec<String>>,
     #[serde(default)]
@@ -76,20 +79,20 @@ struct PluginSection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ServiceSection {
-    name: String,
-    command: Vec<String>,
+    name: Spanned<String>,
+    command: Spanned<Vec<String>>,
     #[serde(default)]
-    cwd: Option<PathBuf>,
+    cwd: Option<Spanned<PathBuf>>,
     #[serde(default)]
-    env: BTreeMap<String, String>,
+    env: BTreeMap<Spanned<String>, Spanned<String>>,
     #[serde(default)]
-    depends_on: Vec<String>,
+    depends_on: Vec<Spanned<String>>,
     #[serde(default)]
     ready: Option<ReadySection>,
     #[serde(default)]
     role: Role,
     #[serde(default)]
-    expect_exit: Option<i32>,
+    expect_exit: Option<Spanned<i32>>,
     #[serde(default)]
     enable: Option<Vec<String>>,
     #[serde(default)]
@@ -100,18 +103,22 @@ struct ServiceSection {
 #[serde(deny_unknown_fields)]
 struct ReadySection {
     #[serde(default)]
-    tcp: Option<u16>,
+    tcp: Option<Spanned<u16>>,
     #[serde(default)]
-    host: Option<String>,
+    host: Option<Spanned<String>>,
     #[serde(default)]
     log: Option<String>,
     #[serde(default)]
-    file: Option<PathBuf>,
-    #[serde(default, with = "humantime_serde")]
-    delay: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    timeout: Option<Duration>,
+    file: Option<Spanned<PathBuf>>,
+    #[serde(default)]
+    delay: Option<Spanned<HumanDuration>>,
+    #[serde(default)]
+    timeout: Option<Spanned<HumanDuration>>,
 }
+
+/// A duration written for people (`"30s"`, `"2m"`), as `humantime` reads it.
+#[derive(Debug, Clone, Copy, Deserialize)]
+struct HumanDuration(#[serde(with = "humantime_serde")] Duration);
 
 /// One plugin instance configured in the file.
 #[derive(Debug, Clone)]
@@ -126,6 +133,9 @@ pub struct PluginUse {
     pub config: serde_json::Value,
     /// `file:line:column` of its section.
     pub location: String,
+    /// For reporters: the files it writes, relative to the results folder, normalised (the
+    /// host creates their folders before the reporter writes).
+    pub files: Vec<PathBuf>,
 }
 
 /// One service as configured.
@@ -174,6 +184,36 @@ pub struct Experiment {
     pub services: Vec<ServiceDef>,
     /// The reporter instances.
     pub reports: Vec<PluginUse>,
+}
+
+impl Experiment {
+    /// Checks once more, before a run writes anything, that every name the host turns into a
+    /// path is a name and every report file stays inside the results folder. [`load`] already
+    /// refused such files; this guards experiments built in code (the Job API).
+    pub fn check_paths(&self) -> Result<(), String> {
+        let name = |what: &str, name: &str| {
+            names::check(name).map_err(|err| format!("{what} `{}` {err}", names::shown(name)))
+        };
+        name("the experiment name", &self.name)?;
+        for service in &self.services {
+            name("the service name", &service.name)?;
+        }
+        for instance in self.execution.iter().chain(&self.reports) {
+            name("the instance name", &instance.name)?;
+        }
+        for report in &self.reports {
+            for file in &report.files {
+                if results_path::normalise(file).as_ref() != Ok(file) {
+                    return Err(format!(
+                        "the report `{}` would write {}, outside the results folder",
+                        report.name,
+                        names::shown(&file.to_string_lossy())
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One thing wrong with an experiment file.
@@ -225,14 +265,47 @@ pub fn diagnostic(path: &Path, text: &str, err: &toml::de::Error) -> String {
     format!("{location}: {}", err.message().trim_end())
 }
 
-fn location(path: &Path, text: &str, offset: usize) -> String {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before
-        .rfind('\n')
-        .map_or(before.len(), |nl| before.len() - nl - 1)
-        + 1;
-    format!("{}:{line}:{column}", path.display())
+/// `file:line:column` of a byte offset in `text`.
+pub(crate) fn location(path: &Path, text: &str, offset: usize) -> String {
+    LineIndex::new(text).location(path, offset)
+}
+
+/// Where each line of a text starts, so that turning an offset into `line:column` does not
+/// scan the text again for each of thousands of problems.
+struct LineIndex {
+    starts: Vec<usize>,
+    len: usize,
+}
+
+impl LineIndex {
+    fn new(text: &str) -> Self {
+        let starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        LineIndex {
+            starts,
+            len: text.len(),
+        }
+    }
+
+    /// `file:line:column`, both counted from 1; the column in bytes.
+    fn location(&self, path: &Path, offset: usize) -> String {
+        let offset = offset.min(self.len);
+        let line = self.starts.partition_point(|&start| start <= offset);
+        let column = offset - self.starts[line - 1] + 1;
+        format!("{}:{line}:{column}", path.display())
+    }
+}
+
+/// The keys an experiment file allows, table by table.
+fn shape() -> keys::Shape {
+    use keys::Shape;
+    Shape::of::<ExperimentFile>()
+        .with("experiment", Shape::of::<ExperimentSection>())
+        .with(
+            "service",
+            Shape::of::<ServiceSection>().with("ready", Shape::of::<ReadySection>()),
+        )
 }
 
 /// Reads, parses and validates an experiment file against the loaded plugins.
@@ -241,12 +314,40 @@ pub fn load(path: &Path, registry: &Registry) -> Result<Experiment, ExperimentEr
         path: path.to_path_buf(),
         source,
     })?;
-    let file: ExperimentFile =
-        toml::from_str(&text).map_err(|e| ExperimentError::Syntax(diagnostic(path, &text, &e)))?;
+    let lines = LineIndex::new(&text);
+    // Every unknown key is a problem; the rest of the file is still read and checked.
+    let unknown = keys::unknown(&text, &shape());
+    let mut problems: Vec<Problem> = unknown
+        .iter()
+        .map(|u| Problem {
+            location: lines.location(path, u.offset),
+            message: u.message.clone(),
+        })
+        .collect();
+    let file: ExperimentFile = match keys::deserialize(&text, &unknown) {
+        Ok(file) => file,
+        Err(Some(e)) if problems.is_empty() => {
+            return Err(ExperimentError::Syntax(diagnostic(path, &text, &e)))
+        }
+        Err(e) => {
+            problems.extend(e.map(|e| Problem {
+                location: e.span().map_or_else(
+                    || path.display().to_string(),
+                    |s| lines.location(path, s.start),
+                ),
+                message: e.message().trim_end().to_string(),
+            }));
+            return Err(ExperimentError::Invalid {
+                path: path.to_path_buf(),
+                problems,
+            });
+        }
+    };
     let mut validator = Validator {
         path,
-        text: &text,
-        problems: Vec::new(),
+        lines,
+        suggestions: 0,
+        problems,
         context: ValidationContext::default(),
     };
     let experiment = validator.experiment(file, registry);
@@ -262,7 +363,10 @@ pub fn load(path: &Path, registry: &Registry) -> Result<Experiment, ExperimentEr
 
 struct Validator<'a> {
     path: &'a Path,
-    text: &'a str,
+    lines: LineIndex,
+    /// How many "did you mean" searches were made: each costs a pass over the known names,
+    /// so a file with thousands of unknown names stops getting suggestions.
+    suggestions: usize,
     problems: Vec<Problem>,
     /// What plugins' own validation may know of the experiment.
     context: ValidationContext,
@@ -278,7 +382,49 @@ impl Validator<'_> {
     }
 
     fn at(&self, offset: usize) -> String {
-        location(self.path, self.text, offset)
+        self.lines.location(self.path, offset)
+    }
+
+    /// Checks a name (see [`names`]); a refused name is reported at `offset`.
+    fn name(&mut self, offset: usize, what: &str, name: &str) -> bool {
+        match names::check(name) {
+            Ok(()) => true,
+            Err(err) => {
+                self.problem(offset, format!("{what} `{}` {err}", names::shown(name)));
+                false
+            }
+        }
+    }
+
+    /// Checks a duration against its range (see [`limits`]); reported at `offset`.
+    fn duration(
+        &mut self,
+        value: Option<Spanned<HumanDuration>>,
+        key: &str,
+        check: fn(Duration) -> Result<(), String>,
+    ) -> Option<Duration> {
+        let value = value?;
+        let offset = value.span().start;
+        let value = value.into_inner().0;
+        match check(value) {
+            Ok(()) => Some(value),
+            Err(why) => {
+                self.problem(offset, format!("`{key}` {why}"));
+                None
+            }
+        }
+    }
+
+    /// The closest of `known` to `name`, for the first few unknown names of a file.
+    fn suggest(&mut self, name: &str, known: &[String]) -> String {
+        const MAX_SUGGESTIONS: usize = 32;
+        if self.suggestions >= MAX_SUGGESTIONS {
+            return String::new();
+        }
+        self.suggestions += 1;
+        driver::closest(name, known)
+            .map(|s| format!(" (did you mean `{s}`?)"))
+            .unwrap_or_default()
     }
 
     fn problem(&mut self, offset: usize, message: impl Into<String>) {
@@ -292,6 +438,18 @@ impl Validator<'_> {
     fn experiment(&mut self, file: ExperimentFile, registry: &Registry) -> Experiment {
         let base = self.base_dir();
         let section = file.experiment;
+        let name_at = section.name.span().start;
+        let name = section.name.into_inner();
+        self.name(name_at, "the experiment name", &name);
+        let timeout = self.duration(section.timeout, "timeout", limits::timeout);
+        let output = section.output.map(|output| {
+            let at = output.span().start;
+            let output = output.into_inner();
+            if !limits::no_nul(output.as_os_str().as_encoded_bytes()) {
+                self.problem(at, "`output` contains a NUL byte");
+            }
+            output
+        });
         let scope = ScopeSettings {
             enable: section.enable,
             disable: section.disable,
@@ -317,6 +475,7 @@ impl Validator<'_> {
                 services: None,
                 config: serde_json::json!({}),
                 location: self.at(0),
+                files: Vec::new(),
             }),
         };
         let network = network.unwrap_or_else(|| PluginUse {
@@ -325,6 +484,7 @@ impl Validator<'_> {
             services: None,
             config: serde_json::Value::Null,
             location: String::new(),
+            files: Vec::new(),
         });
         if !network.plugin.is_empty() {
             self.check_driver(&network, registry);
@@ -336,13 +496,13 @@ impl Validator<'_> {
                 self.plugin_use(s, PluginKind::ExecutionEnvironment, registry, Some(&names))
             })
             .collect();
-        let reports: Vec<PluginUse> = file
+        let mut reports: Vec<PluginUse> = file
             .report
             .into_iter()
             .filter_map(|s| self.plugin_use(s, PluginKind::Reporter, registry, None))
             .collect();
 
-        self.check_reporters(&reports, registry);
+        self.check_reporters(&mut reports, registry);
         self.check_stacks(&execution, &services, registry);
         if let Some(plugin) = registry.get(PluginKind::NetworkEnvironment, &network.plugin) {
             if plugin
@@ -359,10 +519,10 @@ impl Validator<'_> {
 
         Experiment {
             path: self.path.to_path_buf(),
-            name: section.name,
+            name,
             description: section.description,
-            timeout: section.timeout.unwrap_or(DEFAULT_TIMEOUT),
-            output: section.output,
+            timeout: timeout.unwrap_or(DEFAULT_TIMEOUT),
+            output,
             scope,
             network,
             execution,
@@ -376,29 +536,104 @@ impl Validator<'_> {
         sections: Vec<Spanned<ServiceSection>>,
         base: &Path,
     ) -> Vec<(usize, ServiceDef)> {
+        if sections.is_empty() {
+            self.problem(0, "no [[service]]: an experiment needs at least one");
+        }
         let mut seen = HashMap::new();
         let mut services = Vec::new();
         for spanned in sections {
             let offset = spanned.span().start;
             let s = spanned.into_inner();
-            if let Some(first) = seen.insert(s.name.clone(), offset) {
+            let name_at = s.name.span().start;
+            let name = s.name.into_inner();
+            // A refused name is not used again: messages would only repeat it.
+            if !self.name(name_at, "the service name", &name) {
+                continue;
+            }
+            if let Some(first) = seen.insert(name.clone(), offset) {
                 let first = self.at(first);
                 self.problem(
                     offset,
-                    format!("service `{}` is defined twice (first at {first})", s.name),
+                    format!("service `{name}` is defined twice (first at {first})"),
                 );
                 continue;
             }
-            if s.command.is_empty() || s.command[0].is_empty() {
-                self.problem(
-                    offset,
-                    format!("service `{}` has an empty `command`", s.name),
-                );
+            let command_at = s.command.span().start;
+            let command = s.command.into_inner();
+            if command.is_empty() || command[0].is_empty() {
+                self.problem(offset, format!("service `{name}` has an empty `command`"));
             }
-            let ready = s.ready.and_then(|r| self.readiness(offset, &s.name, r));
+            for (i, arg) in command.iter().enumerate() {
+                if !limits::no_nul(arg.as_bytes()) {
+                    self.problem(
+                        command_at,
+                        format!("service `{name}`: `command` argument {i} contains a NUL byte"),
+                    );
+                }
+            }
+            let mut env = BTreeMap::new();
+            for (key, value) in s.env {
+                let key_at = key.span().start;
+                let key = key.into_inner();
+                if let Err(why) = limits::env_key(&key) {
+                    self.problem(
+                        key_at,
+                        format!(
+                            "service `{name}`: `env` key `{}`: {why}",
+                            names::shown(&key)
+                        ),
+                    );
+                }
+                let value_at = value.span().start;
+                let value = value.into_inner();
+                if !limits::no_nul(value.as_bytes()) {
+                    self.problem(
+                        value_at,
+                        format!(
+                            "service `{name}`: `env` value of `{}` contains a NUL byte",
+                            names::shown(&key)
+                        ),
+                    );
+                }
+                env.insert(key, value);
+            }
+            let mut depends_on = Vec::new();
+            for dep in s.depends_on {
+                let at = dep.span().start;
+                let dep = dep.into_inner();
+                if self.name(
+                    at,
+                    &format!("service `{name}`: the `depends_on` entry"),
+                    &dep,
+                ) {
+                    depends_on.push(dep);
+                }
+            }
+            let expect_exit = match s.expect_exit {
+                Some(code) => {
+                    let at = code.span().start;
+                    let code = code.into_inner();
+                    if let Err(why) = limits::exit_code(code) {
+                        self.problem(at, format!("service `{name}`: `expect_exit` {why}"));
+                    }
+                    code
+                }
+                None => 0,
+            };
+            let ready = s.ready.and_then(|r| self.readiness(offset, &name, r));
             let cwd = match s.cwd {
-                Some(cwd) if cwd.is_relative() => base.join(cwd),
-                Some(cwd) => cwd,
+                Some(cwd) => {
+                    let at = cwd.span().start;
+                    let cwd = cwd.into_inner();
+                    if !limits::no_nul(cwd.as_os_str().as_encoded_bytes()) {
+                        self.problem(at, format!("service `{name}`: `cwd` contains a NUL byte"));
+                    }
+                    if cwd.is_relative() {
+                        base.join(cwd)
+                    } else {
+                        cwd
+                    }
+                }
                 None => base.to_path_buf(),
             };
             let scope = ScopeSettings {
@@ -409,20 +644,17 @@ impl Validator<'_> {
             services.push((
                 offset,
                 ServiceDef {
-                    name: s.name,
-                    command: s.command,
+                    name,
+                    command,
                     cwd,
-                    env: s.env,
-                    depends_on: s.depends_on,
+                    env,
+                    depends_on,
                     ready,
                     role: s.role,
-                    expect_exit: s.expect_exit.unwrap_or(0),
+                    expect_exit,
                     scope,
                 },
             ));
-        }
-        if services.is_empty() {
-            self.problem(0, "no [[service]]: an experiment needs at least one");
         }
         services
     }
@@ -430,10 +662,32 @@ impl Validator<'_> {
     fn readiness(&mut self, offset: usize, service: &str, r: ReadySection) -> Option<Readiness> {
         let mut checks = Vec::new();
         if let Some(port) = r.tcp {
-            checks.push(ReadyCheck::Tcp {
-                host: r.host.clone().unwrap_or_else(|| "127.0.0.1".into()),
-                port,
-            });
+            let at = port.span().start;
+            let port = port.into_inner();
+            if port == 0 {
+                self.problem(
+                    at,
+                    format!("service `{service}`: `ready.tcp` is 0, which no server listens on"),
+                );
+            }
+            let host = match r.host {
+                Some(host) => {
+                    let at = host.span().start;
+                    let host = host.into_inner();
+                    if host.is_empty() || !limits::no_nul(host.as_bytes()) {
+                        self.problem(
+                            at,
+                            format!(
+                                "service `{service}`: `ready.host` `{}` is not a host name",
+                                names::shown(&host)
+                            ),
+                        );
+                    }
+                    host
+                }
+                None => "127.0.0.1".into(),
+            };
+            checks.push(ReadyCheck::Tcp { host, port });
         }
         if let Some(pattern) = r.log {
             if let Err(err) = regex::Regex::new(&pattern) {
@@ -447,11 +701,24 @@ impl Validator<'_> {
             checks.push(ReadyCheck::Log { pattern });
         }
         if let Some(path) = r.file {
+            let at = path.span().start;
+            let path = path.into_inner();
+            if !limits::no_nul(path.as_os_str().as_encoded_bytes()) {
+                self.problem(
+                    at,
+                    format!("service `{service}`: `ready.file` contains a NUL byte"),
+                );
+            }
             checks.push(ReadyCheck::File { path });
         }
-        if let Some(delay) = r.delay {
-            checks.push(ReadyCheck::Delay { delay });
+        if r.delay.is_some() {
+            // Out of range is reported; the file is refused either way.
+            let delay = self.duration(r.delay, "ready.delay", limits::delay);
+            checks.push(ReadyCheck::Delay {
+                delay: delay.unwrap_or_default(),
+            });
         }
+        let timeout = self.duration(r.timeout, "ready.timeout", limits::timeout);
         if checks.len() != 1 {
             self.problem(
                 offset,
@@ -461,7 +728,7 @@ impl Validator<'_> {
         }
         Some(Readiness {
             check: checks.remove(0),
-            timeout: r.timeout.unwrap_or(DEFAULT_READY_TIMEOUT),
+            timeout: timeout.unwrap_or(DEFAULT_READY_TIMEOUT),
         })
     }
 
@@ -474,6 +741,12 @@ impl Validator<'_> {
     ) -> Option<PluginUse> {
         let offset = spanned.span().start;
         let section = spanned.into_inner();
+        if let Some(name) = &section.name {
+            // Instance names name folders (`monitoring/<service>/<instance>/`).
+            if !self.name(offset, &format!("the {kind} instance name"), name) {
+                return None;
+            }
+        }
         if section.services.is_some() && services.is_none() {
             self.problem(
                 offset,
@@ -488,8 +761,9 @@ impl Validator<'_> {
                 self.problem(
                     offset,
                     format!(
-                        "`{}` applies to service `{name}`, which is not defined",
-                        section.plugin
+                        "`{}` applies to service `{}`, which is not defined",
+                        section.plugin,
+                        names::shown(name)
                     ),
                 );
             }
@@ -501,6 +775,7 @@ impl Validator<'_> {
             services: section.services,
             config,
             location: self.at(offset),
+            files: Vec::new(),
         };
         match driver::choose(registry, kind, &use_.plugin) {
             Ok(plugin) => match validate_config(&plugin.manifest.config_schema, &use_.config) {
@@ -545,7 +820,9 @@ impl Validator<'_> {
         }
     }
 
-    fn check_reporters(&mut self, reports: &[PluginUse], registry: &Registry) {
+    /// Claims of every reporter: files inside the results folder, each claimed once (by its
+    /// normalised path), stdout once.
+    fn check_reporters(&mut self, reports: &mut [PluginUse], registry: &Registry) {
         let mut proxy = Proxy::new();
         for report in reports {
             let Some(plugin) = registry.get(PluginKind::Reporter, &report.plugin) else {
@@ -564,7 +841,28 @@ impl Validator<'_> {
                     continue;
                 }
             };
-            if let Err(err) = proxy.add(&report.name, plugin.manifest.clone(), claims, ()) {
+            let mut normalised = Vec::with_capacity(claims.len());
+            for claim in claims {
+                match claim {
+                    Resource::File(path) => match results_path::normalise(&path) {
+                        Ok(path) => {
+                            report.files.push(path.clone());
+                            normalised.push(Resource::File(path));
+                        }
+                        Err(why) => self.problems.push(Problem {
+                            location: report.location.clone(),
+                            message: format!(
+                                "`{}` ({}): the report path `{}` {why}",
+                                report.name,
+                                report.plugin,
+                                names::shown(&path.to_string_lossy())
+                            ),
+                        }),
+                    },
+                    other => normalised.push(other),
+                }
+            }
+            if let Err(err) = proxy.add(&report.name, plugin.manifest.clone(), normalised, ()) {
                 self.problems.push(Problem {
                     location: report.location.clone(),
                     message: format!("report {err}"),
@@ -629,7 +927,12 @@ impl Validator<'_> {
 
     fn check_programs(&mut self, services: &[(usize, ServiceDef)]) {
         for (offset, service) in services {
-            let Some(program) = service.command.first().filter(|p| !p.is_empty()) else {
+            // An empty program or one with a NUL byte is already reported.
+            let Some(program) = service
+                .command
+                .first()
+                .filter(|p| !p.is_empty() && limits::no_nul(p.as_bytes()))
+            else {
                 continue;
             };
             if find_program(program, &service.cwd).is_none() {
@@ -645,86 +948,86 @@ impl Validator<'_> {
         }
     }
 
+    /// Services in dependency order: dependencies first, otherwise in file order. Kahn's
+    /// algorithm (no recursion, so a chain of any length works); what it cannot order is in
+    /// or behind a cycle, and each cycle is reported once.
     fn dependency_order(&mut self, services: Vec<(usize, ServiceDef)>) -> Vec<ServiceDef> {
-        let index: HashMap<String, usize> = services
+        let index: HashMap<&str, usize> = services
             .iter()
             .enumerate()
-            .map(|(i, (_, s))| (s.name.clone(), i))
+            .map(|(i, (_, s))| (s.name.as_str(), i))
             .collect();
-        for (offset, service) in &services {
+        let known: Vec<String> = services.iter().map(|(_, s)| s.name.clone()).collect();
+        let mut unknown = Vec::new();
+        // deps[i]: the services i waits for; dependents[d]: the services waiting for d.
+        let mut deps: Vec<Vec<usize>> = vec![Vec::new(); services.len()];
+        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); services.len()];
+        for (i, (offset, service)) in services.iter().enumerate() {
             for dep in &service.depends_on {
-                if !index.contains_key(dep) {
-                    let known: Vec<String> = index.keys().cloned().collect();
-                    let hint = driver::closest(dep, &known)
-                        .map(|s| format!(" (did you mean `{s}`?)"))
-                        .unwrap_or_default();
-                    self.problem(
-                        *offset,
-                        format!(
-                            "service `{}` depends on `{dep}`, which is not defined{hint}",
-                            service.name
-                        ),
-                    );
+                match index.get(dep.as_str()) {
+                    Some(&d) => deps[i].push(d),
+                    None => unknown.push((*offset, service.name.clone(), dep.clone())),
                 }
             }
-        }
-        // Depth-first topological sort that reports the cycle it finds.
-        #[derive(Clone, Copy, PartialEq)]
-        enum Mark {
-            New,
-            Visiting,
-            Done,
-        }
-        let mut marks = vec![Mark::New; services.len()];
-        let mut order = Vec::with_capacity(services.len());
-        let mut cycles = Vec::new();
-        fn visit(
-            i: usize,
-            services: &[(usize, ServiceDef)],
-            index: &HashMap<String, usize>,
-            marks: &mut [Mark],
-            stack: &mut Vec<usize>,
-            order: &mut Vec<usize>,
-            cycles: &mut Vec<(usize, String)>,
-        ) {
-            match marks[i] {
-                Mark::Done => return,
-                Mark::Visiting => {
-                    let start = stack.iter().position(|&s| s == i).unwrap_or(0);
-                    let mut names: Vec<&str> = stack[start..]
-                        .iter()
-                        .map(|&s| services[s].1.name.as_str())
-                        .collect();
-                    names.push(&services[i].1.name);
-                    cycles.push((services[i].0, names.join(" -> ")));
-                    return;
-                }
-                Mark::New => {}
+            deps[i].sort_unstable();
+            deps[i].dedup();
+            for &d in &deps[i] {
+                dependents[d].push(i);
             }
-            marks[i] = Mark::Visiting;
-            stack.push(i);
-            for dep in &services[i].1.depends_on {
-                if let Some(&d) = index.get(dep) {
-                    visit(d, services, index, marks, stack, order, cycles);
-                }
-            }
-            stack.pop();
-            marks[i] = Mark::Done;
-            order.push(i);
         }
-        for i in 0..services.len() {
-            visit(
-                i,
-                &services,
-                &index,
-                &mut marks,
-                &mut Vec::new(),
-                &mut order,
-                &mut cycles,
+        drop(index);
+        for (offset, service, dep) in unknown {
+            let hint = self.suggest(&dep, &known);
+            self.problem(
+                offset,
+                format!("service `{service}` depends on `{dep}`, which is not defined{hint}"),
             );
         }
-        for (offset, cycle) in cycles {
-            self.problem(offset, format!("dependency cycle: {cycle}"));
+
+        let mut waiting: Vec<usize> = deps.iter().map(Vec::len).collect();
+        let mut ready: std::collections::BinaryHeap<std::cmp::Reverse<usize>> = waiting
+            .iter()
+            .enumerate()
+            .filter(|(_, &n)| n == 0)
+            .map(|(i, _)| std::cmp::Reverse(i))
+            .collect();
+        let mut order = Vec::with_capacity(services.len());
+        while let Some(std::cmp::Reverse(i)) = ready.pop() {
+            order.push(i);
+            for &d in &dependents[i] {
+                waiting[d] -= 1;
+                if waiting[d] == 0 {
+                    ready.push(std::cmp::Reverse(d));
+                }
+            }
+        }
+
+        if order.len() < services.len() {
+            // Every service left waits for another one left: following those edges from
+            // any of them must come back to a service already on the path.
+            let mut seen = vec![false; services.len()];
+            for start in (0..services.len()).filter(|&i| waiting[i] > 0) {
+                let mut path = Vec::new();
+                let mut at = start;
+                while !seen[at] {
+                    seen[at] = true;
+                    path.push(at);
+                    at = deps[at]
+                        .iter()
+                        .copied()
+                        .find(|&d| waiting[d] > 0)
+                        .expect("a service left in Kahn's algorithm waits for one left");
+                }
+                if let Some(from) = path.iter().position(|&p| p == at) {
+                    let mut cycle: Vec<&str> = path[from..]
+                        .iter()
+                        .map(|&p| services[p].1.name.as_str())
+                        .collect();
+                    cycle.push(&services[at].1.name);
+                    let message = format!("dependency cycle: {}", cycle.join(" -> "));
+                    self.problem(services[at].0, message);
+                }
+            }
         }
         let mut slots: Vec<Option<ServiceDef>> =
             services.into_iter().map(|(_, s)| Some(s)).collect();

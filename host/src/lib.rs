@@ -14,6 +14,10 @@
 //! | [`command`] | the command processor: processes, groups, capture, timeouts |
 //! | [`events`] | the event bus, `events.jsonl`, live output |
 //! | [`experiment`] | the experiment file and its validation |
+//! | [`keys`] | every unknown key of a TOML file at once |
+//! | [`names`] | what an experiment, service or instance name may be |
+//! | [`results_path`] | report paths kept inside the results folder |
+//! | [`limits`] | ranges of durations and codes, environment keys, NUL bytes |
 //! | [`run`] | the lifecycle of one experiment |
 //! | [`job`] | the Job API: runners, parallel experiments |
 //! | [`job_report`] | job-level `job.json` and `junit.xml` |
@@ -35,9 +39,13 @@ pub mod experiment;
 pub mod instance;
 pub mod job;
 pub mod job_report;
+pub mod keys;
+pub mod limits;
 pub mod loader;
+pub mod names;
 mod progress;
 pub mod registry;
+pub mod results_path;
 pub mod run;
 pub mod scaffold;
 pub mod scope;

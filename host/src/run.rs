@@ -57,6 +57,14 @@ pub struct RunOptions {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RunError {
+    /// A name would make a path outside the results folder.
+    #[error("refusing to run {experiment}: {reason}")]
+    Unsafe {
+        /// The experiment file.
+        experiment: PathBuf,
+        /// The name or path refused.
+        reason: String,
+    },
     /// The results folder could not be created.
     #[error("cannot create the results folder {}: {source}", path.display())]
     Output {
@@ -86,6 +94,12 @@ pub fn run(
     experiment: &Experiment,
     options: RunOptions,
 ) -> Result<RunResult, RunError> {
+    experiment
+        .check_paths()
+        .map_err(|reason| RunError::Unsafe {
+            experiment: experiment.path.clone(),
+            reason,
+        })?;
     let started = Instant::now();
     let started_at = crate::time::now_rfc3339();
     let stamp = crate::time::now_folder_name();
@@ -164,6 +178,13 @@ pub fn run(
         let plugin = registry
             .get(PluginKind::Reporter, &report.plugin)
             .expect("validated");
+        // Report paths may name sub-folders of the results folder (checked to stay inside).
+        if let Err(err) = crate::results_path::prepare(&output_dir, &report.files) {
+            run.fail(format!(
+                "creating the folders of the report `{}`: {err}",
+                report.name
+            ));
+        }
         match plugin.new_reporter(
             &report.name,
             &report.config,

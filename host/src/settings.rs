@@ -11,7 +11,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::{experiment::diagnostic, scope::ScopeSettings};
+use crate::{
+    experiment::{diagnostic, location},
+    keys::{self, Shape},
+    limits,
+    scope::ScopeSettings,
+};
 
 /// The host's settings.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -53,10 +58,45 @@ impl Settings {
             path: path.clone(),
             message: e.to_string(),
         })?;
-        toml::from_str(&text).map_err(|e| SettingsError {
-            message: diagnostic(&path, &text, &e),
-            path,
-        })
+        parse(&path, &text)
+    }
+}
+
+/// The keys a settings file allows, table by table.
+fn shape() -> Shape {
+    Shape::of::<Settings>().with("scope", Shape::of::<ScopeSettings>())
+}
+
+/// Parses and checks a settings file; every unknown key and every bad value is listed.
+fn parse(path: &Path, text: &str) -> Result<Settings, SettingsError> {
+    let unknown = keys::unknown(text, &shape());
+    let mut problems: Vec<String> = unknown
+        .iter()
+        .map(|u| format!("{}: {}", location(path, text, u.offset), u.message))
+        .collect();
+    let settings = match keys::deserialize::<Settings>(text, &unknown) {
+        Ok(settings) => Some(settings),
+        Err(e) => {
+            problems.extend(e.map(|e| diagnostic(path, text, &e)));
+            None
+        }
+    };
+    if let Some(settings) = &settings {
+        let paths = settings.plugin_dirs.iter().chain(&settings.output);
+        for dir in paths.filter(|p| !limits::no_nul(p.as_os_str().as_encoded_bytes())) {
+            problems.push(format!(
+                "{}: `{}` contains a NUL byte",
+                path.display(),
+                dir.to_string_lossy().escape_default()
+            ));
+        }
+    }
+    match settings {
+        Some(settings) if problems.is_empty() => Ok(settings),
+        _ => Err(SettingsError {
+            path: path.to_path_buf(),
+            message: problems.join("\n  "),
+        }),
     }
 }
 

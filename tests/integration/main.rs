@@ -13,6 +13,8 @@
 //! - [`execution`]: execution environments on real programs.
 //! - [`experiments`]: the quickstart, results folders, exit codes, bad experiment files.
 //! - [`strace`], [`valgrind`], [`gperf`]: the tracing and profiling plugins with the real tools.
+//! - [`hostile_inputs`]: names that are paths, overflowing values, NUL bytes, deep chains.
+//! - [`fuzz`]: random mutations of experiment files through `check`: no panic, no hang.
 //! - [`jobs`]: several experiments at once, each in its own scope.
 //! - [`lifecycle`]: Ctrl-C, timeouts and crashes leave no process behind.
 //! - [`docker`]: `docker_compose` and `localhost_single_container` on the real Docker engine.
@@ -23,7 +25,9 @@ mod docker;
 mod docs;
 mod execution;
 mod experiments;
+mod fuzz;
 mod gperf;
+mod hostile_inputs;
 mod jobs;
 mod lifecycle;
 mod loading;

@@ -60,14 +60,32 @@ pub fn choose<'r>(
     })
 }
 
+/// The longest name, in characters, for which a suggestion is looked for: the edit distance
+/// costs the product of the two lengths, and a name this long is pasted, not mistyped.
+pub const MAX_SUGGESTED_CHARS: usize = 64;
+
 /// The known name closest to `name`, if it is close enough to be a typo.
+///
+/// A typo changes at most a third of a name (at least one letter), so names whose lengths
+/// differ by more are not compared at all, and names longer than [`MAX_SUGGESTED_CHARS`] get
+/// no suggestion: the time taken is bounded whatever the input.
 pub fn closest(name: &str, known: &[String]) -> Option<String> {
+    let length = name.chars().count();
+    if length > MAX_SUGGESTED_CHARS {
+        return None;
+    }
     known
         .iter()
-        .map(|k| (strsim::damerau_levenshtein(name, k), k))
-        // A typo changes at most a third of a name (at least one letter), and a one-letter
-        // name is never "close" to another one-letter name.
-        .filter(|(distance, k)| *distance <= (k.len() / 3).max(1) && *distance < k.len())
+        .filter_map(|k| {
+            let k_length = k.chars().count();
+            let allowed = (k_length / 3).max(1);
+            if k_length > MAX_SUGGESTED_CHARS || length.abs_diff(k_length) > allowed {
+                return None;
+            }
+            let distance = strsim::damerau_levenshtein(name, k);
+            // A one-letter name is never "close" to another one-letter name.
+            (distance <= allowed && distance < k_length).then_some((distance, k))
+        })
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, k)| k.clone())
 }
@@ -85,5 +103,13 @@ mod tests {
             Some("docker_compose")
         );
         assert_eq!(closest("kubernetes", &known), None);
+    }
+
+    #[test]
+    fn long_names_are_not_compared() {
+        let known = vec!["x".repeat(64), "y".repeat(200)];
+        assert_eq!(closest(&"x".repeat(1 << 20), &known), None);
+        assert_eq!(closest(&"y".repeat(199), &known), None);
+        assert_eq!(closest(&"x".repeat(63), &known), Some("x".repeat(64)));
     }
 }
