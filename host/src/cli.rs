@@ -456,6 +456,18 @@ fn clean(registry: &Registry, only: Option<&str>) -> u8 {
         }
     }
     let _ = std::fs::remove_dir_all(&scratch);
+    // Processes of killed hosts: whatever network environment started them, they carry the
+    // run mark (or sit in a run cgroup) that says whose they were.
+    if only.is_none_or(|n| n == "localhost") {
+        let cleaned = crate::contain::stale::clean();
+        let lines = cleaned.lines();
+        if lines.is_empty() {
+            println!("processes: nothing to clean");
+        }
+        for line in lines {
+            println!("processes: {line}");
+        }
+    }
     code
 }
 
@@ -571,9 +583,10 @@ fn options(
     verbose: u8,
 ) -> RunOptions {
     let cancelled = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+    for signal in STOP_SIGNALS {
         let _ = signal_hook::flag::register(signal, Arc::clone(&cancelled));
     }
+    count_stop_signals();
     let observers: Vec<Arc<dyn Observer>> = if verbose > 0 {
         vec![Arc::new(TracingObserver)]
     } else {
@@ -586,6 +599,31 @@ fn options(
         observers,
         outer_scopes: vec![settings.scope.clone()],
     }
+}
+
+/// Ctrl-C, `kill` and a closed terminal all stop a run the same way: teardown, reports, 130.
+const STOP_SIGNALS: [i32; 3] = [
+    signal_hook::consts::SIGINT,
+    signal_hook::consts::SIGTERM,
+    signal_hook::consts::SIGHUP,
+];
+
+/// A second stop signal (of any of [`STOP_SIGNALS`]) ends the grace periods: kill now.
+fn count_stop_signals() {
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    static FIRST_SEEN: AtomicBool = AtomicBool::new(false);
+    REGISTERED.call_once(|| {
+        for signal in STOP_SIGNALS {
+            // SAFETY: the handler only does atomic operations, which are async-signal-safe.
+            let _ = unsafe {
+                signal_hook::low_level::register(signal, || {
+                    if FIRST_SEEN.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                        crate::command::hurry();
+                    }
+                })
+            };
+        }
+    });
 }
 
 fn plan(registry: &Registry, settings: &Settings, files: &[PathBuf], format: Format) -> u8 {
@@ -631,6 +669,10 @@ fn plan(registry: &Registry, settings: &Settings, files: &[PathBuf], format: For
             let _ = writeln!(out, "  {}. {} ({role})", i + 1, p.spec.name);
             if !p.spec.depends_on.is_empty() {
                 let _ = writeln!(out, "     after:   {}", p.spec.depends_on.join(", "));
+            }
+            if !p.ports.is_empty() {
+                let ports: Vec<String> = p.ports.iter().map(|(n, v)| format!("{n}={v}")).collect();
+                let _ = writeln!(out, "     ports:   {}", ports.join(", "));
             }
             if !p.execution.is_empty() {
                 let _ = writeln!(
@@ -697,6 +739,10 @@ fn run_files(registry: &Arc<Registry>, settings: &Settings, request: RunRequest<
     }
     if invalid {
         return INVALID_INPUT;
+    }
+    // Orphans of the services (double forks, daemons) come back to the host, not init.
+    if !crate::contain::reap::become_subreaper() {
+        tracing::debug!("cannot become a child subreaper; orphaned service processes go to init");
     }
     if experiments.len() == 1 {
         let exp = experiments.remove(0);

@@ -100,7 +100,7 @@ struct ServiceSection {
 #[serde(deny_unknown_fields)]
 struct ReadySection {
     #[serde(default)]
-    tcp: Option<u16>,
+    tcp: Option<crate::ports::TcpPort>,
     #[serde(default)]
     host: Option<String>,
     #[serde(default)]
@@ -143,6 +143,8 @@ pub struct ServiceDef {
     pub depends_on: Vec<String>,
     /// Its readiness check, timeout not yet scaled.
     pub ready: Option<Readiness>,
+    /// The `{port:NAME}` its tcp readiness check waits on (port 0 until the run picks it).
+    pub ready_port: Option<String>,
     /// Server or client.
     pub role: Role,
     /// The exit code that counts as success.
@@ -395,6 +397,21 @@ impl Validator<'_> {
                     format!("service `{}` has an empty `command`", s.name),
                 );
             }
+            for problem in crate::ports::check(&s.command, &s.env) {
+                self.problem(offset, format!("service `{}`: {problem}", s.name));
+            }
+            let ready_port = match s.ready.as_ref().and_then(|r| r.tcp.as_ref()) {
+                Some(crate::ports::TcpPort::Placeholder(text)) => {
+                    match crate::ports::ready_name(text) {
+                        Ok(name) => Some(name),
+                        Err(why) => {
+                            self.problem(offset, format!("service `{}`: {why}", s.name));
+                            None
+                        }
+                    }
+                }
+                _ => None,
+            };
             let ready = s.ready.and_then(|r| self.readiness(offset, &s.name, r));
             let cwd = match s.cwd {
                 Some(cwd) if cwd.is_relative() => base.join(cwd),
@@ -415,6 +432,7 @@ impl Validator<'_> {
                     env: s.env,
                     depends_on: s.depends_on,
                     ready,
+                    ready_port,
                     role: s.role,
                     expect_exit: s.expect_exit.unwrap_or(0),
                     scope,
@@ -429,7 +447,12 @@ impl Validator<'_> {
 
     fn readiness(&mut self, offset: usize, service: &str, r: ReadySection) -> Option<Readiness> {
         let mut checks = Vec::new();
-        if let Some(port) = r.tcp {
+        if let Some(tcp) = r.tcp {
+            // A placeholder's port is picked when the run starts.
+            let port = match tcp {
+                crate::ports::TcpPort::Number(port) => port,
+                crate::ports::TcpPort::Placeholder(_) => 0,
+            };
             checks.push(ReadyCheck::Tcp {
                 host: r.host.clone().unwrap_or_else(|| "127.0.0.1".into()),
                 port,

@@ -12,9 +12,12 @@
 //! | [`instance`] | plugin instances behind plain Rust methods |
 //! | [`context`] | what a plugin instance may ask of the host |
 //! | [`command`] | the command processor: processes, groups, capture, timeouts |
+//! | [`contain`] | run marks, cgroups, the subreaper: finding every process of a run |
 //! | [`events`] | the event bus, `events.jsonl`, live output |
 //! | [`experiment`] | the experiment file and its validation |
 //! | [`run`] | the lifecycle of one experiment |
+//! | [`run_dir`] | unique results folders and run ids |
+//! | [`ports`] | `{port:NAME}` placeholders: free ports picked per run |
 //! | [`job`] | the Job API: runners, parallel experiments |
 //! | [`job_report`] | job-level `job.json` and `junit.xml` |
 //! | [`scaffold`] | `panther-host new`: plugin project templates |
@@ -27,6 +30,7 @@
 
 pub mod cli;
 pub mod command;
+pub mod contain;
 pub mod context;
 pub mod dispatch;
 pub mod events;
@@ -38,7 +42,9 @@ pub mod job_report;
 pub mod loader;
 mod progress;
 pub mod registry;
+pub mod ports;
 pub mod run;
+pub mod run_dir;
 pub mod scaffold;
 pub mod scope;
 pub mod settings;
