@@ -430,6 +430,11 @@ fn clean(registry: &Registry, only: Option<&str>) -> u8 {
     };
     let services = RunServices::new(Arc::new(AtomicBool::new(false)));
     let scratch = std::env::temp_dir().join(format!("panther-clean-{}", std::process::id()));
+    // Processes of killed hosts carry the run mark (or sit in a run cgroup) that says whose
+    // they were; the host ends them and reports them with the local environment.
+    let mut processes = only
+        .is_none_or(|n| n == "localhost")
+        .then(|| crate::contain::stale::clean().lines());
     let mut code = OK;
     for name in names {
         let plugin = registry
@@ -445,8 +450,15 @@ fn clean(registry: &Registry, only: Option<&str>) -> u8 {
         let removed = plugin
             .new_network_environment(&name, &json!({}), ctx.into_ffi())
             .and_then(|mut env| env.clean_stale());
+        let ended = if name == "localhost" {
+            processes.take().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         match removed {
-            Ok(removed) if removed.is_empty() => println!("{name}: nothing to clean"),
+            Ok(removed) if removed.is_empty() && ended.is_empty() => {
+                println!("{name}: nothing to clean")
+            }
             Ok(removed) => {
                 for item in removed {
                     println!("{name}: removed {item}");
@@ -454,20 +466,15 @@ fn clean(registry: &Registry, only: Option<&str>) -> u8 {
             }
             Err(err) => code = report_error(&err, INTERNAL_ERROR),
         }
+        for line in ended {
+            println!("{name}: {line}");
+        }
+    }
+    // Without the localhost plugin loaded, its processes are still cleaned.
+    for line in processes.unwrap_or_default() {
+        println!("localhost: {line}");
     }
     let _ = std::fs::remove_dir_all(&scratch);
-    // Processes of killed hosts: whatever network environment started them, they carry the
-    // run mark (or sit in a run cgroup) that says whose they were.
-    if only.is_none_or(|n| n == "localhost") {
-        let cleaned = crate::contain::stale::clean();
-        let lines = cleaned.lines();
-        if lines.is_empty() {
-            println!("processes: nothing to clean");
-        }
-        for line in lines {
-            println!("processes: {line}");
-        }
-    }
     code
 }
 

@@ -137,6 +137,8 @@ pub struct CommandProcessor {
     cancelled: Arc<AtomicBool>,
     bus: Arc<EventBus>,
     mark: RwLock<RunMark>,
+    /// Processes found still running after the process they descend from had ended.
+    left_behind: Mutex<Vec<Stray>>,
 }
 
 /// Where a command's output is captured, and under which name it is reported.
@@ -168,6 +170,7 @@ impl CommandProcessor {
                 run_id,
                 cgroup: None,
             }),
+            left_behind: Mutex::new(Vec::new()),
         }
     }
 
@@ -305,7 +308,8 @@ impl CommandProcessor {
 
     /// Stops every process still running, then ends every process with the run's mark or in
     /// its cgroup (and removes the cgroup). Returns how many managed processes had to be
-    /// stopped, and the strays found outside them.
+    /// stopped, and every process that was still running after the one it descends from had
+    /// ended (since the last call).
     pub fn stop_all(&self, grace: Duration) -> (usize, Vec<Stray>) {
         let handles: Vec<u64> = self
             .lock()
@@ -337,6 +341,7 @@ impl CommandProcessor {
                 });
             }
         }
+        strays.append(&mut self.left_behind.lock().unwrap_or_else(|e| e.into_inner()));
         strays.sort_by_key(|s| s.pid);
         strays.dedup_by_key(|s| s.pid);
         (stopped, strays)
@@ -385,9 +390,8 @@ impl CommandProcessor {
                     return None;
                 }
                 let ours = group == Some(stat.pgrp)
-                    || mark::read_mark(pid).is_some_and(|m| {
-                        m.run_id == run_id && (seq.is_none() || m.process == seq)
-                    });
+                    || mark::read_mark(pid)
+                        .is_some_and(|m| m.run_id == run_id && (seq.is_none() || m.process == seq));
                 ours.then_some(Stray {
                     pid,
                     comm: stat.comm,
@@ -419,7 +423,11 @@ impl CommandProcessor {
             state_of(status)
         };
         reap::forget_leader(managed.pid);
-        self.sweep(Some(managed.seq), Some(managed.pid));
+        let left = self.sweep(Some(managed.seq), Some(managed.pid));
+        self.left_behind
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(left);
         drain(std::mem::take(&mut managed.readers));
         state
     }
@@ -496,10 +504,12 @@ impl CommandProcessor {
             .env(mark::PROCESS, seq.to_string());
         // Opened here, written in the child between fork and exec: nothing the child runs
         // can start outside the group. (Close-on-exec: the program never sees it.)
-        let procs = mark
-            .cgroup
-            .as_ref()
-            .and_then(|c| std::fs::OpenOptions::new().write(true).open(c.procs_file()).ok());
+        let procs = mark.cgroup.as_ref().and_then(|c| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(c.procs_file())
+                .ok()
+        });
         drop(mark);
         if let Some(procs) = &procs {
             let fd = procs.as_raw_fd();

@@ -84,7 +84,9 @@ pub fn check(command: &[String], env: &BTreeMap<String, String>) -> Vec<String> 
 /// The placeholder names a service uses.
 pub fn names_of(def: &ServiceDef) -> Vec<String> {
     let texts = def.command.iter().chain(def.env.values());
-    let mut names: Vec<String> = texts.flat_map(|t| names_in(t).unwrap_or_default()).collect();
+    let mut names: Vec<String> = texts
+        .flat_map(|t| names_in(t).unwrap_or_default())
+        .collect();
     names.extend(def.ready_port.clone());
     names.sort();
     names.dedup();

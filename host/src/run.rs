@@ -92,12 +92,13 @@ pub fn run(
     let started = Instant::now();
     let started_at = crate::time::now_rfc3339();
     // Exclusive: a folder (and the run id made from it) belongs to this run alone.
-    let made = crate::run_dir::create(&options.output_root, &experiment.name).map_err(|source| {
-        RunError::Output {
-            path: options.output_root.join(&experiment.name),
-            source,
-        }
-    })?;
+    let made =
+        crate::run_dir::create(&options.output_root, &experiment.name).map_err(|source| {
+            RunError::Output {
+                path: options.output_root.join(&experiment.name),
+                source,
+            }
+        })?;
     let output_dir = made.path;
     let mkdir = |path: &PathBuf| {
         std::fs::create_dir_all(path).map_err(|source| RunError::Output {
@@ -234,12 +235,13 @@ pub fn run(
         ));
     }
     if !strays.is_empty() {
-        // Daemons the services left behind: ended and recorded, not held against the run.
+        // What the services left behind (daemons, children still in their group): ended and
+        // recorded, not held against the run.
         let list: Vec<String> = strays
             .iter()
             .map(|s| format!("{} ({})", s.pid, s.comm))
             .collect();
-        tracing::warn!(
+        tracing::info!(
             "ended {} process(es) the services of run {run_id} left behind: {}",
             strays.len(),
             list.join(", ")

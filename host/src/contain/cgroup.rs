@@ -115,7 +115,13 @@ impl RunCgroup {
         let hierarchy = hierarchy()?;
         let name: String = run_id
             .chars()
-            .map(|c| if c.is_ascii_graphic() && c != '/' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_graphic() && c != '/' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         let dir = hierarchy
             .top

@@ -30,12 +30,18 @@ pub fn become_subreaper() -> bool {
 
 /// Registers a process whose exit status belongs to its `Child` handle.
 pub fn register_leader(pid: u32) {
-    leaders().lock().unwrap_or_else(|e| e.into_inner()).insert(pid);
+    leaders()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(pid);
 }
 
 /// Forgets a leader once its `Child` has collected it.
 pub fn forget_leader(pid: u32) {
-    leaders().lock().unwrap_or_else(|e| e.into_inner()).remove(&pid);
+    leaders()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&pid);
 }
 
 /// Collects the exit of each given process that is a zombie child of this host, except

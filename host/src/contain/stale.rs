@@ -38,14 +38,9 @@ impl Cleaned {
         let mut lines: Vec<String> = self
             .ended
             .iter()
-            .map(|e| {
-                format!(
-                    "ended process {} ({}) of run {}",
-                    e.pid, e.comm, e.run_id
-                )
-            })
+            .map(|e| format!("ended process {} ({}) of run {}", e.pid, e.comm, e.run_id))
             .collect();
-        lines.extend(self.cgroups.iter().map(|c| format!("cgroup {c}")));
+        lines.extend(self.cgroups.iter().map(|c| format!("removed cgroup {c}")));
         lines
     }
 }
