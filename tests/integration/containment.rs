@@ -134,7 +134,7 @@ timeout = "60s"
 
 [network]
 plugin = "localhost"
-stop_grace = "2s"
+stop_grace = "1s"
 
 [[service]]
 name = "holder"
