@@ -7,7 +7,7 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
+    process::{Child, Output, Stdio},
     time::{Duration, Instant},
 };
 
@@ -182,7 +182,7 @@ fn daemonizing_services_pass_on_their_own_merits_and_leave_nothing() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        // A hang guard far beyond the 2 s grace, not a speed check.
+        // A hang guard far beyond the grace period, not a speed check.
         let output = wait_or_fail(host, Duration::from_secs(60), "the run");
         assert_eq!(code(&output), expected_code, "{}", stderr(&output));
 
