@@ -324,14 +324,9 @@ impl CommandProcessor {
                 scope.spawn(move || self.stop(handle, grace));
             }
         });
-        // Groups whose leader already exited may still hold children.
-        let groups: Vec<u32> = self.lock().values().map(|m| m.pid).collect();
-        let mut strays = Vec::new();
-        for group in groups {
-            strays.extend(self.sweep(None, Some(group)));
-        }
-        // Whatever carries the mark or sits in the cgroup, whoever started it.
-        strays.extend(self.sweep(None, None));
+        // Whatever carries the mark or sits in the cgroup, whoever started it. (Not by
+        // process group: the group of a leader reaped long ago may be someone else's now.)
+        let mut strays = self.sweep(None, None);
         let mut mark = self.mark.write().unwrap_or_else(|e| e.into_inner());
         if let Some(cgroup) = mark.cgroup.take() {
             for pid in cgroup.remove() {
@@ -389,9 +384,14 @@ impl CommandProcessor {
                 if stat.state == 'Z' {
                     return None;
                 }
-                let ours = group == Some(stat.pgrp)
-                    || mark::read_mark(pid)
-                        .is_some_and(|m| m.run_id == run_id && (seq.is_none() || m.process == seq));
+                let mark = mark::read_mark(pid);
+                let marked_ours = mark
+                    .as_ref()
+                    .is_some_and(|m| m.run_id == run_id && (seq.is_none() || m.process == seq));
+                // A group member marked by another run is in a group whose id was reused.
+                let in_group =
+                    group == Some(stat.pgrp) && mark.as_ref().is_none_or(|m| m.run_id == run_id);
+                let ours = marked_ours || in_group;
                 ours.then_some(Stray {
                     pid,
                     comm: stat.comm,
