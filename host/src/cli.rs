@@ -430,6 +430,11 @@ fn clean(registry: &Registry, only: Option<&str>) -> u8 {
     };
     let services = RunServices::new(Arc::new(AtomicBool::new(false)));
     let scratch = std::env::temp_dir().join(format!("panther-clean-{}", std::process::id()));
+    // Processes of killed hosts carry the run mark (or sit in a run cgroup) that says whose
+    // they were; the host ends them and reports them with the local environment.
+    let mut processes = only
+        .is_none_or(|n| n == "localhost")
+        .then(|| crate::contain::stale::clean().lines());
     let mut code = OK;
     for name in names {
         let plugin = registry
@@ -445,8 +450,15 @@ fn clean(registry: &Registry, only: Option<&str>) -> u8 {
         let removed = plugin
             .new_network_environment(&name, &json!({}), ctx.into_ffi())
             .and_then(|mut env| env.clean_stale());
+        let ended = if name == "localhost" {
+            processes.take().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         match removed {
-            Ok(removed) if removed.is_empty() => println!("{name}: nothing to clean"),
+            Ok(removed) if removed.is_empty() && ended.is_empty() => {
+                println!("{name}: nothing to clean")
+            }
             Ok(removed) => {
                 for item in removed {
                     println!("{name}: removed {item}");
@@ -454,6 +466,13 @@ fn clean(registry: &Registry, only: Option<&str>) -> u8 {
             }
             Err(err) => code = report_error(&err, INTERNAL_ERROR),
         }
+        for line in ended {
+            println!("{name}: {line}");
+        }
+    }
+    // Without the localhost plugin loaded, its processes are still cleaned.
+    for line in processes.unwrap_or_default() {
+        println!("localhost: {line}");
     }
     let _ = std::fs::remove_dir_all(&scratch);
     code
@@ -571,9 +590,10 @@ fn options(
     verbose: u8,
 ) -> RunOptions {
     let cancelled = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+    for signal in STOP_SIGNALS {
         let _ = signal_hook::flag::register(signal, Arc::clone(&cancelled));
     }
+    count_stop_signals();
     let observers: Vec<Arc<dyn Observer>> = if verbose > 0 {
         vec![Arc::new(TracingObserver)]
     } else {
@@ -586,6 +606,31 @@ fn options(
         observers,
         outer_scopes: vec![settings.scope.clone()],
     }
+}
+
+/// Ctrl-C, `kill` and a closed terminal all stop a run the same way: teardown, reports, 130.
+const STOP_SIGNALS: [i32; 3] = [
+    signal_hook::consts::SIGINT,
+    signal_hook::consts::SIGTERM,
+    signal_hook::consts::SIGHUP,
+];
+
+/// A second stop signal (of any of [`STOP_SIGNALS`]) ends the grace periods: kill now.
+fn count_stop_signals() {
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    static FIRST_SEEN: AtomicBool = AtomicBool::new(false);
+    REGISTERED.call_once(|| {
+        for signal in STOP_SIGNALS {
+            // SAFETY: the handler only does atomic operations, which are async-signal-safe.
+            let _ = unsafe {
+                signal_hook::low_level::register(signal, || {
+                    if FIRST_SEEN.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                        crate::command::hurry();
+                    }
+                })
+            };
+        }
+    });
 }
 
 fn plan(registry: &Registry, settings: &Settings, files: &[PathBuf], format: Format) -> u8 {
@@ -631,6 +676,10 @@ fn plan(registry: &Registry, settings: &Settings, files: &[PathBuf], format: For
             let _ = writeln!(out, "  {}. {} ({role})", i + 1, p.spec.name);
             if !p.spec.depends_on.is_empty() {
                 let _ = writeln!(out, "     after:   {}", p.spec.depends_on.join(", "));
+            }
+            if !p.ports.is_empty() {
+                let ports: Vec<String> = p.ports.iter().map(|(n, v)| format!("{n}={v}")).collect();
+                let _ = writeln!(out, "     ports:   {}", ports.join(", "));
             }
             if !p.execution.is_empty() {
                 let _ = writeln!(
@@ -697,6 +746,10 @@ fn run_files(registry: &Arc<Registry>, settings: &Settings, request: RunRequest<
     }
     if invalid {
         return INVALID_INPUT;
+    }
+    // Orphans of the services (double forks, daemons) come back to the host, not init.
+    if !crate::contain::reap::become_subreaper() {
+        tracing::debug!("cannot become a child subreaper; orphaned service processes go to init");
     }
     if experiments.len() == 1 {
         let exp = experiments.remove(0);

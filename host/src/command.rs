@@ -8,17 +8,27 @@
 //!
 //! Every process the processor started is remembered until it has been reaped, and
 //! [`CommandProcessor::stop_all`] is the host's last line of defence at teardown.
+//!
+//! Processes that leave their group (`setsid`, a double fork) are still found: every process
+//! carries the run's mark in its environment and joins the run's cgroup where there is one
+//! (see [`crate::contain`]). Stopping a process ends what it started too; stopping the run
+//! ends everything with the run's mark or in its cgroup. Teardown never waits on a pipe a
+//! stray process holds: once the processes are gone, the output readers get
+//! [`READER_DRAIN`] to finish and are left behind after that.
 
 use std::{
     collections::HashMap,
     fs::File,
     io::{BufRead, BufReader, Read, Write},
-    os::unix::process::{CommandExt, ExitStatusExt},
+    os::{
+        fd::AsRawFd,
+        unix::process::{CommandExt, ExitStatusExt},
+    },
     path::{Path, PathBuf},
     process::{Child, ExitStatus, Stdio},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
-        Arc, Mutex,
+        mpsc, Arc, Mutex, RwLock,
     },
     thread,
     time::{Duration, Instant},
@@ -30,7 +40,32 @@ use nix::{
 };
 use panther_plugin_api::{Command, CommandOutput, Event, ProcessState};
 
-use crate::events::{EventBus, Stream};
+use crate::{
+    contain::{
+        cgroup::RunCgroup,
+        mark::{self, Owner},
+        reap,
+    },
+    events::{EventBus, Stream},
+};
+
+/// How long the output readers get to finish once every process that could write to their
+/// pipes is gone; after that they are left behind (a process outside the run's reach still
+/// holds the pipe) and teardown goes on.
+pub const READER_DRAIN: Duration = Duration::from_secs(1);
+
+/// Set by a second Ctrl-C (or SIGTERM, SIGHUP): grace periods end at once.
+static HURRY: AtomicBool = AtomicBool::new(false);
+
+/// Ends every grace period now and from now on (async-signal-safe: one atomic store).
+pub fn hurry() {
+    HURRY.store(true, Ordering::SeqCst);
+}
+
+/// Whether grace periods were cut short.
+pub fn in_a_hurry() -> bool {
+    HURRY.load(Ordering::SeqCst)
+}
 
 /// Why a command could not be run.
 #[derive(Debug, thiserror::Error)]
@@ -65,11 +100,34 @@ pub enum CommandError {
     Cancelled(String),
 }
 
+/// A thread copying one pipe; `done` disconnects when it ends.
+struct Reader {
+    thread: thread::JoinHandle<()>,
+    done: mpsc::Receiver<()>,
+}
+
 struct Managed {
     child: Child,
     pid: u32,
+    /// The number in `PANTHER_RUN_PROCESS` of the process and its descendants.
+    seq: u64,
     state: ProcessState,
-    readers: Vec<thread::JoinHandle<()>>,
+    readers: Vec<Reader>,
+}
+
+/// What the processes of this processor are marked with.
+struct RunMark {
+    run_id: String,
+    cgroup: Option<RunCgroup>,
+}
+
+/// A process of the run found outside the process it descends from, and ended.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Stray {
+    /// Its pid.
+    pub pid: u32,
+    /// Its program name.
+    pub comm: String,
 }
 
 /// Runs and tracks processes. Shared by the host and every plugin instance of a run.
@@ -78,6 +136,9 @@ pub struct CommandProcessor {
     next_handle: AtomicU64,
     cancelled: Arc<AtomicBool>,
     bus: Arc<EventBus>,
+    mark: RwLock<RunMark>,
+    /// Processes found still running after the process they descend from had ended.
+    left_behind: Mutex<Vec<Stray>>,
 }
 
 /// Where a command's output is captured, and under which name it is reported.
@@ -93,12 +154,46 @@ pub struct Capture<'a> {
 impl CommandProcessor {
     /// A processor that watches `cancelled` and reports to `bus`.
     pub fn new(cancelled: Arc<AtomicBool>, bus: Arc<EventBus>) -> Self {
+        static PROCESSORS: AtomicU64 = AtomicU64::new(0);
+        // Until a run names it, the mark is unique to this processor.
+        let run_id = format!(
+            "host-{}-{}",
+            std::process::id(),
+            PROCESSORS.fetch_add(1, Ordering::Relaxed)
+        );
         CommandProcessor {
             processes: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             cancelled,
             bus,
+            mark: RwLock::new(RunMark {
+                run_id,
+                cgroup: None,
+            }),
+            left_behind: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Marks every process started from now on with `run_id`, and puts them in a cgroup of
+    /// their own where this host can create one. Returns the cgroup's folder, if any.
+    pub fn contain(&self, run_id: &str) -> Option<PathBuf> {
+        let cgroup = RunCgroup::create(run_id);
+        let path = cgroup.as_ref().map(|c| c.path().to_path_buf());
+        let mut mark = self.mark.write().unwrap_or_else(|e| e.into_inner());
+        mark.run_id = run_id.to_string();
+        if let Some(old) = std::mem::replace(&mut mark.cgroup, cgroup) {
+            old.remove();
+        }
+        path
+    }
+
+    /// The run id the processes are marked with.
+    pub fn run_id(&self) -> String {
+        self.read_mark().run_id.clone()
+    }
+
+    fn read_mark(&self) -> std::sync::RwLockReadGuard<'_, RunMark> {
+        self.mark.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether the run was cancelled.
@@ -113,7 +208,7 @@ impl CommandProcessor {
         capture: &Capture<'_>,
     ) -> Result<CommandOutput, CommandError> {
         let started = Instant::now();
-        let (mut child, stdout_path, stderr_path, readers) = self.start(command, capture)?;
+        let (mut child, seq, stdout_path, stderr_path, readers) = self.start(command, capture)?;
         let pid = child.id();
         let mut timed_out = false;
         let mut pause = Duration::from_micros(200);
@@ -124,16 +219,15 @@ impl CommandProcessor {
             let over_time = command.timeout.is_some_and(|t| started.elapsed() >= t);
             if over_time || self.is_cancelled() {
                 timed_out = over_time;
-                break terminate_group(&mut child, pid, Duration::from_secs(2));
+                break self.terminate(&mut child, pid, seq, Duration::from_secs(2));
             }
             thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(10));
         };
-        // The group may hold processes the leader left behind; they go too.
-        let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
-        for reader in readers {
-            let _ = reader.join();
-        }
+        // The group, and whatever left it, may hold processes the leader left behind.
+        reap::forget_leader(pid);
+        self.sweep(Some(seq), Some(pid));
+        drain(readers);
         let output = CommandOutput {
             argv: command.argv(),
             state: state_of(status),
@@ -157,12 +251,12 @@ impl CommandProcessor {
     /// Starts a long-running command and returns its handle.
     pub fn spawn(&self, command: &Command, capture: &Capture<'_>) -> Result<u64, CommandError> {
         let started = Instant::now();
-        let (child, _, _, readers) = self.start(command, capture)?;
+        let (child, handle, _, _, readers) = self.start(command, capture)?;
         let pid = child.id();
-        let handle = self.next_handle.fetch_add(1, Ordering::Relaxed);
         let managed = Managed {
             child,
             pid,
+            seq: handle,
             state: ProcessState::Running { pid },
             readers,
         };
@@ -187,6 +281,7 @@ impl CommandProcessor {
             .ok_or(CommandError::UnknownHandle(handle))?;
         if !managed.state.is_finished() {
             if let Ok(Some(status)) = managed.child.try_wait() {
+                reap::forget_leader(managed.pid);
                 managed.state = state_of(status);
             }
         }
@@ -204,15 +299,18 @@ impl CommandProcessor {
             .lock()
             .remove(&handle)
             .ok_or(CommandError::UnknownHandle(handle))?;
-        let state = finish(&mut managed, grace);
+        let state = self.finish(&mut managed, grace);
         // Keep the final state answerable.
         managed.state = state.clone();
         self.lock().insert(handle, managed);
         Ok(state)
     }
 
-    /// Stops every process still running. Returns how many had to be stopped.
-    pub fn stop_all(&self, grace: Duration) -> usize {
+    /// Stops every process still running, then ends every process with the run's mark or in
+    /// its cgroup (and removes the cgroup). Returns how many managed processes had to be
+    /// stopped, and every process that was still running after the one it descends from had
+    /// ended (since the last call).
+    pub fn stop_all(&self, grace: Duration) -> (usize, Vec<Stray>) {
         let handles: Vec<u64> = self
             .lock()
             .iter()
@@ -226,23 +324,143 @@ impl CommandProcessor {
                 scope.spawn(move || self.stop(handle, grace));
             }
         });
-        // Groups whose leader already exited may still hold children.
-        for managed in self.lock().values() {
-            let _ = killpg(Pid::from_raw(managed.pid as i32), Signal::SIGKILL);
+        // Whatever carries the mark or sits in the cgroup, whoever started it. (Not by
+        // process group: the group of a leader reaped long ago may be someone else's now.)
+        let mut strays = self.sweep(None, None);
+        let mut mark = self.mark.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(cgroup) = mark.cgroup.take() {
+            for pid in cgroup.remove() {
+                strays.push(Stray {
+                    pid,
+                    comm: mark::stat(pid).map(|s| s.comm).unwrap_or_default(),
+                });
+            }
         }
-        stopped
+        strays.append(&mut self.left_behind.lock().unwrap_or_else(|e| e.into_inner()));
+        strays.sort_by_key(|s| s.pid);
+        strays.dedup_by_key(|s| s.pid);
+        (stopped, strays)
+    }
+
+    /// SIGKILLs, until none is left, the live processes of process group `group` and those
+    /// marked with this run (and with process number `seq`, when given); reaps the ones that
+    /// became the host's children. Returns the processes it found.
+    fn sweep(&self, seq: Option<u64>, group: Option<u32>) -> Vec<Stray> {
+        let run_id = self.run_id();
+        let mut found: Vec<Stray> = Vec::new();
+        for _ in 0..200 {
+            let now = self.find(&run_id, seq, group);
+            if now.is_empty() {
+                break;
+            }
+            for stray in &now {
+                let _ = nix::sys::signal::kill(Pid::from_raw(stray.pid as i32), Signal::SIGKILL);
+            }
+            let pids: Vec<u32> = now.iter().map(|s| s.pid).collect();
+            for stray in now {
+                if !found.iter().any(|f| f.pid == stray.pid) {
+                    found.push(stray);
+                }
+            }
+            thread::sleep(Duration::from_millis(1));
+            reap::reap(&pids);
+        }
+        let pids: Vec<u32> = found.iter().map(|s| s.pid).collect();
+        reap::reap(&pids);
+        found
+    }
+
+    /// Live processes in `group` (when given) or marked with `run_id` (and `seq`).
+    fn find(&self, run_id: &str, seq: Option<u64>, group: Option<u32>) -> Vec<Stray> {
+        let me = std::process::id();
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|&pid| pid != me)
+            .filter_map(|pid| {
+                let stat = mark::stat(pid)?;
+                if stat.state == 'Z' {
+                    return None;
+                }
+                let mark = mark::read_mark(pid);
+                let marked_ours = mark
+                    .as_ref()
+                    .is_some_and(|m| m.run_id == run_id && (seq.is_none() || m.process == seq));
+                // A group member marked by another run is in a group whose id was reused.
+                let in_group =
+                    group == Some(stat.pgrp) && mark.as_ref().is_none_or(|m| m.run_id == run_id);
+                let ours = marked_ours || in_group;
+                ours.then_some(Stray {
+                    pid,
+                    comm: stat.comm,
+                })
+            })
+            .collect()
+    }
+
+    /// Signals the processes marked as descendants of process `seq` outside its group.
+    fn signal_marked(&self, seq: u64, signal: Signal) {
+        let run_id = self.run_id();
+        for marked in mark::scan() {
+            if marked.run_id == run_id && marked.process == Some(seq) {
+                let _ = nix::sys::signal::kill(Pid::from_raw(marked.pid as i32), signal);
+            }
+        }
+    }
+
+    /// Ends a managed process (if it still runs), kills what is left of its group and of its
+    /// marked descendants, and waits (a bounded time) for its output to be written out.
+    fn finish(&self, managed: &mut Managed, grace: Duration) -> ProcessState {
+        let state = if managed.state.is_finished() {
+            managed.state.clone()
+        } else {
+            let status = match managed.child.try_wait() {
+                Ok(Some(status)) => status,
+                _ => self.terminate(&mut managed.child, managed.pid, managed.seq, grace),
+            };
+            state_of(status)
+        };
+        reap::forget_leader(managed.pid);
+        let left = self.sweep(Some(managed.seq), Some(managed.pid));
+        self.left_behind
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(left);
+        drain(std::mem::take(&mut managed.readers));
+        state
+    }
+
+    /// SIGTERM to the group and to the marked descendants, wait up to `grace` (less after a
+    /// second Ctrl-C), then SIGKILL; returns how the leader ended.
+    fn terminate(&self, child: &mut Child, pid: u32, seq: u64, grace: Duration) -> ExitStatus {
+        let group = Pid::from_raw(pid as i32);
+        let _ = killpg(group, Signal::SIGTERM);
+        self.signal_marked(seq, Signal::SIGTERM);
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline && !in_a_hurry() {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        let _ = killpg(group, Signal::SIGKILL);
+        let _ = nix::sys::signal::kill(group, Signal::SIGKILL);
+        child.wait().unwrap_or_else(|_| ExitStatus::from_raw(9))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Managed>> {
         self.processes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Starts a process with the run's mark, in the run's cgroup; returns it with its number.
     #[allow(clippy::type_complexity)]
     fn start(
         &self,
         command: &Command,
         capture: &Capture<'_>,
-    ) -> Result<(Child, PathBuf, PathBuf, Vec<thread::JoinHandle<()>>), CommandError> {
+    ) -> Result<(Child, u64, PathBuf, PathBuf, Vec<Reader>), CommandError> {
         if command.program.is_empty() {
             return Err(CommandError::Empty);
         }
@@ -267,6 +485,7 @@ impl CommandProcessor {
         };
         let (stdout_file, stderr_file) = (create(&stdout_path)?, create(&stderr_path)?);
 
+        let seq = self.next_handle.fetch_add(1, Ordering::Relaxed);
         let mut process = std::process::Command::new(&command.program);
         process
             .args(&command.args)
@@ -278,7 +497,35 @@ impl CommandProcessor {
         if let Some(cwd) = &command.cwd {
             process.current_dir(cwd);
         }
-        let mut child = process.spawn().map_err(|source| CommandError::Spawn {
+        let mark = self.read_mark();
+        process
+            .env(mark::RUN_ID, &mark.run_id)
+            .env(mark::OWNER, Owner::current().to_string())
+            .env(mark::PROCESS, seq.to_string());
+        // Opened here, written in the child between fork and exec: nothing the child runs
+        // can start outside the group. (Close-on-exec: the program never sees it.)
+        let procs = mark.cgroup.as_ref().and_then(|c| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(c.procs_file())
+                .ok()
+        });
+        drop(mark);
+        if let Some(procs) = &procs {
+            let fd = procs.as_raw_fd();
+            // SAFETY: the closure only calls write(2), which is async-signal-safe, on a
+            // descriptor that stays open until `spawn` returns; a failure leaves the child
+            // outside the cgroup, still marked and in its process group.
+            unsafe {
+                process.pre_exec(move || {
+                    libc::write(fd, b"0".as_ptr().cast(), 1);
+                    Ok(())
+                });
+            }
+        }
+        let spawned = process.spawn();
+        drop(procs);
+        let mut child = spawned.map_err(|source| CommandError::Spawn {
             argv: argv.join(" "),
             cwd: command
                 .cwd
@@ -286,6 +533,7 @@ impl CommandProcessor {
                 .map_or(String::new(), |c| format!(" in {}", c.display())),
             source,
         })?;
+        reap::register_leader(child.id());
         let mut readers = Vec::with_capacity(2);
         if let Some(out) = child.stdout.take() {
             readers.push(self.pump(out, stdout_file, name.clone(), Stream::Stdout));
@@ -293,7 +541,7 @@ impl CommandProcessor {
         if let Some(err) = child.stderr.take() {
             readers.push(self.pump(err, stderr_file, name, Stream::Stderr));
         }
-        Ok((child, stdout_path, stderr_path, readers))
+        Ok((child, seq, stdout_path, stderr_path, readers))
     }
 
     /// Copies a pipe to its capture file line by line, handing each line to observers.
@@ -303,9 +551,12 @@ impl CommandProcessor {
         mut file: File,
         process: String,
         stream: Stream,
-    ) -> thread::JoinHandle<()> {
+    ) -> Reader {
         let bus = Arc::clone(&self.bus);
-        thread::spawn(move || {
+        let (done_tx, done) = mpsc::channel::<()>();
+        let thread = thread::spawn(move || {
+            // Dropped when the thread ends, however it ends: `done` disconnects.
+            let _done = done_tx;
             let mut reader = BufReader::new(pipe);
             let mut line = Vec::with_capacity(256);
             while let Ok(n) = reader.read_until(b'\n', &mut line) {
@@ -318,7 +569,8 @@ impl CommandProcessor {
                 bus.output(&process, stream, text.trim_end_matches(['\n', '\r']));
                 line.clear();
             }
-        })
+        });
+        Reader { thread, done }
     }
 }
 
@@ -328,38 +580,21 @@ impl Drop for CommandProcessor {
     }
 }
 
-/// Ends a managed process (if it still runs), kills what is left of its group, and waits
-/// for its output to be written out completely.
-fn finish(managed: &mut Managed, grace: Duration) -> ProcessState {
-    let state = if managed.state.is_finished() {
-        managed.state.clone()
-    } else {
-        let status = match managed.child.try_wait() {
-            Ok(Some(status)) => status,
-            _ => terminate_group(&mut managed.child, managed.pid, grace),
-        };
-        state_of(status)
-    };
-    let _ = killpg(Pid::from_raw(managed.pid as i32), Signal::SIGKILL);
-    for reader in managed.readers.drain(..) {
-        let _ = reader.join();
-    }
-    state
-}
-
-/// SIGTERM to the group, wait up to `grace`, then SIGKILL; returns how the leader ended.
-fn terminate_group(child: &mut Child, pid: u32, grace: Duration) -> ExitStatus {
-    let group = Pid::from_raw(pid as i32);
-    let _ = killpg(group, Signal::SIGTERM);
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            return status;
+/// Waits for the output readers, at most [`READER_DRAIN`] in all; a reader still blocked
+/// after that (its pipe held by a process out of reach) is left to end on its own.
+fn drain(readers: Vec<Reader>) {
+    let deadline = Instant::now() + READER_DRAIN;
+    for reader in readers {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match reader.done.recv_timeout(left) {
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let _ = reader.thread.join();
+            }
+            _ => tracing::warn!(
+                "an output pipe is still held open by a process outside the run; not waiting for it"
+            ),
         }
-        thread::sleep(Duration::from_millis(5));
     }
-    let _ = killpg(group, Signal::SIGKILL);
-    child.wait().unwrap_or_else(|_| ExitStatus::from_raw(9))
 }
 
 fn state_of(status: ExitStatus) -> ProcessState {

@@ -4,7 +4,7 @@
 
 use std::{
     fs::File,
-    io::{BufWriter, Write},
+    io::Write,
     path::Path,
     sync::{Arc, Mutex, RwLock},
     time::Instant,
@@ -110,27 +110,35 @@ impl EventBus {
 }
 
 /// Writes every event as one JSON line.
+///
+/// One writer per file (the run's folder is its own), and each line goes out whole, in one
+/// `write_all` under the lock, so lines never interleave.
 pub struct JsonlWriter {
-    out: Mutex<BufWriter<File>>,
+    out: Mutex<File>,
 }
 
 impl JsonlWriter {
-    /// Creates (truncates) the file.
+    /// Creates the file, which must not exist yet: it belongs to one run.
     pub fn create(path: &Path) -> std::io::Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .open(path)?;
         Ok(JsonlWriter {
-            out: Mutex::new(BufWriter::new(File::create(path)?)),
+            out: Mutex::new(file),
         })
     }
 }
 
 impl Observer for JsonlWriter {
     fn on_event(&self, record: &EventRecord<'_>) {
+        let Ok(mut line) = serde_json::to_vec(record) else {
+            return;
+        };
+        line.push(b'\n');
+        // Unbuffered: the log survives a crash of the host.
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
-        if serde_json::to_writer(&mut *out, record).is_ok() {
-            let _ = out.write_all(b"\n");
-            // Flushed per event so the log survives a crash of the host.
-            let _ = out.flush();
-        }
+        let _ = out.write_all(&line);
     }
 }
 

@@ -103,7 +103,7 @@ struct ServiceSection {
 #[serde(deny_unknown_fields)]
 struct ReadySection {
     #[serde(default)]
-    tcp: Option<Spanned<u16>>,
+    tcp: Option<Spanned<crate::ports::TcpPort>>,
     #[serde(default)]
     host: Option<Spanned<String>>,
     #[serde(default)]
@@ -153,6 +153,8 @@ pub struct ServiceDef {
     pub depends_on: Vec<String>,
     /// Its readiness check, timeout not yet scaled.
     pub ready: Option<Readiness>,
+    /// The `{port:NAME}` its tcp readiness check waits on (port 0 until the run picks it).
+    pub ready_port: Option<String>,
     /// Server or client.
     pub role: Role,
     /// The exit code that counts as success.
@@ -620,6 +622,24 @@ impl Validator<'_> {
                 }
                 None => 0,
             };
+            for problem in crate::ports::check(&command, &env) {
+                self.problem(offset, format!("service `{name}`: {problem}"));
+            }
+            let ready_port = match s.ready.as_ref().and_then(|r| r.tcp.as_ref()) {
+                Some(tcp) => match tcp.get_ref() {
+                    crate::ports::TcpPort::Placeholder(text) => {
+                        match crate::ports::ready_name(text) {
+                            Ok(port) => Some(port),
+                            Err(why) => {
+                                self.problem(tcp.span().start, format!("service `{name}`: {why}"));
+                                None
+                            }
+                        }
+                    }
+                    crate::ports::TcpPort::Number(_) => None,
+                },
+                None => None,
+            };
             let ready = s.ready.and_then(|r| self.readiness(offset, &name, r));
             let cwd = match s.cwd {
                 Some(cwd) => {
@@ -650,6 +670,7 @@ impl Validator<'_> {
                     env,
                     depends_on,
                     ready,
+                    ready_port,
                     role: s.role,
                     expect_exit,
                     scope,
@@ -661,10 +682,14 @@ impl Validator<'_> {
 
     fn readiness(&mut self, offset: usize, service: &str, r: ReadySection) -> Option<Readiness> {
         let mut checks = Vec::new();
-        if let Some(port) = r.tcp {
-            let at = port.span().start;
-            let port = port.into_inner();
-            if port == 0 {
+        if let Some(tcp) = r.tcp {
+            let at = tcp.span().start;
+            // A placeholder's port is picked when the run starts.
+            let (port, placeholder) = match tcp.into_inner() {
+                crate::ports::TcpPort::Number(port) => (port, false),
+                crate::ports::TcpPort::Placeholder(_) => (0, true),
+            };
+            if port == 0 && !placeholder {
                 self.problem(
                     at,
                     format!("service `{service}`: `ready.tcp` is 0, which no server listens on"),

@@ -12,6 +12,7 @@
 //! | [`instance`] | plugin instances behind plain Rust methods |
 //! | [`context`] | what a plugin instance may ask of the host |
 //! | [`command`] | the command processor: processes, groups, capture, timeouts |
+//! | [`contain`] | run marks, cgroups, the subreaper: finding every process of a run |
 //! | [`events`] | the event bus, `events.jsonl`, live output |
 //! | [`experiment`] | the experiment file and its validation |
 //! | [`keys`] | every unknown key of a TOML file at once |
@@ -19,6 +20,8 @@
 //! | [`results_path`] | report paths kept inside the results folder |
 //! | [`limits`] | ranges of durations and codes, environment keys, NUL bytes |
 //! | [`run`] | the lifecycle of one experiment |
+//! | [`run_dir`] | unique results folders and run ids |
+//! | [`ports`] | `{port:NAME}` placeholders: free ports picked per run |
 //! | [`job`] | the Job API: runners, parallel experiments |
 //! | [`job_report`] | job-level `job.json` and `junit.xml` |
 //! | [`scaffold`] | `panther-host new`: plugin project templates |
@@ -31,6 +34,7 @@
 
 pub mod cli;
 pub mod command;
+pub mod contain;
 pub mod context;
 pub mod dispatch;
 pub mod events;
@@ -43,10 +47,12 @@ pub mod keys;
 pub mod limits;
 pub mod loader;
 pub mod names;
+pub mod ports;
 mod progress;
 pub mod registry;
 pub mod results_path;
 pub mod run;
+pub mod run_dir;
 pub mod scaffold;
 pub mod scope;
 pub mod settings;

@@ -73,6 +73,9 @@ pub enum RunError {
         /// The cause.
         source: std::io::Error,
     },
+    /// No free port could be picked for the `{port:NAME}` placeholders.
+    #[error("cannot pick free ports for the experiment's `{{port:NAME}}` placeholders: {0}")]
+    Ports(#[source] std::io::Error),
 }
 
 /// A service on its way through the run.
@@ -102,20 +105,34 @@ pub fn run(
         })?;
     let started = Instant::now();
     let started_at = crate::time::now_rfc3339();
-    let stamp = crate::time::now_folder_name();
-    let output_dir = options.output_root.join(&experiment.name).join(&stamp);
+    // Exclusive: a folder (and the run id made from it) belongs to this run alone.
+    let made =
+        crate::run_dir::create(&options.output_root, &experiment.name).map_err(|source| {
+            RunError::Output {
+                path: options.output_root.join(&experiment.name),
+                source,
+            }
+        })?;
+    let output_dir = made.path;
     let mkdir = |path: &PathBuf| {
         std::fs::create_dir_all(path).map_err(|source| RunError::Output {
             path: path.clone(),
             source,
         })
     };
-    mkdir(&output_dir)?;
     // Absolute, so reports and plugins name files that can be opened from anywhere.
     let output_dir = std::fs::canonicalize(&output_dir).unwrap_or(output_dir);
     let services_dir = output_dir.join("services");
     mkdir(&services_dir)?;
-    let run_id = format!("{}-{stamp}", experiment.name);
+    let run_id = made.run_id;
+    // Every process of the run carries this id, and sits in the run's cgroup where possible.
+    options.services.processes.contain(&run_id);
+    let ports = crate::ports::Ports::pick(&experiment.services).map_err(RunError::Ports)?;
+    if !ports.is_empty() {
+        let file = output_dir.join("ports.json");
+        let json = serde_json::to_vec_pretty(&ports).unwrap_or_default();
+        std::fs::write(&file, json).map_err(|source| RunError::Output { path: file, source })?;
+    }
 
     let bus = Arc::clone(&options.services.bus);
     let events = JsonlWriter::create(&output_dir.join("events.jsonl")).map_err(|source| {
@@ -214,11 +231,11 @@ pub fn run(
     };
     let execution = run.execution_instances(&mut scope);
 
-    // 2. Wrap.
+    // 2. Wrap, with this run's ports in place of the placeholders.
     let mut deployed: Vec<Deployed> = experiment
         .services
         .iter()
-        .map(|def| run.wrap(&mut scope, &execution, def, &services_dir))
+        .map(|def| run.wrap(&mut scope, &execution, &ports.apply(def), &services_dir))
         .collect();
 
     // 3–5. Deploy, run, stop, collect.
@@ -232,11 +249,32 @@ pub fn run(
             run.fail(err);
         }
     }
-    let leftovers = options.services.processes.stop_all(STOP_GRACE);
+    let (leftovers, strays) = options.services.processes.stop_all(STOP_GRACE);
     if leftovers > 0 {
         run.errors.push(format!(
             "{leftovers} process(es) were still running after teardown and were killed"
         ));
+    }
+    if !strays.is_empty() {
+        // What the services left behind (daemons, children still in their group): ended and
+        // recorded, not held against the run.
+        let list: Vec<String> = strays
+            .iter()
+            .map(|s| format!("{} ({})", s.pid, s.comm))
+            .collect();
+        tracing::info!(
+            "ended {} process(es) the services of run {run_id} left behind: {}",
+            strays.len(),
+            list.join(", ")
+        );
+        bus.emit(
+            &run.scope_name,
+            "host",
+            &Event::Custom {
+                name: "strays_ended".into(),
+                data: serde_json::json!(strays),
+            },
+        );
     }
 
     // 7. Judge and report.
@@ -865,6 +903,8 @@ pub struct PlannedService {
     pub execution: Vec<String>,
     /// The product of their slowdowns.
     pub slowdown: f64,
+    /// The ports picked for its `{port:NAME}` placeholders (a real run picks its own).
+    pub ports: BTreeMap<String, u16>,
 }
 
 /// Builds the plan without deploying anything: the execution environments are instantiated
@@ -898,15 +938,20 @@ pub fn dry_run(
     };
     let execution = run.execution_instances(&mut scope);
     let services_dir = scratch.join("services");
+    let ports = match crate::ports::Ports::pick(&experiment.services) {
+        Ok(ports) => ports,
+        Err(err) => return Err(vec![RunError::Ports(err).to_string()]),
+    };
     let planned = experiment
         .services
         .iter()
         .map(|def| {
-            let d = run.wrap(&mut scope, &execution, def, &services_dir);
+            let d = run.wrap(&mut scope, &execution, &ports.apply(def), &services_dir);
             PlannedService {
                 execution: d.extensions.names().map(String::from).collect(),
                 slowdown: d.slowdown,
                 spec: d.spec,
+                ports: ports.of(def),
             }
         })
         .collect();

@@ -704,3 +704,38 @@ fn clean_removes_what_a_killed_host_left() {
     assert!(out.contains(&format!("(run {id})")), "{out}");
     assert_nothing_left(&id);
 }
+
+#[test]
+fn two_runs_of_one_compose_experiment_at_once_each_keep_their_own_objects() {
+    require_engine();
+    let sandbox = Sandbox::new();
+    let network = format!(
+        "plugin = \"docker_compose\"\nimage = \"{}\"",
+        echo_context().display()
+    );
+    let ready = "ready = { tcp = 7000, timeout = \"30s\" }";
+    let client = r#""echo-client", "server:7000", "hello""#;
+    let file = sandbox.write(
+        "e.toml",
+        &experiment("twice", &network, SERVER, ready, client),
+    );
+    let file = file.to_str().unwrap();
+    let output = sandbox.host(&["run", file, file, "--jobs", "2"]);
+    let runs: Vec<PathBuf> = std::fs::read_dir(sandbox.path().join("results/twice"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let ids: Vec<String> = runs.iter().map(|r| run_id(r)).collect();
+    let _cleanup: Vec<RemoveLeftovers> = ids.iter().cloned().map(RemoveLeftovers).collect();
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(runs.len(), 2, "a results folder each");
+    assert_ne!(ids[0], ids[1], "a run id each");
+    for run in &runs {
+        let result = result_of(run);
+        // Had one run's teardown removed the other's containers, that one would not pass.
+        assert_eq!(result["status"], "passed", "{result:#}");
+    }
+    for id in &ids {
+        assert_nothing_left(id);
+    }
+}

@@ -22,9 +22,15 @@ fn the_quickstart_passes_and_its_results_folder_holds_everything() {
     );
 
     let results = sandbox.results("quickstart");
+    // `{port:echo}` became a free port, recorded in ports.json, used by server and client.
+    let ports: Value =
+        serde_json::from_str(&std::fs::read_to_string(results.join("ports.json")).unwrap())
+            .unwrap();
+    let port = ports["echo"].as_u64().expect("the echo port was picked");
+    assert_ne!(port, 0);
     let server_out = std::fs::read_to_string(results.join("services/server.stdout")).unwrap();
     assert!(
-        server_out.starts_with("listening on 127.0.0.1:4443"),
+        server_out.starts_with(&format!("listening on 127.0.0.1:{port}")),
         "{server_out}"
     );
     let client_out = std::fs::read_to_string(results.join("services/client.stdout")).unwrap();

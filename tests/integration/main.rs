@@ -17,10 +17,12 @@
 //! - [`fuzz`]: random mutations of experiment files through `check`: no panic, no hang.
 //! - [`jobs`]: several experiments at once, each in its own scope.
 //! - [`lifecycle`]: Ctrl-C, timeouts and crashes leave no process behind.
+//! - [`containment`]: daemonizing services, killed hosts, many runs of one experiment at once.
 //! - [`docker`]: `docker_compose` and `localhost_single_container` on the real Docker engine.
 //! - [`shadow_ns`]: emulated links measured from inside an experiment, Shadow configuration.
 
 mod cli;
+mod containment;
 mod docker;
 mod docs;
 mod execution;

@@ -1,0 +1,232 @@
+//! One cgroup per run, where the host may create one.
+//!
+//! Candidates, first usable wins: cgroup v2 mounted at `/sys/fs/cgroup`; the v1 `pids`
+//! controller; the v1 `freezer` controller; a hybrid v2 hierarchy at `/sys/fs/cgroup/unified`.
+//! Under the candidate's mount and the host's own cgroup there, a run's cgroup is
+//! `panther/<host pid>.<host start time>/<run id>`: `clean` recognises the groups of hosts
+//! that are gone by that name. A child joins the run's cgroup before it executes its program
+//! (it writes `0` into `cgroup.procs` between fork and exec), so nothing it starts can be
+//! outside. Where no candidate is writable (not root, no delegation) the run goes on without
+//! a cgroup and relies on the mark and the process group.
+
+use std::{
+    fs,
+    io::Write,
+    path::{Path, PathBuf},
+    sync::OnceLock,
+    thread,
+    time::Duration,
+};
+
+use nix::{sys::signal::Signal, unistd::Pid};
+
+use super::mark::Owner;
+
+/// The folder, under a hierarchy's root, that holds every host's groups.
+const TOP: &str = "panther";
+
+/// A cgroup hierarchy the host can create groups in.
+#[derive(Debug, Clone)]
+pub struct Hierarchy {
+    /// `<mount>/<the host's own cgroup>/panther`.
+    pub top: PathBuf,
+    /// `true` for cgroup v2 (has `cgroup.kill` on Linux 5.14+).
+    pub v2: bool,
+}
+
+/// The hierarchy this host uses, found once per process.
+pub fn hierarchy() -> Option<&'static Hierarchy> {
+    static FOUND: OnceLock<Option<Hierarchy>> = OnceLock::new();
+    FOUND.get_or_init(find).as_ref()
+}
+
+/// Every hierarchy that exists here, usable or not (`clean` looks in all of them).
+pub fn candidates() -> Vec<Hierarchy> {
+    let own = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    // Lines are `id:controllers:path`; v2 is `0::path`.
+    let own_path = |controller: &str| {
+        own.lines().find_map(|line| {
+            let mut parts = line.splitn(3, ':');
+            let (_, list, path) = (parts.next()?, parts.next()?, parts.next()?);
+            let matches = if controller.is_empty() {
+                list.is_empty()
+            } else {
+                list.split(',').any(|c| c == controller)
+            };
+            matches.then(|| path.trim_start_matches('/').to_string())
+        })
+    };
+    let mut found = Vec::new();
+    let mut add = |mount: &str, controller: &str, v2: bool| {
+        if let Some(path) = own_path(controller) {
+            found.push(Hierarchy {
+                top: Path::new(mount).join(path).join(TOP),
+                v2,
+            });
+        }
+    };
+    if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        add("/sys/fs/cgroup", "", true);
+    }
+    for controller in ["pids", "freezer"] {
+        let mount = format!("/sys/fs/cgroup/{controller}");
+        if Path::new(&mount).join("cgroup.procs").exists() {
+            add(&mount, controller, false);
+        }
+    }
+    if Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists() {
+        add("/sys/fs/cgroup/unified", "", true);
+    }
+    found
+}
+
+fn find() -> Option<Hierarchy> {
+    candidates().into_iter().find(|h| {
+        // Usable when this host can make its own folder there.
+        let dir = h.top.join(host_dir_name(Owner::current()));
+        fs::create_dir_all(&dir).is_ok()
+    })
+}
+
+/// `<pid>.<start>`: the folder of one host's run groups.
+pub fn host_dir_name(owner: Owner) -> String {
+    format!("{}.{}", owner.pid, owner.start)
+}
+
+/// Reads a host folder's name back.
+pub fn parse_host_dir_name(name: &str) -> Option<Owner> {
+    let (pid, start) = name.split_once('.')?;
+    Some(Owner {
+        pid: pid.parse().ok()?,
+        start: start.parse().ok()?,
+    })
+}
+
+/// The cgroup of one run.
+#[derive(Debug)]
+pub struct RunCgroup {
+    dir: PathBuf,
+    v2: bool,
+}
+
+impl RunCgroup {
+    /// Creates the run's group; `None` where this host cannot have cgroups.
+    pub fn create(run_id: &str) -> Option<RunCgroup> {
+        let hierarchy = hierarchy()?;
+        let name: String = run_id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_graphic() && c != '/' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let dir = hierarchy
+            .top
+            .join(host_dir_name(Owner::current()))
+            .join(name);
+        // Another run of this host may be removing the (then empty) host folder right now.
+        for _ in 0..3 {
+            match fs::create_dir_all(&dir) {
+                Ok(()) => {
+                    return Some(RunCgroup {
+                        dir,
+                        v2: hierarchy.v2,
+                    })
+                }
+                Err(err) => tracing::debug!("cannot create the cgroup {}: {err}", dir.display()),
+            }
+        }
+        None
+    }
+
+    /// The group's folder.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The file a child writes `0` into to join (open it before forking).
+    pub fn procs_file(&self) -> PathBuf {
+        self.dir.join("cgroup.procs")
+    }
+
+    /// Every process in the group now.
+    pub fn members(&self) -> Vec<u32> {
+        members(&self.dir)
+    }
+
+    /// Kills every process in the group and returns their pids; see [`kill_members`].
+    pub fn kill_all(&self) -> Vec<u32> {
+        kill_members(&self.dir, self.v2)
+    }
+
+    /// Kills what is left and removes the group.
+    pub fn remove(&self) -> Vec<u32> {
+        let killed = self.kill_all();
+        remove_dir(&self.dir);
+        // The host folder goes with its last run (it stays while other runs use it).
+        if let Some(parent) = self.dir.parent() {
+            let _ = fs::remove_dir(parent);
+        }
+        killed
+    }
+}
+
+/// The pids in a group.
+pub fn members(dir: &Path) -> Vec<u32> {
+    fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// SIGKILLs every process in a group until it is empty (`cgroup.kill` where v2 has it,
+/// which also reaches processes forking at that moment); returns the pids it saw.
+pub fn kill_members(dir: &Path, v2: bool) -> Vec<u32> {
+    let mut seen = Vec::new();
+    if v2 {
+        if let Ok(mut kill) = fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("cgroup.kill"))
+        {
+            seen = members(dir);
+            let _ = kill.write_all(b"1");
+        }
+    }
+    // Bounded: a fork bomb outpacing SIGKILL is not a case this loop can win alone.
+    for _ in 0..200 {
+        let now = members(dir);
+        // Zombies stay listed until reaped; they cannot run again, so they do not count.
+        let running: Vec<u32> = now
+            .into_iter()
+            .filter(|&pid| super::mark::stat(pid).is_some_and(|s| s.state != 'Z'))
+            .collect();
+        if running.is_empty() {
+            break;
+        }
+        for &pid in &running {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            if !seen.contains(&pid) {
+                seen.push(pid);
+            }
+        }
+        super::reap::reap(&running);
+        thread::sleep(Duration::from_millis(2));
+    }
+    seen
+}
+
+/// Removes an empty group, retrying while the kernel finishes taking processes out.
+pub fn remove_dir(dir: &Path) {
+    for _ in 0..50 {
+        match fs::remove_dir(dir) {
+            Ok(()) => return,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return,
+            Err(_) => thread::sleep(Duration::from_millis(10)),
+        }
+    }
+    tracing::debug!("the cgroup {} could not be removed", dir.display());
+}
