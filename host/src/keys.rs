@@ -91,7 +91,8 @@ fn with_comma(text: &[u8], range: &mut Range<usize>) {
 pub fn blanked(text: &str, unknown: &[Unknown]) -> String {
     let mut bytes = text.as_bytes().to_vec();
     for range in unknown.iter().flat_map(|u| &u.blank) {
-        for byte in &mut bytes[range.start.min(text.len())..range.end.min(text.len())] {
+        let (start, end) = (range.start.min(text.len()), range.end.min(text.len()));
+        for byte in &mut bytes[start..end.max(start)] {
             if *byte != b'\n' {
                 *byte = b' ';
             }
