@@ -82,6 +82,11 @@ path = "../x.json"
 [[report]]
 plugin = "junit"
 path = "/tmp/panther-escape-{pid}.xml"
+
+[[report]]
+plugin = "json"
+name = "overwrite"
+path = "./events.jsonl"
 "#,
         pid = std::process::id()
     );
@@ -116,6 +121,10 @@ path = "/tmp/panther-escape-{pid}.xml"
                 "{}: `junit` (junit): the report path `/tmp/panther-escape-{}.xml` is absolute",
                 at(f, &text, "[[report]]\nplugin = \"junit\""),
                 std::process::id()
+            ),
+            format!(
+                "{}: `overwrite` (json): the report path `./events.jsonl` is where the host writes `events.jsonl`",
+                at(f, &text, "[[report]]\nplugin = \"json\"\nname = \"overwrite\"")
             ),
         ],
     );
