@@ -133,9 +133,6 @@ pub struct PluginUse {
     pub config: serde_json::Value,
     /// `file:line:column` of its section.
     pub location: String,
-    /// For reporters: the files it writes, relative to the results folder, normalised (the
-    /// host creates their folders before the reporter writes).
-    pub files: Vec<PathBuf>,
 }
 
 /// One service as configured.
@@ -192,7 +189,7 @@ impl Experiment {
     /// Checks once more, before a run writes anything, that every name the host turns into a
     /// path is a name and every report file stays inside the results folder. [`load`] already
     /// refused such files; this guards experiments built in code (the Job API).
-    pub fn check_paths(&self) -> Result<(), String> {
+    pub fn check_paths(&self, registry: &Registry) -> Result<(), String> {
         let name = |what: &str, name: &str| {
             names::check(name).map_err(|err| format!("{what} `{}` {err}", names::shown(name)))
         };
@@ -204,18 +201,32 @@ impl Experiment {
             name("the instance name", &instance.name)?;
         }
         for report in &self.reports {
-            for file in &report.files {
-                if results_path::normalise(file).as_ref() != Ok(file) {
-                    return Err(format!(
-                        "the report `{}` would write {}, outside the results folder",
-                        report.name,
-                        names::shown(&file.to_string_lossy())
-                    ));
-                }
-            }
+            report_files(registry, report)?;
         }
         Ok(())
     }
+}
+
+/// The files a reporter instance writes (its file claims), relative to the results folder
+/// and normalised; refused when one would be written outside it.
+pub fn report_files(registry: &Registry, report: &PluginUse) -> Result<Vec<PathBuf>, String> {
+    let Some(plugin) = registry.get(PluginKind::Reporter, &report.plugin) else {
+        return Ok(Vec::new()); // instantiating it reports the missing plugin
+    };
+    let claims = plugin.claims(&report.config).map_err(|e| e.to_string())?;
+    claims
+        .into_iter()
+        .filter_map(|claim| match claim {
+            Resource::File(path) => Some(results_path::normalise(&path).map_err(|why| {
+                format!(
+                    "the report path `{}` of `{}` {why}",
+                    names::shown(&path.to_string_lossy()),
+                    report.name
+                )
+            })),
+            _ => None,
+        })
+        .collect()
 }
 
 /// One thing wrong with an experiment file.
@@ -228,8 +239,18 @@ pub struct Problem {
 }
 
 impl std::fmt::Display for Problem {
+    /// Escapes what a terminal would act on (escape sequences, bells, carriage returns) in
+    /// text that came from the file — names, programs, plugin messages.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.location, self.message)
+        let text = format!("{}: {}", self.location, self.message);
+        for c in text.chars() {
+            if names::unprintable(c) && c != '\n' && c != '\t' {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                write!(f, "{c}")?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -477,7 +498,6 @@ impl Validator<'_> {
                 services: None,
                 config: serde_json::json!({}),
                 location: self.at(0),
-                files: Vec::new(),
             }),
         };
         let network = network.unwrap_or_else(|| PluginUse {
@@ -486,7 +506,6 @@ impl Validator<'_> {
             services: None,
             config: serde_json::Value::Null,
             location: String::new(),
-            files: Vec::new(),
         });
         if !network.plugin.is_empty() {
             self.check_driver(&network, registry);
@@ -498,13 +517,13 @@ impl Validator<'_> {
                 self.plugin_use(s, PluginKind::ExecutionEnvironment, registry, Some(&names))
             })
             .collect();
-        let mut reports: Vec<PluginUse> = file
+        let reports: Vec<PluginUse> = file
             .report
             .into_iter()
             .filter_map(|s| self.plugin_use(s, PluginKind::Reporter, registry, None))
             .collect();
 
-        self.check_reporters(&mut reports, registry);
+        self.check_reporters(&reports, registry);
         self.check_stacks(&execution, &services, registry);
         if let Some(plugin) = registry.get(PluginKind::NetworkEnvironment, &network.plugin) {
             if plugin
@@ -800,7 +819,6 @@ impl Validator<'_> {
             services: section.services,
             config,
             location: self.at(offset),
-            files: Vec::new(),
         };
         match driver::choose(registry, kind, &use_.plugin) {
             Ok(plugin) => match validate_config(&plugin.manifest.config_schema, &use_.config) {
@@ -847,7 +865,7 @@ impl Validator<'_> {
 
     /// Claims of every reporter: files inside the results folder, each claimed once (by its
     /// normalised path), stdout once.
-    fn check_reporters(&mut self, reports: &mut [PluginUse], registry: &Registry) {
+    fn check_reporters(&mut self, reports: &[PluginUse], registry: &Registry) {
         let mut proxy = Proxy::new();
         for report in reports {
             let Some(plugin) = registry.get(PluginKind::Reporter, &report.plugin) else {
@@ -871,7 +889,6 @@ impl Validator<'_> {
                 match claim {
                     Resource::File(path) => match results_path::normalise(&path) {
                         Ok(path) => {
-                            report.files.push(path.clone());
                             normalised.push(Resource::File(path));
                         }
                         Err(why) => self.problems.push(Problem {

@@ -57,7 +57,13 @@ pub fn unknown(text: &str, shape: &Shape) -> Vec<Unknown> {
         return Vec::new();
     };
     let mut found = Vec::new();
-    walk(document.as_table(), false, shape, &mut found);
+    walk(
+        text.as_bytes(),
+        document.as_table(),
+        false,
+        shape,
+        &mut found,
+    );
     found.sort_by_key(|u| u.offset);
     for u in found.iter_mut().filter(|u| u.inline) {
         if let Some(range) = u.blank.first_mut() {
@@ -91,7 +97,8 @@ fn with_comma(text: &[u8], range: &mut Range<usize>) {
 pub fn blanked(text: &str, unknown: &[Unknown]) -> String {
     let mut bytes = text.as_bytes().to_vec();
     for range in unknown.iter().flat_map(|u| &u.blank) {
-        for byte in &mut bytes[range.start.min(text.len())..range.end.min(text.len())] {
+        let (start, end) = (range.start.min(text.len()), range.end.min(text.len()));
+        for byte in &mut bytes[start..end.max(start)] {
             if *byte != b'\n' {
                 *byte = b' ';
             }
@@ -124,7 +131,7 @@ pub fn deserialize<T: DeserializeOwned>(
     }
 }
 
-fn walk(table: &dyn TableLike, inline: bool, shape: &Shape, found: &mut Vec<Unknown>) {
+fn walk(text: &[u8], table: &dyn TableLike, inline: bool, shape: &Shape, found: &mut Vec<Unknown>) {
     for (name, item) in table.iter() {
         let Some((key, _)) = table.get_key_value(name) else {
             continue;
@@ -132,7 +139,13 @@ fn walk(table: &dyn TableLike, inline: bool, shape: &Shape, found: &mut Vec<Unkn
         let offset = key.span().map_or(0, |s| s.start);
         if !shape.allowed.contains(&name) {
             let mut blank = Vec::new();
-            spans(offset, item, &mut blank);
+            // In `known.unknown = 1` the entry starts at `known`.
+            let start = if table.is_dotted() {
+                dotted_start(text, offset)
+            } else {
+                offset
+            };
+            spans(text, start, item, &mut blank);
             found.push(Unknown {
                 offset,
                 message: format!("unknown field `{name}`, {}", expected(shape.allowed)),
@@ -147,19 +160,19 @@ fn walk(table: &dyn TableLike, inline: bool, shape: &Shape, found: &mut Vec<Unkn
         match item {
             Item::ArrayOfTables(tables) => {
                 for t in tables.iter() {
-                    walk(t, false, nested, found);
+                    walk(text, t, false, nested, found);
                 }
             }
             Item::Value(Value::Array(values)) => {
                 for v in values.iter() {
                     if let Some(t) = v.as_inline_table() {
-                        walk(t, true, nested, found);
+                        walk(text, t, true, nested, found);
                     }
                 }
             }
             other => {
                 if let Some(t) = other.as_table_like() {
-                    walk(t, other.is_inline_table(), nested, found);
+                    walk(text, t, other.is_inline_table(), nested, found);
                 }
             }
         }
@@ -167,7 +180,7 @@ fn walk(table: &dyn TableLike, inline: bool, shape: &Shape, found: &mut Vec<Unkn
 }
 
 /// The text an item occupies, starting at its key.
-fn spans(key_start: usize, item: &Item, blank: &mut Vec<Range<usize>>) {
+fn spans(text: &[u8], key_start: usize, item: &Item, blank: &mut Vec<Range<usize>>) {
     match item {
         Item::Value(value) => {
             if let Some(span) = value.span() {
@@ -180,17 +193,37 @@ fn spans(key_start: usize, item: &Item, blank: &mut Vec<Range<usize>>) {
             }
             for (name, child) in table.iter() {
                 if let Some((key, _)) = table.get_key_value(name) {
-                    spans(key.span().map_or(key_start, |s| s.start), child, blank);
+                    let start = key.span().map_or(key_start, |s| s.start);
+                    // The entries of `unknown.a = 1` start at `unknown`.
+                    let start = if table.is_dotted() {
+                        dotted_start(text, start)
+                    } else {
+                        start
+                    };
+                    spans(text, start, child, blank);
                 }
             }
         }
         Item::ArrayOfTables(tables) => {
             for table in tables.iter() {
-                spans(key_start, &Item::Table(table.clone()), blank);
+                spans(text, key_start, &Item::Table(table.clone()), blank);
             }
         }
         Item::None => {}
     }
+}
+
+/// Where the dotted key that ends with the key at `at` starts: back to the start of its line
+/// or the `{` or `,` before it in an inline table, then forward over blanks.
+fn dotted_start(text: &[u8], at: usize) -> usize {
+    let mut start = at.min(text.len());
+    while start > 0 && !matches!(text[start - 1], b'\n' | b',' | b'{') {
+        start -= 1;
+    }
+    while start < at && matches!(text[start], b' ' | b'\t') {
+        start += 1;
+    }
+    start
 }
 
 /// serde's wording of the allowed keys.
@@ -313,6 +346,16 @@ mod tests {
             let rest = blanked(text, &found);
             assert!(toml::from_str::<toml::Table>(&rest).is_ok(), "{rest}");
         }
+    }
+
+    #[test]
+    fn dotted_unknown_keys_are_blanked_whole() {
+        let text = "name = 1\nextra.a = 1\nextra.b.c = 2\n[[inner]]\nx.y = 3\n";
+        let found = unknown(text, &shape());
+        assert_eq!(found.len(), 2, "{found:?}");
+        let rest = blanked(text, &found);
+        assert!(toml::from_str::<toml::Table>(&rest).is_ok(), "{rest}");
+        assert!(unknown(&rest, &shape()).is_empty(), "{rest}");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! Reporters write where their `path` says, relative to the run's results folder. Such a path
 //! may name sub-folders (`reports/result.json`), but must stay inside: absolute paths and
-//! `..` are refused at `check`. [`normalise`] also gives each path one spelling, so that
+//! `..` are refused at `check`, and so are the host's own files there ([`RESERVED`]). [`normalise`] also gives each path one spelling, so that
 //! `./result.json` and `result.json` are recognised as the same file when claims are
 //! compared, and [`prepare`] creates the sub-folders before the reporter writes.
 
@@ -24,7 +24,13 @@ pub enum PathError {
     /// A NUL byte cannot be part of a path.
     #[error("contains a NUL byte")]
     Nul,
+    /// The host writes there itself (`events.jsonl`, `services/`, `monitoring/`).
+    #[error("is where the host writes `{0}`")]
+    Reserved(&'static str),
 }
+
+/// What the host itself writes in a results folder; reports go elsewhere.
+pub const RESERVED: [&str; 3] = ["events.jsonl", "services", "monitoring"];
 
 /// The path relative to the results folder, without `.` components or repeated `/`.
 pub fn normalise(path: &Path) -> Result<PathBuf, PathError> {
@@ -46,6 +52,11 @@ pub fn normalise(path: &Path) -> Result<PathBuf, PathError> {
     }
     if clean.as_os_str().is_empty() {
         return Err(PathError::NotAFile);
+    }
+    if let Some(first) = clean.components().next() {
+        if let Some(reserved) = RESERVED.iter().find(|r| first.as_os_str() == **r) {
+            return Err(PathError::Reserved(reserved));
+        }
     }
     Ok(clean)
 }
@@ -85,5 +96,17 @@ mod tests {
         assert_eq!(normalise(Path::new("")), Err(PathError::NotAFile));
         assert_eq!(normalise(Path::new("reports/")), Err(PathError::NotAFile));
         assert_eq!(normalise(Path::new("a\0b")), Err(PathError::Nul));
+        assert_eq!(
+            normalise(Path::new("./events.jsonl")),
+            Err(PathError::Reserved("events.jsonl"))
+        );
+        assert_eq!(
+            normalise(Path::new("services/x.json")),
+            Err(PathError::Reserved("services"))
+        );
+        assert_eq!(
+            normalise(Path::new("reports/services")),
+            Ok("reports/services".into())
+        );
     }
 }

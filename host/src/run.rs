@@ -98,7 +98,7 @@ pub fn run(
     options: RunOptions,
 ) -> Result<RunResult, RunError> {
     experiment
-        .check_paths()
+        .check_paths(registry)
         .map_err(|reason| RunError::Unsafe {
             experiment: experiment.path.clone(),
             reason,
@@ -196,7 +196,10 @@ pub fn run(
             .get(PluginKind::Reporter, &report.plugin)
             .expect("validated");
         // Report paths may name sub-folders of the results folder (checked to stay inside).
-        if let Err(err) = crate::results_path::prepare(&output_dir, &report.files) {
+        let prepared = crate::experiment::report_files(registry, report).and_then(|files| {
+            crate::results_path::prepare(&output_dir, &files).map_err(|e| e.to_string())
+        });
+        if let Err(err) = prepared {
             run.fail(format!(
                 "creating the folders of the report `{}`: {err}",
                 report.name

@@ -1,5 +1,5 @@
 //! A small, bounded fuzz test of what `check` accepts: random mutations (fixed seed) of the
-//! quickstart and of the test experiment files — flipped bytes, duplicated, removed and
+//! quickstart, of the test experiment files and of a host settings file — flipped bytes, duplicated, removed and
 //! swapped lines, huge numbers, long strings, control characters, path-like names — go
 //! through the validation in-process (the bulk: the same code `check` runs) and through the
 //! real `panther-host check`. Each must end with an answer: no panic (exit 101), no signal,
@@ -71,6 +71,17 @@ role = "client"
         .to_string(),
     ]
 }
+
+/// The settings file the mutations of host settings start from.
+const SETTINGS: &str = r#"plugin_dirs = ["/opt/panther/plugins"]
+output = "results"
+
+[scope]
+disable = ["strace"]
+order = ["resource_metrics"]
+fail_fast = false
+drivers = { network_environment = "localhost" }
+"#;
 
 /// Replacements that make a value hostile.
 const HOSTILE: &[&str] = &[
@@ -225,7 +236,32 @@ fn mutated_experiment_files_get_an_answer_from_check() {
     for kind in ["valid", "syntax", "invalid"] {
         assert!(answers.contains(&kind), "no {kind} case among {answers:?}");
     }
-    through_the_binary(dir.path(), &files[..cases / 10]);
+    // Host settings: every command reads them first.
+    let settings: Vec<PathBuf> = (0..cases / 10)
+        .map(|i| {
+            let path = dir.path().join(format!("settings-{i}.toml"));
+            std::fs::write(&path, mutate(&mut rng, SETTINGS)).unwrap();
+            path
+        })
+        .collect();
+    for file in &settings {
+        let outcome = std::panic::catch_unwind(|| {
+            let _ = panther_host::settings::Settings::load(Some(file));
+        });
+        assert!(outcome.is_ok(), "reading {} panicked", shown(file));
+    }
+    let empty = dir.path().join("settings.toml");
+    std::fs::write(&empty, "").unwrap();
+    let runs: Vec<(PathBuf, PathBuf)> = files[..cases / 10]
+        .iter()
+        .enumerate()
+        .map(|(i, file)| {
+            // Every third run also reads mutated settings.
+            let settings = if i % 3 == 0 { &settings[i / 3] } else { &empty };
+            (file.clone(), settings.clone())
+        })
+        .collect();
+    through_the_binary(&runs);
 }
 
 /// The validation `check` runs, in this process, on a worker thread so that a hang is
@@ -268,15 +304,14 @@ fn in_process(files: &[PathBuf]) -> Vec<&'static str> {
     kinds
 }
 
-/// `panther-host check` on each file, two at a time: exit 0 or 2, nothing else.
-fn through_the_binary(dir: &Path, files: &[PathBuf]) {
-    let settings = dir.join("settings.toml");
-    std::fs::write(&settings, "").unwrap();
-    let check = |file: &PathBuf| {
+/// `panther-host --config SETTINGS check FILE` for each pair, two at a time: exit 0 or 2,
+/// nothing else.
+fn through_the_binary(runs: &[(PathBuf, PathBuf)]) {
+    let check = |(file, settings): &(PathBuf, PathBuf)| {
         let mut child = std::process::Command::new(host_bin())
             .arg("check")
             .arg(file)
-            .env("PANTHER_CONFIG", &settings)
+            .env("PANTHER_CONFIG", settings)
             .env_remove("PANTHER_PLUGIN_PATH")
             .env_remove("RUST_LOG")
             .stdout(std::process::Stdio::null())
@@ -291,17 +326,22 @@ fn through_the_binary(dir: &Path, files: &[PathBuf]) {
             if Instant::now() > deadline {
                 child.kill().ok();
                 child.wait().ok();
-                panic!("panther-host check {} did not end", shown(file));
+                panic!(
+                    "panther-host check {} (settings {}) did not end",
+                    shown(file),
+                    shown(settings)
+                );
             }
             std::thread::sleep(Duration::from_millis(5));
         };
         assert!(
             matches!(status.code(), Some(0 | 2)),
-            "panther-host check {} ended with {status}",
-            shown(file)
+            "panther-host check {} (settings {}) ended with {status}",
+            shown(file),
+            shown(settings)
         );
     };
-    let (even, odd): (Vec<_>, Vec<_>) = files.iter().enumerate().partition(|(i, _)| i % 2 == 0);
+    let (even, odd): (Vec<_>, Vec<_>) = runs.iter().enumerate().partition(|(i, _)| i % 2 == 0);
     std::thread::scope(|scope| {
         scope.spawn(|| even.iter().for_each(|(_, f)| check(f)));
         odd.iter().for_each(|(_, f)| check(f));
