@@ -118,7 +118,10 @@ struct Managed {
 /// What the processes of this processor are marked with.
 struct RunMark {
     run_id: String,
+    /// Created with the run's first process (a run of containers needs none).
     cgroup: Option<RunCgroup>,
+    /// Whether the run asked for a cgroup.
+    wants_cgroup: bool,
 }
 
 /// A process of the run found outside the process it descends from, and ended.
@@ -169,22 +172,29 @@ impl CommandProcessor {
             mark: RwLock::new(RunMark {
                 run_id,
                 cgroup: None,
+                wants_cgroup: false,
             }),
             left_behind: Mutex::new(Vec::new()),
         }
     }
 
     /// Marks every process started from now on with `run_id`, and puts them in a cgroup of
-    /// their own where this host can create one. Returns the cgroup's folder, if any.
-    pub fn contain(&self, run_id: &str) -> Option<PathBuf> {
-        let cgroup = RunCgroup::create(run_id);
-        let path = cgroup.as_ref().map(|c| c.path().to_path_buf());
+    /// their own (created with the first of them) where this host can create one.
+    pub fn contain(&self, run_id: &str) {
         let mut mark = self.mark.write().unwrap_or_else(|e| e.into_inner());
         mark.run_id = run_id.to_string();
-        if let Some(old) = std::mem::replace(&mut mark.cgroup, cgroup) {
+        mark.wants_cgroup = true;
+        if let Some(old) = mark.cgroup.take() {
             old.remove();
         }
-        path
+    }
+
+    /// The folder of the run's cgroup, once a process was started in it.
+    pub fn cgroup(&self) -> Option<PathBuf> {
+        self.read_mark()
+            .cgroup
+            .as_ref()
+            .map(|c| c.path().to_path_buf())
     }
 
     /// The run id the processes are marked with.
@@ -497,7 +507,12 @@ impl CommandProcessor {
         if let Some(cwd) = &command.cwd {
             process.current_dir(cwd);
         }
-        let mark = self.read_mark();
+        let mut mark = self.mark.write().unwrap_or_else(|e| e.into_inner());
+        if mark.wants_cgroup && mark.cgroup.is_none() {
+            mark.cgroup = RunCgroup::create(&mark.run_id);
+            // Once: where it cannot be created, it will not be for the next process either.
+            mark.wants_cgroup = false;
+        }
         process
             .env(mark::RUN_ID, &mark.run_id)
             .env(mark::OWNER, Owner::current().to_string())

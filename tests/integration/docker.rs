@@ -656,6 +656,7 @@ fn the_quickstart_services_pass_in_one_container_on_the_host_network() {
     assert!(labelled(&label).is_empty(), "the run's image is gone too");
 
     // Runs whose host still runs are left alone; this one left nothing anyway.
+    let _clean = clean_lock();
     let output = sandbox.host(&["clean", "--network", "localhost_single_container"]);
     assert_eq!(code(&output), 0, "{}", stderr(&output));
     assert!(
@@ -684,6 +685,7 @@ fn clean_removes_what_a_killed_host_left() {
     let run = wait_for_deployments(&sandbox.path().join("results/compose-killed"), 2);
     let id = run_id(&run);
     let _cleanup = RemoveLeftovers(id.clone());
+    let _clean = clean_lock();
     host.kill().unwrap();
     host.wait().unwrap();
     let left = labelled(&format!("panther.run={id}"));
@@ -738,4 +740,154 @@ fn two_runs_of_one_compose_experiment_at_once_each_keep_their_own_objects() {
     for id in &ids {
         assert_nothing_left(id);
     }
+}
+
+/// Whether the engine has an image with this id or name.
+fn image_exists(image: &str) -> bool {
+    Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", image])
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+#[test]
+fn clean_removes_the_layers_of_a_build_cut_off_with_its_host_and_nothing_else() {
+    require_engine();
+    let sandbox = Sandbox::new();
+    // Many steps, each a committed layer: the build lasts long enough to be cut off.
+    let context = sandbox.path().join("slow");
+    std::fs::create_dir_all(&context).unwrap();
+    std::fs::write(context.join("a"), format!("{}\n", std::process::id())).unwrap();
+    let marker = format!("panther.test.halfbuilt={}", std::process::id());
+    let mut dockerfile = format!("FROM scratch\nCOPY a /a\nLABEL {marker}\n");
+    for step in 0..400 {
+        dockerfile.push_str(&format!("LABEL panther.test.step{step}=\"{step}\"\n"));
+    }
+    std::fs::write(context.join("Dockerfile"), dockerfile).unwrap();
+    // Someone else's image, built beside it with an unrelated, untagged layer chain.
+    let other = sandbox.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("b"), format!("other {}\n", std::process::id())).unwrap();
+    std::fs::write(
+        other.join("Dockerfile"),
+        "FROM scratch\nCOPY b /b\nLABEL x=1\n",
+    )
+    .unwrap();
+    let other_tag = format!("panther-test-other-{}", std::process::id());
+    let built = Command::new("docker")
+        .args(["build", "-q", "-t", &other_tag])
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    struct RemoveImage(String);
+    impl Drop for RemoveImage {
+        fn drop(&mut self) {
+            let _ = Command::new("docker").args(["rmi", "-f", &self.0]).output();
+        }
+    }
+    let _other = RemoveImage(other_tag.clone());
+
+    let network = format!(
+        "plugin = \"docker_compose\"\nimage = \"{}\"",
+        context.display()
+    );
+    let file = sandbox.write(
+        "e.toml",
+        &experiment(
+            "halfbuilt",
+            &network,
+            SERVER,
+            "",
+            r#""echo-client", "server:7000""#,
+        ),
+    );
+    let mut host = sandbox
+        .host_command(&["run", file.to_str().unwrap()])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let journals = std::env::temp_dir().join("panther-docker-builds");
+    let prefix = format!("{}.", host.id());
+    let journal_ids = || -> Vec<String> {
+        std::fs::read_dir(&journals)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .flat_map(|e| {
+                std::fs::read_to_string(e.path())
+                    .unwrap_or_default()
+                    .lines()
+                    .map(String::from)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let _clean = clean_lock();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while journal_ids().len() < 3 {
+        assert!(Instant::now() < deadline, "the build committed no layers");
+        assert!(
+            host.try_wait().unwrap().is_none(),
+            "the build ended too soon"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    host.kill().unwrap();
+    host.wait().unwrap();
+    let ids = journal_ids();
+    let run = sandbox.results("halfbuilt");
+    let _cleanup = RemoveLeftovers(run_id(&run));
+    // The engine goes on for a step or two after its client went away: wait until the
+    // build's layers stop appearing.
+    let layers = || {
+        docker(&[
+            "images",
+            "--all",
+            "--quiet",
+            "--filter",
+            &format!("label={marker}"),
+        ])
+    };
+    let mut last = layers();
+    loop {
+        std::thread::sleep(Duration::from_millis(1500));
+        let now = layers();
+        if now == last || Instant::now() > deadline {
+            break;
+        }
+        last = now;
+    }
+    assert!(
+        !last.is_empty(),
+        "the cut-off build left layers ({ids:?} recorded)"
+    );
+
+    let output = sandbox.host(&["clean", "--network", "docker_compose"]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("half-built image layer"),
+        "{}",
+        stdout(&output)
+    );
+    for id in &ids {
+        assert!(
+            !image_exists(id),
+            "layer {id} of the cut-off build is still there"
+        );
+    }
+    assert_eq!(
+        layers(),
+        "",
+        "layers the build committed after its last journal line"
+    );
+    assert!(journal_ids().is_empty(), "the journal went with its layers");
+    assert!(image_exists(&other_tag), "someone else's image was removed");
 }

@@ -394,6 +394,7 @@ fn a_plugin_built_against_an_older_minor_version_still_loads_and_runs() {
     assert_eq!(result["status"], "passed");
 
     // A method added in 1.1 answers with its default for a 1.0 plugin.
+    let _clean = clean_lock();
     let output = host(&["clean", "--network", "localhost"]);
     assert_eq!(code(&output), 0, "{}", stderr(&output));
     assert_eq!(stdout(&output), "localhost: nothing to clean\n");

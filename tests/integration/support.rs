@@ -396,3 +396,11 @@ role = "client"
         client = program("echo-client"),
     )
 }
+
+/// Held by tests that run `clean` or kill a host for `clean` to find: `clean` ends and removes
+/// what every host that is gone left behind, so two such tests at once would take each
+/// other's leftovers.
+pub fn clean_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -28,20 +28,18 @@ pub struct Ended {
 pub struct Cleaned {
     /// Processes ended.
     pub ended: Vec<Ended>,
-    /// Cgroup folders removed.
+    /// Cgroup folders removed (their processes are in `ended`; an empty one is not worth a
+    /// line of output).
     pub cgroups: Vec<String>,
 }
 
 impl Cleaned {
-    /// One line per thing removed, for `clean`'s output.
+    /// One line per process ended, for `clean`'s output.
     pub fn lines(&self) -> Vec<String> {
-        let mut lines: Vec<String> = self
-            .ended
+        self.ended
             .iter()
             .map(|e| format!("ended process {} ({}) of run {}", e.pid, e.comm, e.run_id))
-            .collect();
-        lines.extend(self.cgroups.iter().map(|c| format!("removed cgroup {c}")));
-        lines
+            .collect()
     }
 }
 

@@ -135,7 +135,8 @@ pub async fn remove_matching(docker: &Docker, filters: &Filters) -> anyhow::Resu
 }
 
 /// Removes what runs made by `plugin` left behind when the host that made them is gone (it
-/// was killed): runs whose host still runs are left alone. Returns what it removed, each
+/// was killed), and the layers of builds that were cut off with their host (see
+/// [`crate::builds`]): runs and builds whose host still runs are left alone. Returns what it removed, each
 /// with its run; what the engine refuses to remove is logged as a warning.
 pub async fn clean_stale(docker: &Docker, plugin: &str) -> anyhow::Result<Vec<String>> {
     let filters = label_filter(labels::PLUGIN, plugin);
@@ -195,7 +196,8 @@ pub async fn clean_stale(docker: &Docker, plugin: &str) -> anyhow::Result<Vec<St
         note(Some(&i.labels));
     }
 
-    let mut removed = Vec::new();
+    // Layers of builds cut off with their host: untagged, unlabelled, found by journal.
+    let mut removed = crate::builds::clean_stale(docker).await;
     for (run, owners) in runs {
         if owners.iter().any(|o| owner_alive(o)) {
             tracing::debug!(run, "still running; left alone");

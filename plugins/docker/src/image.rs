@@ -172,20 +172,30 @@ async fn build_once(
             Failure::Other(anyhow::anyhow!("{what}: {message}"))
         }
     };
+    let mut journal = crate::builds::Journal::start();
     while let Some(item) = stream.next().await {
-        let info = item.map_err(|err| failed(api_error(&err)))?;
+        let info = match item {
+            Ok(info) => info,
+            Err(err) => {
+                journal.failed(docker).await;
+                return Err(failed(api_error(&err)));
+            }
+        };
         if let Some(text) = info.stream.as_deref() {
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
                 tracing::debug!(tag, "{line}");
+                journal.line(line);
                 lines.push(line.to_string());
             }
         }
         if let Some(detail) = info.error_detail {
             let message = detail.message.unwrap_or_else(|| "unknown error".into());
             let tail = lines[lines.len().saturating_sub(5)..].join("\n  ");
+            journal.failed(docker).await;
             return Err(failed(format!("failed: {message}\n  {tail}")));
         }
     }
+    journal.finished();
     Ok(())
 }
 

@@ -6,7 +6,8 @@
 //!   library has its own copy of tokio, and the host calls plugins from plain threads, so
 //!   every call blocks on this runtime ([`Engine::block_on`]).
 //! - [`image`]: images built from a local folder (sent to the engine's build API as a tar);
-//!   nothing is ever pulled.
+//!   nothing is ever pulled. [`builds`]: a journal of the layers each build commits, for
+//!   `clean` after a killed build.
 //! - [`container`]: create, start, follow (output into the service's capture files, exit
 //!   code), stop, inspect.
 //! - [`exec`]: commands started inside a running container, followed the same way.
@@ -15,6 +16,7 @@
 //!   is gone (`panther-host clean`).
 //! - [`ready`]: readiness checks shared with the way `localhost` waits for its services.
 
+pub mod builds;
 pub mod cleanup;
 pub mod container;
 mod engine;
