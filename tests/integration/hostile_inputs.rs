@@ -452,6 +452,7 @@ name = "a"
 commnad = ["x"]
 command = ["/bin/true"]
 ready = { tcp = 1, hots = "x" }
+limits.cpu = 2
 
 [servce]
 name = "b"
@@ -462,7 +463,11 @@ name = "b"
         &sandbox,
         &file,
         &[
-            "5 problems in".to_string(),
+            "6 problems in".to_string(),
+            format!(
+                "{}: unknown field `limits`, expected one of `name`",
+                at(f, text, "limits")
+            ),
             format!(
                 "{}: unknown field `nmae`, expected one of `name`",
                 at(f, text, "nmae")
