@@ -31,6 +31,8 @@ use crate::{
     dispatch::extension::{Extension, Extensions, Outcome},
     events::{JsonlWriter, Observer},
     experiment::{Experiment, PluginUse, ServiceDef},
+    isolate::{self, Isolation, Placement},
+    loader::LoadedPlugin,
     registry::Registry,
     scope::{resolve, Owned, Scope, ScopeLevel, ScopeSettings, Slot},
 };
@@ -51,6 +53,8 @@ pub struct RunOptions {
     pub observers: Vec<Arc<dyn Observer>>,
     /// Settings of the enclosing scopes (host, job), outermost first.
     pub outer_scopes: Vec<ScopeSettings>,
+    /// Which plugin instances live in child processes.
+    pub isolation: Isolation,
 }
 
 /// Why a run could not even start (everything later ends up in the [`RunResult`]).
@@ -164,7 +168,8 @@ pub fn run(
         let plugin = registry
             .get(PluginKind::Reporter, &report.plugin)
             .expect("validated");
-        match plugin.new_reporter(
+        match plugin.start_reporter(
+            &run.placement(plugin),
             &report.name,
             &report.config,
             ctx(&report.plugin, &report.name, output_dir.clone()),
@@ -176,7 +181,8 @@ pub fn run(
     let network_plugin = registry
         .get(PluginKind::NetworkEnvironment, &experiment.network.plugin)
         .expect("validated");
-    let network = match network_plugin.new_network_environment(
+    let network = match network_plugin.start_network_environment(
+        &run.placement(network_plugin),
         &experiment.network.name,
         &experiment.network.config,
         ctx(
@@ -290,6 +296,22 @@ impl Run<'_> {
         self.errors.push(message);
     }
 
+    /// Where an instance of `plugin` lives: isolated calls get a limit derived from the
+    /// run's timeout and its longest readiness check.
+    fn placement(&self, plugin: &LoadedPlugin) -> Placement {
+        let timeout = self.options.timeout.unwrap_or(self.experiment.timeout);
+        let readiness = self
+            .experiment
+            .services
+            .iter()
+            .filter_map(|s| s.ready.as_ref().map(|r| r.timeout))
+            .max()
+            .unwrap_or_default();
+        self.options
+            .isolation
+            .placement(&plugin.path, isolate::call_limit(timeout, readiness))
+    }
+
     fn cancelled(&self) -> bool {
         self.options.services.cancelled.load(Ordering::Relaxed)
     }
@@ -320,7 +342,8 @@ impl Run<'_> {
                 self.options.services.clone(),
             )
             .into_ffi();
-            match plugin.new_execution_environment(&exec.name, &exec.config, ctx) {
+            let placement = self.placement(plugin);
+            match plugin.start_execution_environment(&placement, &exec.name, &exec.config, ctx) {
                 Ok(instance) => instances.push((
                     exec.clone(),
                     plugin.manifest.priority,

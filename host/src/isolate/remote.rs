@@ -1,0 +1,396 @@
+//! The host side of one plugin server: starting it, calling it, serving what it asks of the
+//! host, and noticing how it ended.
+//!
+//! One reader thread per server reads its stdout: answers are routed by id to the waiting
+//! call, requests from the plugin (its context calls, from any of its threads and at any
+//! time) are served by the instance's real host context. Calls that can block (running a
+//! command, stopping a process) are served on a thread of their own so the answers to other
+//! requests keep flowing. When the server's output ends, the reader reaps it and records why
+//! it ended; every waiting call and every later call fails with that reason.
+
+use std::{
+    collections::HashMap,
+    io::{BufRead, BufReader, Write},
+    os::unix::process::{CommandExt, ExitStatusExt},
+    path::Path,
+    process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio},
+    sync::{mpsc, Arc, Mutex, MutexGuard},
+    thread::{self, JoinHandle},
+    time::{Duration, Instant},
+};
+
+use abi_stable::std_types::{ROption, RResult, RStr, RString};
+use panther_plugin_api::abi::HostContextBox;
+
+use super::{
+    wire::{self, ContextCall, Frame, InstanceKind, PluginCall, Reply},
+    Limits, SERVE_COMMAND,
+};
+
+/// How long a server gets to exit after its instance was dropped and its input closed.
+const EXIT_GRACE: Duration = Duration::from_secs(2);
+
+/// A plugin instance living in a plugin server.
+pub struct Remote {
+    shared: Arc<Shared>,
+    limits: Limits,
+    reader: Option<JoinHandle<()>>,
+}
+
+/// What the caller, the reader thread and the threads serving context calls share.
+struct Shared {
+    state: Mutex<State>,
+    /// The server's stdin; `None` once closed.
+    input: Mutex<Option<ChildStdin>>,
+    child: Mutex<Child>,
+}
+
+struct State {
+    next_id: u64,
+    pending: HashMap<u64, mpsc::SyncSender<Reply>>,
+    /// Why the server is gone, once it is: "was killed by SIGSEGV".
+    ended: Option<String>,
+}
+
+impl Remote {
+    /// Starts a server for the library `file` and builds the instance in it, with
+    /// `config` (JSON) and `ctx` serving its requests.
+    pub fn start(
+        file: &Path,
+        kind: InstanceKind,
+        instance: &str,
+        config: &serde_json::Value,
+        ctx: HostContextBox,
+        limits: &Limits,
+    ) -> Result<Remote, String> {
+        let parent = std::process::id();
+        let mut command = Command::new(&limits.server);
+        command
+            .arg(SERVE_COMMAND)
+            .arg(file)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            // Ctrl-C reaches the host, which tears down through the server; the server
+            // itself must not die of it first.
+            .process_group(0);
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                // The server dies with the host, and a crash leaves no core file behind.
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if libc::getppid() != parent as libc::pid_t {
+                    libc::_exit(1);
+                }
+                let none = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                libc::setrlimit(libc::RLIMIT_CORE, &none);
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().map_err(|e| {
+            format!(
+                "could not start its plugin server {}: {e}",
+                limits.server.display()
+            )
+        })?;
+        let input = child.stdin.take();
+        let output = child.stdout.take().expect("piped");
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                next_id: 1,
+                pending: HashMap::new(),
+                ended: None,
+            }),
+            input: Mutex::new(input),
+            child: Mutex::new(child),
+        });
+        let output_dir = ctx.output_dir().into_string();
+        let max_log_level = ctx.max_log_level();
+        let reader = {
+            let shared = Arc::clone(&shared);
+            thread::Builder::new()
+                .name(format!("plugin-server-{instance}"))
+                .spawn(move || read(&shared, output, &ctx))
+                .map_err(|e| format!("could not start a thread for its plugin server: {e}"))?
+        };
+        let mut remote = Remote {
+            shared,
+            limits: limits.clone(),
+            reader: Some(reader),
+        };
+        remote.call(PluginCall::New {
+            kind,
+            instance: instance.to_string(),
+            config: config.to_string(),
+            output_dir,
+            max_log_level,
+        })?;
+        Ok(remote)
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        lock(&self.shared.child).id()
+    }
+
+    /// Sends one call and waits for its answer, serving the instance's requests meanwhile
+    /// (on the reader thread). A server that does not answer within the call limit is killed.
+    pub fn call(&mut self, call: PluginCall) -> Reply {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let id = {
+            let mut state = lock(&self.shared.state);
+            if let Some(why) = &state.ended {
+                return Err(format!("its plugin server had already ended: it {why}"));
+            }
+            let id = state.next_id;
+            state.next_id += 1;
+            state.pending.insert(id, tx);
+            id
+        };
+        let frame = Frame {
+            id,
+            call: Some(call),
+            reply: None,
+        };
+        // A failed write means the server is gone: the reader notices and drops `tx`.
+        let _ = send(&self.shared, &wire::line(&frame));
+        match rx.recv_timeout(self.limits.call) {
+            Ok(reply) => reply,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let why = format!(
+                    "did not answer within {} and was killed",
+                    humantime::format_duration(self.limits.call)
+                );
+                self.kill(&why);
+                Err(format!("its plugin server {why}"))
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let state = lock(&self.shared.state);
+                let why = state.ended.as_deref().unwrap_or("ended");
+                Err(format!("its plugin server {why}"))
+            }
+        }
+    }
+
+    /// Kills the server, recording `why` as the reason it ended.
+    fn kill(&self, why: &str) {
+        {
+            let mut state = lock(&self.shared.state);
+            state.ended.get_or_insert_with(|| why.to_string());
+            state.pending.clear();
+        }
+        // `Child::kill` does nothing once the reader has reaped the process, so a pid
+        // reused by the system is never signalled.
+        let _ = lock(&self.shared.child).kill();
+    }
+
+    fn has_ended(&self) -> bool {
+        lock(&self.shared.state).ended.is_some()
+    }
+}
+
+impl Drop for Remote {
+    /// Drops the instance in the server (its own cleanup may still call the host), closes
+    /// the server's input and waits for it to exit, killing it when it does not.
+    fn drop(&mut self) {
+        if !self.has_ended() {
+            let _ = self.call(PluginCall::Drop);
+        }
+        lock(&self.shared.input).take();
+        let deadline = Instant::now() + EXIT_GRACE;
+        while !self.has_ended() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(2));
+        }
+        if !self.has_ended() {
+            self.kill("did not exit after its instance was dropped and was killed");
+        }
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn send(shared: &Shared, line: &[u8]) -> std::io::Result<()> {
+    match lock(&shared.input).as_mut() {
+        Some(input) => input.write_all(line).and_then(|()| input.flush()),
+        None => Err(std::io::ErrorKind::BrokenPipe.into()),
+    }
+}
+
+/// The reader thread: routes answers, serves requests, and records how the server ended.
+fn read(shared: &Arc<Shared>, output: ChildStdout, ctx: &HostContextBox) {
+    let mut garbage = None;
+    for line in BufReader::new(output).lines() {
+        let Ok(line) = line else { break };
+        let frame: Frame<ContextCall> = match serde_json::from_str(&line) {
+            Ok(frame) => frame,
+            Err(_) => {
+                let shown: String = line.chars().take(80).collect();
+                garbage = Some(format!(
+                    "wrote something that is not the plugin protocol ({shown:?}) and was killed"
+                ));
+                break;
+            }
+        };
+        match (frame.reply, frame.call) {
+            (Some(reply), _) => {
+                if let Some(waiting) = lock(&shared.state).pending.remove(&frame.id) {
+                    let _ = waiting.send(reply);
+                }
+            }
+            (None, Some(call)) => serve_context(shared, ctx, frame.id, call),
+            (None, None) => {}
+        }
+    }
+    if let Some(why) = garbage {
+        lock(&shared.state).ended.get_or_insert(why);
+        let _ = lock(&shared.child).kill();
+    }
+    let status = reap(shared);
+    let mut state = lock(&shared.state);
+    state.ended.get_or_insert_with(|| describe(status));
+    state.pending.clear();
+}
+
+/// Waits for the server to exit without holding its lock for long, so that a caller can
+/// still kill it; a server that closed its output but lives on is killed after a while.
+fn reap(shared: &Shared) -> Option<ExitStatus> {
+    let deadline = Instant::now() + EXIT_GRACE;
+    loop {
+        {
+            let mut child = lock(&shared.child);
+            match child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) if Instant::now() >= deadline => {
+                    let _ = child.kill();
+                    return child.wait().ok();
+                }
+                Ok(None) => {}
+                Err(_) => return None,
+            }
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// "was killed by SIGSEGV", "exited with code 7", "exited".
+fn describe(status: Option<ExitStatus>) -> String {
+    let Some(status) = status else {
+        return "ended".to_string();
+    };
+    if let Some(signal) = status.signal() {
+        let name = nix::sys::signal::Signal::try_from(signal)
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_else(|_| format!("signal {signal}"));
+        return format!("was killed by {name}");
+    }
+    match status.code() {
+        Some(0) => "exited".to_string(),
+        Some(code) => format!("exited with code {code}"),
+        None => "ended".to_string(),
+    }
+}
+
+/// Serves one request of the plugin with its real context. Notifications (id 0) and quick
+/// calls are served in order on the reader thread; calls that may block get a thread.
+fn serve_context(shared: &Arc<Shared>, ctx: &HostContextBox, id: u64, call: ContextCall) {
+    let blocking = matches!(
+        call,
+        ContextCall::RunCommand(_) | ContextCall::Stop(..) | ContextCall::Named(..)
+    );
+    if !blocking {
+        if let Some(reply) = answer(ctx, call) {
+            respond(shared, id, reply);
+        }
+        return;
+    }
+    let (shared, ctx) = (Arc::clone(shared), ctx.clone());
+    let spawned = thread::Builder::new()
+        .name("plugin-context".to_string())
+        .spawn(move || {
+            if let Some(reply) = answer(&ctx, call) {
+                respond(&shared, id, reply);
+            }
+        });
+    if let Err(err) = spawned {
+        tracing::error!("serving a plugin server's request: no thread: {err}");
+    }
+}
+
+fn respond(shared: &Shared, id: u64, reply: Reply) {
+    if id == 0 {
+        return;
+    }
+    let frame: Frame<PluginCall> = Frame {
+        id,
+        call: None,
+        reply: Some(reply),
+    };
+    let _ = send(shared, &wire::line(&frame));
+}
+
+/// What the real context answers; `None` for notifications.
+fn answer(ctx: &HostContextBox, call: ContextCall) -> Option<Reply> {
+    fn text(r: RResult<RString, RString>) -> Reply {
+        r.into_result()
+            .map(|s| Some(s.into_string()))
+            .map_err(RString::into_string)
+    }
+    Some(match call {
+        ContextCall::Log(level, target, message) => {
+            ctx.log(level, RStr::from_str(&target), RStr::from_str(&message));
+            return None;
+        }
+        ContextCall::EmitEvent(event) => {
+            ctx.emit_event(RStr::from_str(&event));
+            return None;
+        }
+        ContextCall::IsCancelled => Ok(Some(ctx.is_cancelled().to_string())),
+        ContextCall::RunCommand(command) => text(ctx.run_command(RStr::from_str(&command))),
+        ContextCall::Spawn(command) => ctx
+            .spawn(RStr::from_str(&command))
+            .into_result()
+            .map(|h| Some(h.to_string()))
+            .map_err(RString::into_string),
+        ContextCall::ProcessId(handle) => ctx
+            .process_id(handle)
+            .into_result()
+            .map(|pid| Some(pid.to_string()))
+            .map_err(RString::into_string),
+        ContextCall::ProcessStatus(handle) => text(ctx.process_status(handle)),
+        ContextCall::Stop(handle, grace_ms) => text(ctx.stop(handle, grace_ms)),
+        ContextCall::Named(name, payload) => ctx
+            .call(RStr::from_str(&name), RStr::from_str(&payload))
+            .into_result()
+            .map(|o| match o {
+                ROption::RSome(s) => Some(s.into_string()),
+                ROption::RNone => None,
+            })
+            .map_err(RString::into_string),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endings_are_named() {
+        assert_eq!(
+            describe(Some(ExitStatus::from_raw(libc::SIGSEGV))),
+            "was killed by SIGSEGV"
+        );
+        assert_eq!(
+            describe(Some(ExitStatus::from_raw(7 << 8))),
+            "exited with code 7"
+        );
+        assert_eq!(describe(None), "ended");
+    }
+}
