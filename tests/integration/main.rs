@@ -14,6 +14,7 @@
 //! - [`experiments`]: the quickstart, results folders, exit codes, bad experiment files.
 //! - [`strace`], [`valgrind`], [`gperf`]: the tracing and profiling plugins with the real tools.
 //! - [`jobs`]: several experiments at once, each in its own scope.
+//! - [`isolate`]: `--isolate`: plugins that crash, exit or hang in child processes fail alone.
 //! - [`lifecycle`]: Ctrl-C, timeouts and crashes leave no process behind.
 //! - [`docker`]: `docker_compose` and `localhost_single_container` on the real Docker engine.
 //! - [`shadow_ns`]: emulated links measured from inside an experiment, Shadow configuration.
@@ -24,6 +25,7 @@ mod docs;
 mod execution;
 mod experiments;
 mod gperf;
+mod isolate;
 mod jobs;
 mod lifecycle;
 mod loading;
