@@ -270,7 +270,7 @@ fn dispatch(cli: Cli) -> u8 {
     match cli.command {
         Command::List { format } => list(&registry, format),
         Command::Info { plugin, format } => info(&registry, &plugin, format),
-        Command::Check { files } => check(&registry, &files),
+        Command::Check { files } => check(&registry, &isolation, &files),
         Command::Doctor { format } => doctor(&registry, format),
         Command::Clean { network } => clean(&registry, network.as_deref(), &isolation),
         Command::New { .. } | Command::ServePlugin { .. } => {
@@ -555,10 +555,10 @@ fn ptrace_usable(strace: &std::path::Path) -> Result<(), String> {
     }
 }
 
-fn check(registry: &Registry, files: &[PathBuf]) -> u8 {
+fn check(registry: &Registry, isolation: &Isolation, files: &[PathBuf]) -> u8 {
     let mut code = OK;
     for file in files {
-        match experiment::load(file, registry) {
+        match experiment::load_isolated(file, registry, isolation) {
             Ok(exp) => {
                 println!(
                     "{}: ok ({} service{}, network {}, {} execution environment{}, {} report{})",
@@ -627,7 +627,7 @@ fn plan(
     let mut code = OK;
     let mut all = Vec::new();
     for file in files {
-        let exp = match experiment::load(file, registry) {
+        let exp = match experiment::load_isolated(file, registry, isolation) {
             Ok(exp) => exp,
             Err(err) => {
                 code = exit_code::worst([code, report_experiment_error(&err)]);
@@ -730,7 +730,7 @@ fn run_files(registry: &Arc<Registry>, settings: &Settings, request: RunRequest<
     let mut experiments = Vec::new();
     let mut invalid = false;
     for file in request.files {
-        match experiment::load(file, registry) {
+        match experiment::load_isolated(file, registry, &request.isolation) {
             Ok(exp) => experiments.push(exp),
             Err(err) => invalid = report_experiment_error(&err) == INVALID_INPUT || invalid,
         }

@@ -17,9 +17,14 @@ use toml::Spanned;
 
 use crate::{
     dispatch::{driver, proxy::Proxy},
+    isolate::{Isolation, Placement},
+    loader::LoadedPlugin,
     registry::Registry,
     scope::ScopeSettings,
 };
+
+/// How long an isolated plugin may take to describe its claims or check its configuration.
+const MODULE_CALL_LIMIT: Duration = Duration::from_secs(30);
 
 /// The network environment used when an experiment names none.
 pub const DEFAULT_NETWORK: &str = "localhost";
@@ -237,6 +242,16 @@ fn location(path: &Path, text: &str, offset: usize) -> String {
 
 /// Reads, parses and validates an experiment file against the loaded plugins.
 pub fn load(path: &Path, registry: &Registry) -> Result<Experiment, ExperimentError> {
+    load_isolated(path, registry, &Isolation::default())
+}
+
+/// [`load`], asking the plugins that `isolation` names about their configurations in plugin
+/// servers.
+pub fn load_isolated(
+    path: &Path,
+    registry: &Registry,
+    isolation: &Isolation,
+) -> Result<Experiment, ExperimentError> {
     let text = std::fs::read_to_string(path).map_err(|source| ExperimentError::Read {
         path: path.to_path_buf(),
         source,
@@ -248,6 +263,7 @@ pub fn load(path: &Path, registry: &Registry) -> Result<Experiment, ExperimentEr
         text: &text,
         problems: Vec::new(),
         context: ValidationContext::default(),
+        isolation,
     };
     let experiment = validator.experiment(file, registry);
     if validator.problems.is_empty() {
@@ -266,9 +282,16 @@ struct Validator<'a> {
     problems: Vec<Problem>,
     /// What plugins' own validation may know of the experiment.
     context: ValidationContext,
+    /// Which plugins answer from plugin servers.
+    isolation: &'a Isolation,
 }
 
 impl Validator<'_> {
+    /// Where a plugin answers questions about its configuration.
+    fn placement(&self, plugin: &LoadedPlugin) -> Placement {
+        self.isolation.placement(&plugin.path, MODULE_CALL_LIMIT)
+    }
+
     /// The experiment file's folder, against which relative paths resolve.
     fn base_dir(&self) -> PathBuf {
         match self.path.parent() {
@@ -513,17 +536,19 @@ impl Validator<'_> {
                     }
                 }
                 // The schema holds; the plugin may know more (files, their contents).
-                Ok(()) => match plugin.validate(&use_.config, &self.context) {
-                    Ok(problems) => {
-                        for problem in problems {
-                            self.problem(
-                                offset,
-                                format!("`{}` ({}): {problem}", use_.name, use_.plugin),
-                            );
+                Ok(()) => {
+                    match plugin.validate_in(&self.placement(plugin), &use_.config, &self.context) {
+                        Ok(problems) => {
+                            for problem in problems {
+                                self.problem(
+                                    offset,
+                                    format!("`{}` ({}): {problem}", use_.name, use_.plugin),
+                                );
+                            }
                         }
+                        Err(err) => self.problem(offset, err.to_string()),
                     }
-                    Err(err) => self.problem(offset, err.to_string()),
-                },
+                }
             },
             Err(err) => self.problem(offset, err.to_string()),
         }
@@ -554,7 +579,7 @@ impl Validator<'_> {
             if validate_config(&plugin.manifest.config_schema, &report.config).is_err() {
                 continue; // already reported; its claims cannot be computed
             }
-            let claims = match plugin.claims(&report.config) {
+            let claims = match plugin.claims_in(&self.placement(plugin), &report.config) {
                 Ok(claims) => claims,
                 Err(err) => {
                     self.problems.push(Problem {
@@ -594,7 +619,9 @@ impl Validator<'_> {
                 if validate_config(&plugin.manifest.config_schema, &exec.config).is_err() {
                     continue;
                 }
-                let claims = plugin.claims(&exec.config).unwrap_or_default();
+                let claims = plugin
+                    .claims_in(&self.placement(plugin), &exec.config)
+                    .unwrap_or_default();
                 if let Err(err) = proxy.add(&exec.name, plugin.manifest.clone(), claims, ()) {
                     let at = self.at(*offset);
                     self.problems.push(Problem {

@@ -156,6 +156,40 @@ impl LoadedPlugin {
             .map(Option::unwrap_or_default)
     }
 
+    /// [`LoadedPlugin::claims`] where `placement` says: an isolated plugin answers in a
+    /// plugin server started for this one call.
+    pub fn claims_in(
+        &self,
+        placement: &Placement,
+        config: &serde_json::Value,
+    ) -> Result<Vec<Resource>, PluginError> {
+        let Placement::Isolated(limits) = placement else {
+            return self.claims(config);
+        };
+        let reply = Remote::module_call(&self.path, PluginCall::Claims(json(config)), limits);
+        self.identity(&self.manifest.name)
+            .answer("computing its claims", reply)
+    }
+
+    /// [`LoadedPlugin::validate`] where `placement` says.
+    pub fn validate_in(
+        &self,
+        placement: &Placement,
+        config: &serde_json::Value,
+        experiment: &panther_plugin_api::ValidationContext,
+    ) -> Result<Vec<String>, PluginError> {
+        let Placement::Isolated(limits) = placement else {
+            return self.validate(config, experiment);
+        };
+        let request = ValidateRequest {
+            config: config.clone(),
+            experiment: experiment.clone(),
+        };
+        let reply = Remote::module_call(&self.path, PluginCall::Validate(json(&request)), limits);
+        self.identity(&self.manifest.name)
+            .answer("validating its configuration", reply)
+    }
+
     /// Builds a network environment instance.
     pub fn new_network_environment(
         &self,

@@ -292,3 +292,38 @@ fn a_settings_folder_isolates_its_plugins_without_the_flag() {
     assert!(sandbox.results("by-folder").join("result.json").is_file());
     assert!(tagged(sandbox.path().to_str().unwrap()).is_empty());
 }
+
+#[test]
+fn check_asks_isolated_plugins_about_their_configuration_in_a_child() {
+    let sandbox = Sandbox::new();
+    let file = sandbox.write(
+        "e.toml",
+        &experiment(
+            "check",
+            "plugin = \"localhost\"",
+            "\n[[report]]\nplugin = \"misbehave_report\"\nat = \"validate\"\nhow = \"abort\"\n",
+        ),
+    );
+    let output = sandbox
+        .host_command(&["check", "--isolate", file.to_str().unwrap()])
+        .env(TAG, sandbox.path())
+        .output()
+        .unwrap();
+    let err = stderr(&output);
+    assert_eq!(code(&output), 2, "{err}");
+    assert!(
+        err.contains(
+            "failed while validating its configuration: its plugin server was killed by SIGABRT"
+        ),
+        "{err}"
+    );
+    assert!(tagged(sandbox.path().to_str().unwrap()).is_empty());
+
+    // The same file without the misbehaviour checks clean, isolated.
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("at = \"validate\"", "");
+    std::fs::write(&file, text).unwrap();
+    let output = sandbox.host(&["check", "--isolate", file.to_str().unwrap()]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+}

@@ -63,6 +63,37 @@ impl Remote {
         ctx: HostContextBox,
         limits: &Limits,
     ) -> Result<Remote, String> {
+        let output_dir = ctx.output_dir().into_string();
+        let max_log_level = ctx.max_log_level();
+        let mut remote = Remote::connect(file, instance, Some(ctx), limits)?;
+        remote.call(PluginCall::New {
+            kind,
+            instance: instance.to_string(),
+            config: config.to_string(),
+            output_dir,
+            max_log_level,
+        })?;
+        Ok(remote)
+    }
+
+    /// Starts a server for the library `file` with no instance, for one module call
+    /// ([`PluginCall::Claims`], [`PluginCall::Validate`]), and makes it.
+    pub fn module_call(file: &Path, call: PluginCall, limits: &Limits) -> Reply {
+        let name = file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Remote::connect(file, &name, None, limits)?.call(call)
+    }
+
+    /// Starts the server process and its reader thread. Without a context, the plugin's
+    /// requests are refused (module calls get none).
+    fn connect(
+        file: &Path,
+        name: &str,
+        ctx: Option<HostContextBox>,
+        limits: &Limits,
+    ) -> Result<Remote, String> {
         let parent = std::process::id();
         let mut command = Command::new(&limits.server);
         command
@@ -107,28 +138,18 @@ impl Remote {
             input: Mutex::new(input),
             child: Mutex::new(child),
         });
-        let output_dir = ctx.output_dir().into_string();
-        let max_log_level = ctx.max_log_level();
         let reader = {
             let shared = Arc::clone(&shared);
             thread::Builder::new()
-                .name(format!("plugin-server-{instance}"))
-                .spawn(move || read(&shared, output, &ctx))
+                .name(format!("plugin-server-{name}"))
+                .spawn(move || read(&shared, output, ctx.as_ref()))
                 .map_err(|e| format!("could not start a thread for its plugin server: {e}"))?
         };
-        let mut remote = Remote {
+        Ok(Remote {
             shared,
             limits: limits.clone(),
             reader: Some(reader),
-        };
-        remote.call(PluginCall::New {
-            kind,
-            instance: instance.to_string(),
-            config: config.to_string(),
-            output_dir,
-            max_log_level,
-        })?;
-        Ok(remote)
+        })
     }
 
     /// The server's process id.
@@ -225,7 +246,7 @@ fn send(shared: &Shared, line: &[u8]) -> std::io::Result<()> {
 }
 
 /// The reader thread: routes answers, serves requests, and records how the server ended.
-fn read(shared: &Arc<Shared>, output: ChildStdout, ctx: &HostContextBox) {
+fn read(shared: &Arc<Shared>, output: ChildStdout, ctx: Option<&HostContextBox>) {
     let mut garbage = None;
     for line in BufReader::new(output).lines() {
         let Ok(line) = line else { break };
@@ -245,7 +266,14 @@ fn read(shared: &Arc<Shared>, output: ChildStdout, ctx: &HostContextBox) {
                     let _ = waiting.send(reply);
                 }
             }
-            (None, Some(call)) => serve_context(shared, ctx, frame.id, call),
+            (None, Some(call)) => match ctx {
+                Some(ctx) => serve_context(shared, ctx, frame.id, call),
+                None => respond(
+                    shared,
+                    frame.id,
+                    Err("the host offers no context while it describes a plugin".to_string()),
+                ),
+            },
             (None, None) => {}
         }
     }

@@ -30,8 +30,9 @@ use super::wire::{self, ContextCall, Frame, InstanceKind, PluginCall, Reply};
 use crate::{
     exit_code::{INTERNAL_ERROR, OK},
     instance::{ExecutionEnvironment, NetworkEnvironment, Reporter},
-    loader,
+    loader::{self, LoadedPlugin},
 };
+use panther_plugin_api::__private::ValidateRequest;
 
 /// Serves the plugin in `file` until the host drops the instance or closes the connection;
 /// returns the exit code.
@@ -59,8 +60,21 @@ pub fn serve(file: &Path) -> u8 {
         thread::spawn(move || read(&link, &calls));
     }
     let mut instance: Option<Served> = None;
+    let mut plugin: Option<LoadedPlugin> = None;
     for (id, call) in incoming {
         let reply = match call {
+            PluginCall::Claims(config) => module(file, &mut plugin).and_then(|plugin| {
+                let config = parse(&config, "configuration")?;
+                let claims = plugin.claims(&config).map_err(|e| e.message)?;
+                Ok(Some(to_json(&claims)))
+            }),
+            PluginCall::Validate(request) => module(file, &mut plugin).and_then(|plugin| {
+                let request: ValidateRequest = parse(&request, "validation request")?;
+                let problems = plugin
+                    .validate(&request.config, &request.experiment)
+                    .map_err(|e| e.message)?;
+                Ok(Some(to_json(&problems)))
+            }),
             PluginCall::New {
                 kind,
                 instance: name,
@@ -73,7 +87,7 @@ pub fn serve(file: &Path) -> u8 {
                     output_dir,
                     max_log_level,
                 };
-                build(file, kind, &name, &config, ctx).map(|served| {
+                build(file, &mut plugin, kind, &name, &config, ctx).map(|served| {
                     instance = Some(served);
                     None
                 })
@@ -110,16 +124,35 @@ impl Served {
     }
 }
 
+/// The server's plugin, loaded on first use.
+fn module<'a>(
+    file: &Path,
+    plugin: &'a mut Option<LoadedPlugin>,
+) -> Result<&'a LoadedPlugin, String> {
+    if plugin.is_none() {
+        *plugin = Some(loader::load(file).map_err(|e| e.to_string())?);
+    }
+    Ok(plugin.as_ref().expect("loaded"))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T, String> {
+    serde_json::from_str(text).map_err(|e| format!("unreadable {what}: {e}"))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("plugin answers always serialize")
+}
+
 fn build(
     file: &Path,
+    plugin: &mut Option<LoadedPlugin>,
     kind: InstanceKind,
     name: &str,
     config: &str,
     ctx: RemoteContext,
 ) -> Result<Served, String> {
-    let plugin = loader::load(file).map_err(|e| e.to_string())?;
-    let config: serde_json::Value =
-        serde_json::from_str(config).map_err(|e| format!("unreadable configuration: {e}"))?;
+    let plugin = module(file, plugin)?;
+    let config: serde_json::Value = parse(config, "configuration")?;
     let ctx: HostContextBox = HostContextFfi_TO::from_ptr(RArc::new(ctx), TD_Opaque);
     // The error already names the instance and plugin; the host adds them again, so only
     // the plugin's own message crosses.

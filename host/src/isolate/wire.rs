@@ -59,6 +59,12 @@ pub enum PluginCall {
         /// The most verbose log level the host prints (fixed for the run).
         max_log_level: u8,
     },
+    /// The module's `claims(config)`: needs no instance.
+    Claims(String),
+    /// The module's `validate` with a [`ValidateRequest`] (JSON): needs no instance.
+    ///
+    /// [`ValidateRequest`]: panther_plugin_api::__private::ValidateRequest
+    Validate(String),
     /// `slowdown` (answered as a number in text).
     Slowdown,
     /// `setup_environment(plan)`.
