@@ -361,7 +361,23 @@ fn isolated_experiments_run_side_by_side_in_a_job() {
     for name in ["first", "second"] {
         let dir = sandbox.results(name);
         assert!(dir.join("result.json").is_file());
-        assert!(dir.join("monitoring/server/resource_metrics.json").is_file());
+        assert!(dir
+            .join("monitoring/server/resource_metrics.json")
+            .is_file());
     }
     assert!(tagged(sandbox.path().to_str().unwrap()).is_empty());
+}
+
+#[test]
+fn an_isolated_reporter_writes_to_the_hosts_stdout() {
+    let sandbox = Sandbox::new();
+    let output = run(
+        &sandbox,
+        &echo_experiment("stdout", "\n[[report]]\nplugin = \"json\"\npath = \"-\"\n"),
+        &["--isolate", "-q"],
+    );
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let result: Value = serde_json::from_str(&stdout(&output))
+        .unwrap_or_else(|e| panic!("stdout is not the report ({e}):\n{}", stdout(&output)));
+    assert_eq!(result["status"], "passed");
 }

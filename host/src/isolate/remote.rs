@@ -10,10 +10,12 @@
 
 use std::{
     collections::HashMap,
+    fs::File,
     io::{BufRead, BufReader, Write},
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
     os::unix::process::{CommandExt, ExitStatusExt},
     path::Path,
-    process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio},
+    process::{Child, ChildStdin, Command, ExitStatus, Stdio},
     sync::{mpsc, Arc, Mutex, MutexGuard},
     thread::{self, JoinHandle},
     time::{Duration, Instant},
@@ -26,6 +28,9 @@ use super::{
     wire::{self, ContextCall, Frame, InstanceKind, PluginCall, Reply},
     Limits, SERVE_COMMAND,
 };
+
+/// The descriptor a server writes its frames to ([`super::serve`] reads it).
+pub(super) const ANSWER_FD: i32 = 3;
 
 /// How long a server gets to exit after its instance was dropped and its input closed.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
@@ -95,12 +100,17 @@ impl Remote {
         limits: &Limits,
     ) -> Result<Remote, String> {
         let parent = std::process::id();
+        // The server answers on descriptor 3 so that its stdout stays the host's: a plugin
+        // printing (or a reporter writing to `-`) behaves as it does in process.
+        let (answers, answer_end) =
+            pipe().map_err(|e| format!("could not make a pipe for its plugin server: {e}"))?;
+        let answer_fd = answer_end.as_raw_fd();
         let mut command = Command::new(&limits.server);
         command
             .arg(SERVE_COMMAND)
             .arg(file)
             .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
+            .stdout(Stdio::inherit())
             .stderr(Stdio::inherit())
             // Ctrl-C reaches the host, which tears down through the server; the server
             // itself must not die of it first.
@@ -108,6 +118,14 @@ impl Remote {
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
             command.pre_exec(move || {
+                let moved = if answer_fd == ANSWER_FD {
+                    libc::fcntl(ANSWER_FD, libc::F_SETFD, 0)
+                } else {
+                    libc::dup2(answer_fd, ANSWER_FD)
+                };
+                if moved < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
                 // The server dies with the host, and a crash leaves no core file behind.
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
                 if libc::getppid() != parent as libc::pid_t {
@@ -127,8 +145,10 @@ impl Remote {
                 limits.server.display()
             )
         })?;
+        // Only the server may hold the writing end, or its death would never show as EOF.
+        drop(answer_end);
         let input = child.stdin.take();
-        let output = child.stdout.take().expect("piped");
+        let output = File::from(answers);
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 next_id: 1,
@@ -234,6 +254,18 @@ impl Drop for Remote {
     }
 }
 
+/// A pipe whose ends are both closed on exec: (reading end, writing end).
+fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors, which are ours alone afterwards.
+    unsafe {
+        if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok((OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])))
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -246,7 +278,7 @@ fn send(shared: &Shared, line: &[u8]) -> std::io::Result<()> {
 }
 
 /// The reader thread: routes answers, serves requests, and records how the server ended.
-fn read(shared: &Arc<Shared>, output: ChildStdout, ctx: Option<&HostContextBox>) {
+fn read(shared: &Arc<Shared>, output: File, ctx: Option<&HostContextBox>) {
     let mut garbage = None;
     for line in BufReader::new(output).lines() {
         let Ok(line) = line else { break };

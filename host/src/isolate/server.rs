@@ -1,11 +1,13 @@
 //! The plugin server: `panther-host __serve-plugin FILE`, one plugin instance in a process of
 //! its own.
 //!
-//! The protocol owns the server's stdout: before anything is loaded, the original stdout is
-//! moved to a private descriptor and stdout is pointed at stderr, so whatever the plugin
-//! prints ends up in the host's log instead of corrupting the protocol. A reader thread
-//! routes the host's answers to the plugin threads waiting for them and hands calls to the
-//! main thread, which runs them one after the other on the instance.
+//! The host's calls arrive on stdin and the server answers on descriptor 3; stdout and stderr
+//! are the host's own, so a plugin that prints (or a reporter that writes to `-`) behaves as
+//! it does in process. Before anything is loaded both protocol descriptors move to private
+//! numbers that are closed on exec, and stdin becomes `/dev/null`: nothing the plugin starts
+//! can read the protocol or keep it open after the server died. A reader thread routes the
+//! host's answers to the plugin threads waiting for them and hands calls to the main thread,
+//! which runs them one after the other on the instance.
 
 use std::{
     collections::HashMap,
@@ -37,14 +39,12 @@ use panther_plugin_api::__private::ValidateRequest;
 /// Serves the plugin in `file` until the host drops the instance or closes the connection;
 /// returns the exit code.
 pub fn serve(file: &Path) -> u8 {
-    // SAFETY: plain descriptor calls before any other thread exists.
-    let protocol = unsafe {
-        let fd = libc::dup(1);
-        if fd < 0 || libc::dup2(2, 1) < 0 {
-            eprintln!("panther-host plugin server: cannot set up its descriptors");
-            return INTERNAL_ERROR;
-        }
-        File::from_raw_fd(fd)
+    let Some((input, protocol)) = private_descriptors() else {
+        eprintln!(
+            "panther-host plugin server: no protocol descriptors \
+             (it is started by `panther-host run --isolate`, not by hand)"
+        );
+        return INTERNAL_ERROR;
     };
     let link = Arc::new(Link {
         output: Mutex::new(protocol),
@@ -57,7 +57,7 @@ pub fn serve(file: &Path) -> u8 {
     let (calls, incoming) = mpsc::channel::<(u64, PluginCall)>();
     {
         let link = Arc::clone(&link);
-        thread::spawn(move || read(&link, &calls));
+        thread::spawn(move || read(&link, input, &calls));
     }
     let mut instance: Option<Served> = None;
     let mut plugin: Option<LoadedPlugin> = None;
@@ -105,6 +105,27 @@ pub fn serve(file: &Path) -> u8 {
         link.reply(id, reply);
     }
     OK
+}
+
+/// Moves stdin and descriptor 3 to private descriptors closed on exec, and points stdin at
+/// `/dev/null`: (calls in, answers out).
+fn private_descriptors() -> Option<(File, File)> {
+    // SAFETY: plain descriptor calls before any other thread exists; each new descriptor
+    // is owned by one `File`.
+    unsafe {
+        let input = libc::fcntl(0, libc::F_DUPFD_CLOEXEC, 3);
+        let output = libc::fcntl(super::remote::ANSWER_FD, libc::F_DUPFD_CLOEXEC, 3);
+        if input < 0 || output < 0 {
+            return None;
+        }
+        libc::close(super::remote::ANSWER_FD);
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
+        if null >= 0 {
+            libc::dup2(null, 0);
+            libc::close(null);
+        }
+        Some((File::from_raw_fd(input), File::from_raw_fd(output)))
+    }
 }
 
 /// The one instance of a server.
@@ -237,9 +258,8 @@ impl Link {
 
 /// The reader thread: answers to the plugin's requests go to the waiting thread, calls go
 /// to the main thread.
-fn read(link: &Link, calls: &mpsc::Sender<(u64, PluginCall)>) {
-    let stdin = std::io::stdin().lock();
-    for line in stdin.lines() {
+fn read(link: &Link, input: File, calls: &mpsc::Sender<(u64, PluginCall)>) {
+    for line in std::io::BufReader::new(input).lines() {
         let Ok(line) = line else { break };
         let Ok(frame) = serde_json::from_str::<Frame<PluginCall>>(&line) else {
             eprintln!("panther-host plugin server: unreadable request {line:?}");
