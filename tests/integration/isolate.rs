@@ -381,3 +381,57 @@ fn an_isolated_reporter_writes_to_the_hosts_stdout() {
         .unwrap_or_else(|e| panic!("stdout is not the report ({e}):\n{}", stdout(&output)));
     assert_eq!(result["status"], "passed");
 }
+
+#[test]
+fn ctrl_c_gives_up_on_a_hung_isolated_plugin() {
+    let sandbox = Sandbox::new();
+    let file = sandbox.write(
+        "e.toml",
+        &experiment(
+            "cancelled",
+            "plugin = \"misbehave_net\"\nat = \"wait_ready\"\nhow = \"hang\"\nservice = \"server\"",
+            "",
+        )
+        .replace("timeout = \"1s\"", "timeout = \"10m\""),
+    );
+    let host = sandbox
+        .host_command(&["run", "--isolate", file.to_str().unwrap()])
+        .env(TAG, sandbox.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The server is deployed before the plugin hangs waiting for it.
+    let root = sandbox.path().join("results/cancelled");
+    let pids = loop {
+        let deployed = std::fs::read_dir(&root)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(Result::ok)
+            .filter(|run| run.path().join("events.jsonl").is_file())
+            .map(|run| deployed_pids(&run.path()))
+            .unwrap_or_default();
+        if !deployed.is_empty() {
+            break deployed;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(host.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let output = host.wait_with_output().unwrap();
+    let err = stderr(&output);
+    assert_eq!(code(&output), 130, "{err}");
+    // The hung call was given up, and the later calls on the instance say why.
+    assert!(
+        err.contains("its plugin server had already ended: it did not answer within")
+            && err.contains("of the run being cancelled and was killed"),
+        "{err}"
+    );
+    for pid in pids {
+        assert!(!alive(pid), "service process {pid} was left running");
+    }
+    assert!(tagged(sandbox.path().to_str().unwrap()).is_empty());
+    assert!(sandbox.results("cancelled").join("result.json").is_file());
+}

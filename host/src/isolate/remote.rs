@@ -32,6 +32,13 @@ use super::{
 /// The descriptor a server writes its frames to ([`super::serve`] reads it).
 pub(super) const ANSWER_FD: i32 = 3;
 
+/// How often a waiting call looks at the run's cancellation flag.
+const CANCEL_POLL: Duration = Duration::from_millis(100);
+
+/// How long a call may still take once the run is cancelled (Ctrl-C, SIGTERM). Teardown
+/// calls made after the cancellation get as long, which covers a container engine's.
+pub const CANCEL_GRACE: Duration = Duration::from_secs(15);
+
 /// How long a server gets to exit after its instance was dropped and its input closed.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
 
@@ -40,6 +47,8 @@ pub struct Remote {
     shared: Arc<Shared>,
     limits: Limits,
     reader: Option<JoinHandle<()>>,
+    /// The instance's context, for the run's cancellation flag.
+    ctx: Option<HostContextBox>,
 }
 
 /// What the caller, the reader thread and the threads serving context calls share.
@@ -160,6 +169,7 @@ impl Remote {
         });
         let reader = {
             let shared = Arc::clone(&shared);
+            let ctx = ctx.clone();
             thread::Builder::new()
                 .name(format!("plugin-server-{name}"))
                 .spawn(move || read(&shared, output, ctx.as_ref()))
@@ -169,6 +179,7 @@ impl Remote {
             shared,
             limits: limits.clone(),
             reader: Some(reader),
+            ctx,
         })
     }
 
@@ -198,20 +209,39 @@ impl Remote {
         };
         // A failed write means the server is gone: the reader notices and drops `tx`.
         let _ = send(&self.shared, &wire::line(&frame));
-        match rx.recv_timeout(self.limits.call) {
-            Ok(reply) => reply,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                let why = format!(
-                    "did not answer within {} and was killed",
-                    humantime::format_duration(self.limits.call)
-                );
+        let started = Instant::now();
+        let mut deadline = started + self.limits.call;
+        let mut cancelled = false;
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                let waited = humantime::format_duration(Duration::from_secs(
+                    (now - started).as_secs_f64().round() as u64,
+                ));
+                let why = if cancelled {
+                    format!(
+                        "did not answer within {waited} of the run being cancelled and was killed"
+                    )
+                } else {
+                    format!("did not answer within {waited} and was killed")
+                };
                 self.kill(&why);
-                Err(format!("its plugin server {why}"))
+                return Err(format!("its plugin server {why}"));
             }
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                let state = lock(&self.shared.state);
-                let why = state.ended.as_deref().unwrap_or("ended");
-                Err(format!("its plugin server {why}"))
+            match rx.recv_timeout((deadline - now).min(CANCEL_POLL)) {
+                Ok(reply) => return reply,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    // A cancelled run waits for a plugin that does not answer only so long.
+                    if !cancelled && self.ctx.as_ref().is_some_and(|c| c.is_cancelled()) {
+                        cancelled = true;
+                        deadline = deadline.min(Instant::now() + CANCEL_GRACE);
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let state = lock(&self.shared.state);
+                    let why = state.ended.as_deref().unwrap_or("ended");
+                    return Err(format!("its plugin server {why}"));
+                }
             }
         }
     }
