@@ -704,3 +704,22 @@ fn clean_removes_what_a_killed_host_left() {
     assert!(out.contains(&format!("(run {id})")), "{out}");
     assert_nothing_left(&id);
 }
+
+#[test]
+fn a_compose_experiment_passes_isolated_and_leaves_nothing() {
+    require_engine();
+    let sandbox = Sandbox::new();
+    let image = ImageTag::new("isolated");
+    sandbox.write("compose.yaml", &compose_file(&sandbox, &image.0));
+    let client = r#""echo-client", "server:7000", "hello", "panther", "--count", "3""#;
+    let file = sandbox.write(
+        "e.toml",
+        &compose_experiment("compose-isolated", SERVER, client),
+    );
+    let output = sandbox.host(&["run", "--isolate", file.to_str().unwrap()]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let run = sandbox.results("compose-isolated");
+    let _cleanup = RemoveLeftovers(run_id(&run));
+    assert_eq!(result_of(&run)["status"], "passed");
+    assert_nothing_left(&run_id(&run));
+}
