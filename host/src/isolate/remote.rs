@@ -183,11 +183,6 @@ impl Remote {
         })
     }
 
-    /// The server's process id.
-    pub fn pid(&self) -> u32 {
-        lock(&self.shared.child).id()
-    }
-
     /// Sends one call and waits for its answer, serving the instance's requests meanwhile
     /// (on the reader thread). A server that does not answer within the call limit is killed.
     pub fn call(&mut self, call: PluginCall) -> Reply {
