@@ -435,3 +435,31 @@ fn ctrl_c_gives_up_on_a_hung_isolated_plugin() {
     assert!(tagged(sandbox.path().to_str().unwrap()).is_empty());
     assert!(sandbox.results("cancelled").join("result.json").is_file());
 }
+
+#[test]
+fn a_crash_in_a_plugins_own_thread_fails_its_instance() {
+    let sandbox = Sandbox::new();
+    let output = run(
+        &sandbox,
+        &experiment(
+            "in-thread",
+            "plugin = \"localhost\"",
+            "\n[[execution]]\nplugin = \"misbehave_exec\"\nat = \"start_monitoring\"\nhow = \"segfault-in-thread\"\nservice = \"server\"\n",
+        ),
+        &["--isolate"],
+    );
+    let err = stderr(&output);
+    assert_eq!(code(&output), 3, "{err}");
+    // Whether the crash came before or after `start_monitoring` answered, the instance's
+    // calls name it.
+    assert!(
+        err.contains("plugin `misbehave_exec` (misbehave_exec) failed while")
+            && err.contains("was killed by SIGSEGV"),
+        "{err}"
+    );
+    let results = sandbox.results("in-thread");
+    for pid in deployed_pids(&results) {
+        assert!(!alive(pid), "service process {pid} was left running");
+    }
+    assert!(results.join("result.json").is_file());
+}
