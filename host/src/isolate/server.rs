@@ -113,9 +113,14 @@ fn private_descriptors() -> Option<(File, File)> {
     // SAFETY: plain descriptor calls before any other thread exists; each new descriptor
     // is owned by one `File`.
     unsafe {
-        let input = libc::fcntl(0, libc::F_DUPFD_CLOEXEC, 3);
-        let output = libc::fcntl(super::remote::ANSWER_FD, libc::F_DUPFD_CLOEXEC, 3);
-        if input < 0 || output < 0 {
+        // Above descriptor 3, which is closed below.
+        let output = libc::fcntl(super::remote::ANSWER_FD, libc::F_DUPFD_CLOEXEC, 4);
+        if output < 0 {
+            return None;
+        }
+        let input = libc::fcntl(0, libc::F_DUPFD_CLOEXEC, 4);
+        if input < 0 {
+            libc::close(output);
             return None;
         }
         libc::close(super::remote::ANSWER_FD);
