@@ -164,7 +164,8 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table, requires = "dry_run")]
         format: Format,
     },
-    /// Serve one plugin instance over stdin/stdout (what `--isolate` starts).
+    /// Serve one plugin instance: calls on stdin, answers on descriptor 3 (what `--isolate`
+    /// starts).
     #[command(name = crate::isolate::SERVE_COMMAND, hide = true)]
     ServePlugin {
         /// The plugin library.
