@@ -463,3 +463,32 @@ fn a_crash_in_a_plugins_own_thread_fails_its_instance() {
     }
     assert!(results.join("result.json").is_file());
 }
+
+#[test]
+fn an_isolated_plugins_logs_and_events_reach_the_host_as_in_process() {
+    let sandbox = Sandbox::new();
+    let output = run(
+        &sandbox,
+        &echo_experiment(
+            "logs",
+            "[[report]]\nplugin = \"logger\"\nmessage = \"hello from the plugin\"\n",
+        ),
+        &["--isolate"],
+    );
+    let err = stderr(&output);
+    assert_eq!(code(&output), 0, "{err}");
+    let start = err
+        .lines()
+        .find(|l| l.contains("logger starting: hello from the plugin"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        start.contains("INFO") && start.contains("plugin=\"logger\""),
+        "{start}"
+    );
+    let custom = events(&sandbox.results("logs"))
+        .into_iter()
+        .find(|e| e["event"] == "custom")
+        .expect("the plugin's event");
+    assert_eq!(custom["source"], "logger");
+    assert_eq!(custom["data"]["message"], "hello from the plugin");
+}
