@@ -19,6 +19,7 @@
 
 use std::{
     path::{Path, PathBuf},
+    sync::Arc,
     time::Duration,
 };
 
@@ -26,7 +27,7 @@ mod remote;
 mod server;
 pub mod wire;
 
-pub use remote::Remote;
+pub use remote::{Pool, Remote};
 pub use server::serve;
 
 /// The hidden subcommand that turns the host binary into a plugin server.
@@ -40,6 +41,8 @@ pub struct Isolation {
     dirs: Vec<PathBuf>,
     /// The plugin server binary (the host binary itself unless set).
     server: Option<PathBuf>,
+    /// Servers that answered questions about a plugin, kept for its instances.
+    pool: Arc<Pool>,
 }
 
 impl Isolation {
@@ -52,6 +55,7 @@ impl Isolation {
                 .map(|d| std::fs::canonicalize(d).unwrap_or_else(|_| d.clone()))
                 .collect(),
             server: None,
+            pool: Arc::default(),
         }
     }
 
@@ -88,6 +92,7 @@ impl Isolation {
         Placement::Isolated(Limits {
             call: call_limit,
             server: self.server.clone().unwrap_or_else(default_server),
+            pool: Arc::clone(&self.pool),
         })
     }
 }
@@ -108,6 +113,8 @@ pub struct Limits {
     pub call: Duration,
     /// The plugin server binary.
     pub server: PathBuf,
+    /// Where idle servers wait for their next call.
+    pool: Arc<Pool>,
 }
 
 /// The time limit of one isolated call for a run whose clients get `run_timeout` and whose

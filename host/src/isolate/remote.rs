@@ -47,8 +47,6 @@ pub struct Remote {
     shared: Arc<Shared>,
     limits: Limits,
     reader: Option<JoinHandle<()>>,
-    /// The instance's context, for the run's cancellation flag.
-    ctx: Option<HostContextBox>,
 }
 
 /// What the caller, the reader thread and the threads serving context calls share.
@@ -57,6 +55,9 @@ struct Shared {
     /// The server's stdin; `None` once closed.
     input: Mutex<Option<ChildStdin>>,
     child: Mutex<Child>,
+    /// The instance's context, serving its requests; none while the server only answers
+    /// module calls.
+    ctx: Mutex<Option<HostContextBox>>,
 }
 
 struct State {
@@ -79,7 +80,13 @@ impl Remote {
     ) -> Result<Remote, String> {
         let output_dir = ctx.output_dir().into_string();
         let max_log_level = ctx.max_log_level();
-        let mut remote = Remote::connect(file, instance, Some(ctx), limits)?;
+        // A server that answered module calls for this file has the library loaded already.
+        let mut remote = match limits.pool.take(file) {
+            Some(remote) => remote,
+            None => Remote::connect(file, instance, limits)?,
+        };
+        remote.limits = limits.clone();
+        *lock(&remote.shared.ctx) = Some(ctx);
         remote.call(PluginCall::New {
             kind,
             instance: instance.to_string(),
@@ -90,24 +97,31 @@ impl Remote {
         Ok(remote)
     }
 
-    /// Starts a server for the library `file` with no instance, for one module call
-    /// ([`PluginCall::Claims`], [`PluginCall::Validate`]), and makes it.
+    /// Makes one module call ([`PluginCall::Claims`], [`PluginCall::Validate`]) in a server
+    /// with no instance for the library `file`: an idle one from the pool, else a new one,
+    /// which goes back to the pool afterwards for the next question or the instance.
     pub fn module_call(file: &Path, call: PluginCall, limits: &Limits) -> Reply {
-        let name = file
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        Remote::connect(file, &name, None, limits)?.call(call)
+        let mut remote = match limits.pool.take(file) {
+            Some(remote) => remote,
+            None => {
+                let name = file
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                Remote::connect(file, &name, limits)?
+            }
+        };
+        remote.limits = limits.clone();
+        let reply = remote.call(call);
+        if !remote.has_ended() {
+            limits.pool.put(file, remote);
+        }
+        reply
     }
 
-    /// Starts the server process and its reader thread. Without a context, the plugin's
-    /// requests are refused (module calls get none).
-    fn connect(
-        file: &Path,
-        name: &str,
-        ctx: Option<HostContextBox>,
-        limits: &Limits,
-    ) -> Result<Remote, String> {
+    /// Starts the server process and its reader thread. Until a context is set, the
+    /// plugin's requests are refused (module calls get none).
+    fn connect(file: &Path, name: &str, limits: &Limits) -> Result<Remote, String> {
         let parent = std::process::id();
         // The server answers on descriptor 3 so that its stdout stays the host's: a plugin
         // printing (or a reporter writing to `-`) behaves as it does in process.
@@ -166,20 +180,19 @@ impl Remote {
             }),
             input: Mutex::new(input),
             child: Mutex::new(child),
+            ctx: Mutex::new(None),
         });
         let reader = {
             let shared = Arc::clone(&shared);
-            let ctx = ctx.clone();
             thread::Builder::new()
                 .name(format!("plugin-server-{name}"))
-                .spawn(move || read(&shared, output, ctx.as_ref()))
+                .spawn(move || read(&shared, output))
                 .map_err(|e| format!("could not start a thread for its plugin server: {e}"))?
         };
         Ok(Remote {
             shared,
             limits: limits.clone(),
             reader: Some(reader),
-            ctx,
         })
     }
 
@@ -227,7 +240,8 @@ impl Remote {
                 Ok(reply) => return reply,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     // A cancelled run waits for a plugin that does not answer only so long.
-                    if !cancelled && self.ctx.as_ref().is_some_and(|c| c.is_cancelled()) {
+                    let ctx = lock(&self.shared.ctx).clone();
+                    if !cancelled && ctx.is_some_and(|c| c.is_cancelled()) {
                         cancelled = true;
                         deadline = deadline.min(Instant::now() + CANCEL_GRACE);
                     }
@@ -253,7 +267,8 @@ impl Remote {
         let _ = lock(&self.shared.child).kill();
     }
 
-    fn has_ended(&self) -> bool {
+    /// Whether the server is gone.
+    pub fn has_ended(&self) -> bool {
         lock(&self.shared.state).ended.is_some()
     }
 }
@@ -303,7 +318,7 @@ fn send(shared: &Shared, line: &[u8]) -> std::io::Result<()> {
 }
 
 /// The reader thread: routes answers, serves requests, and records how the server ended.
-fn read(shared: &Arc<Shared>, output: File, ctx: Option<&HostContextBox>) {
+fn read(shared: &Arc<Shared>, output: File) {
     let mut garbage = None;
     for line in BufReader::new(output).lines() {
         let Ok(line) = line else { break };
@@ -323,8 +338,8 @@ fn read(shared: &Arc<Shared>, output: File, ctx: Option<&HostContextBox>) {
                     let _ = waiting.send(reply);
                 }
             }
-            (None, Some(call)) => match ctx {
-                Some(ctx) => serve_context(shared, ctx, frame.id, call),
+            (None, Some(call)) => match lock(&shared.ctx).clone() {
+                Some(ctx) => serve_context(shared, &ctx, frame.id, call),
                 None => respond(
                     shared,
                     frame.id,
@@ -477,5 +492,37 @@ mod tests {
             "exited with code 7"
         );
         assert_eq!(describe(None), "ended");
+    }
+}
+
+/// Idle plugin servers with no instance, by library: what validation started, kept for the
+/// next question about the same plugin and for its first instance, so an isolated run starts
+/// one server per instance rather than one per call. Dropping the pool stops them.
+#[derive(Default)]
+pub struct Pool {
+    idle: Mutex<HashMap<std::path::PathBuf, Vec<Remote>>>,
+}
+
+impl Pool {
+    fn take(&self, file: &Path) -> Option<Remote> {
+        let mut idle = lock(&self.idle);
+        let remote = idle.get_mut(file)?.pop();
+        remote.filter(|r| !r.has_ended())
+    }
+
+    fn put(&self, file: &Path, remote: Remote) {
+        lock(&self.idle)
+            .entry(file.to_path_buf())
+            .or_default()
+            .push(remote);
+    }
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let idle = lock(&self.idle);
+        f.debug_struct("Pool")
+            .field("idle", &idle.values().map(Vec::len).sum::<usize>())
+            .finish()
     }
 }
