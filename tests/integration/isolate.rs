@@ -56,9 +56,11 @@ fn deployed_pids(results: &Path) -> Vec<u32> {
         .collect()
 }
 
-/// An experiment with a server that never ends and a client, on `network` (TOML lines
-/// under `[network]`), with `extra` appended; a 1 s timeout keeps hang cases short.
+/// The quickstart's echo pair (a server that runs until stopped, a client) on a free port,
+/// on `network` (TOML lines under `[network]`), with `extra` appended; a 1 s timeout keeps
+/// hang cases short.
 fn experiment(name: &str, network: &str, extra: &str) -> String {
+    let port = free_port();
     format!(
         r#"[experiment]
 name = "{name}"
@@ -69,18 +71,21 @@ timeout = "1s"
 
 [[service]]
 name = "server"
-command = ["sleep", "300"]
+command = ["{server}", "--port", "{port}"]
+ready = {{ tcp = {port}, timeout = "2s" }}
 
 [[service]]
 name = "client"
-command = ["true"]
+command = ["{client}", "127.0.0.1:{port}", "hello"]
 role = "client"
 depends_on = ["server"]
 
 [[report]]
 plugin = "json"
 {extra}
-"#
+"#,
+        server = program("echo-server"),
+        client = program("echo-client"),
     )
 }
 
