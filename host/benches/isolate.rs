@@ -16,7 +16,7 @@ use panther_host::{
     api::ServiceCommand,
     context::{InstanceContext, RunServices},
     instance::ExecutionEnvironment,
-    isolate::{Isolation, Placement},
+    isolate::{CallLimit, Isolation, Placement},
     loader::{self, LoadedPlugin},
 };
 
@@ -37,7 +37,7 @@ fn plugin() -> LoadedPlugin {
 fn placement(plugin: &LoadedPlugin, isolated: bool) -> Placement {
     Isolation::new(isolated, &[])
         .with_server(PathBuf::from(env!("CARGO_BIN_EXE_panther-host")))
-        .placement(&plugin.path, Duration::from_secs(60))
+        .placement(&plugin.path, &CallLimit::new(Duration::from_secs(60)))
 }
 
 fn instance(plugin: &LoadedPlugin, placement: &Placement) -> ExecutionEnvironment {

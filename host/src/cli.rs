@@ -22,7 +22,7 @@ use crate::{
     events::{Observer, TracingObserver},
     exit_code::{self, INTERNAL_ERROR, INVALID_INPUT, OK},
     experiment::{self, ExperimentError},
-    isolate::Isolation,
+    isolate::{CallLimit, Isolation},
     job::{Job, Runner},
     loader::{self, PLUGIN_PATH_ENV},
     registry::Registry,
@@ -469,7 +469,7 @@ fn clean(registry: &Registry, only: Option<&str>, isolation: &Isolation) -> u8 {
             scratch.clone(),
             services.clone(),
         );
-        let placement = isolation.placement(&plugin.path, CLEAN_CALL_LIMIT);
+        let placement = isolation.placement(&plugin.path, &CallLimit::new(CLEAN_CALL_LIMIT));
         let removed = plugin
             .start_network_environment(&placement, &name, &json!({}), ctx.into_ffi())
             .and_then(|mut env| env.clean_stale());

@@ -17,7 +17,7 @@ use toml::Spanned;
 
 use crate::{
     dispatch::{driver, proxy::Proxy},
-    isolate::{Isolation, Placement},
+    isolate::{CallLimit, Isolation, Placement},
     loader::LoadedPlugin,
     registry::Registry,
     scope::ScopeSettings,
@@ -289,7 +289,8 @@ struct Validator<'a> {
 impl Validator<'_> {
     /// Where a plugin answers questions about its configuration.
     fn placement(&self, plugin: &LoadedPlugin) -> Placement {
-        self.isolation.placement(&plugin.path, MODULE_CALL_LIMIT)
+        self.isolation
+            .placement(&plugin.path, &CallLimit::new(MODULE_CALL_LIMIT))
     }
 
     /// The experiment file's folder, against which relative paths resolve.

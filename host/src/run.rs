@@ -31,7 +31,7 @@ use crate::{
     dispatch::extension::{Extension, Extensions, Outcome},
     events::{JsonlWriter, Observer},
     experiment::{Experiment, PluginUse, ServiceDef},
-    isolate::{self, Isolation, Placement},
+    isolate::{self, CallLimit, Isolation, Placement},
     loader::LoadedPlugin,
     registry::Registry,
     scope::{resolve, Owned, Scope, ScopeLevel, ScopeSettings, Slot},
@@ -150,6 +150,7 @@ pub fn run(
         interrupted: false,
         timed_out: None,
         not_ready: false,
+        call_limit: CallLimit::new(Run::call_limit_for(experiment, &options, 1.0)),
     };
     let ctx = |plugin: &str, instance: &str, dir: PathBuf| {
         InstanceContext::new(
@@ -205,6 +206,9 @@ pub fn run(
         .iter()
         .map(|def| run.wrap(&mut scope, &execution, def, &services_dir))
         .collect();
+    let slowdown = deployed.iter().map(|d| d.slowdown).fold(1.0, f64::max);
+    run.call_limit
+        .set(Run::call_limit_for(experiment, &options, slowdown));
 
     // 3–5. Deploy, run, stop, collect.
     if let Some(network) = network {
@@ -280,6 +284,8 @@ struct Run<'a> {
     interrupted: bool,
     timed_out: Option<String>,
     not_ready: bool,
+    /// The limit of isolated calls, raised once the slowdowns are known.
+    call_limit: CallLimit,
 }
 
 impl Run<'_> {
@@ -296,20 +302,24 @@ impl Run<'_> {
         self.errors.push(message);
     }
 
-    /// Where an instance of `plugin` lives: isolated calls get a limit derived from the
-    /// run's timeout and its longest readiness check.
+    /// Where an instance of `plugin` lives.
     fn placement(&self, plugin: &LoadedPlugin) -> Placement {
-        let timeout = self.options.timeout.unwrap_or(self.experiment.timeout);
-        let readiness = self
-            .experiment
+        self.options
+            .isolation
+            .placement(&plugin.path, &self.call_limit)
+    }
+
+    /// The limit of one isolated call: derived from the run's timeout and its longest
+    /// readiness check, scaled like them by the slowdown of the execution environments.
+    fn call_limit_for(experiment: &Experiment, options: &RunOptions, slowdown: f64) -> Duration {
+        let timeout = options.timeout.unwrap_or(experiment.timeout);
+        let readiness = experiment
             .services
             .iter()
             .filter_map(|s| s.ready.as_ref().map(|r| r.timeout))
             .max()
             .unwrap_or_default();
-        self.options
-            .isolation
-            .placement(&plugin.path, isolate::call_limit(timeout, readiness))
+        isolate::call_limit(timeout, readiness).mul_f64(slowdown.max(1.0))
     }
 
     fn cancelled(&self) -> bool {
@@ -897,6 +907,7 @@ pub fn dry_run(
         interrupted: false,
         timed_out: None,
         not_ready: false,
+        call_limit: CallLimit::new(Run::call_limit_for(experiment, &options, 1.0)),
     };
     let execution = run.execution_instances(&mut scope);
     let services_dir = scratch.join("services");

@@ -497,3 +497,24 @@ fn an_isolated_plugins_logs_and_events_reach_the_host_as_in_process() {
     assert_eq!(custom["source"], "logger");
     assert_eq!(custom["data"]["message"], "hello from the plugin");
 }
+
+#[test]
+fn the_call_limit_grows_with_the_slowdown_of_the_execution_environments() {
+    let sandbox = Sandbox::new();
+    let output = run(
+        &sandbox,
+        &experiment(
+            "slow",
+            "plugin = \"misbehave_net\"\nat = \"deploy_service\"\nhow = \"hang\"\nservice = \"client\"",
+            "\n[[execution]]\nplugin = \"misbehave_exec\"\nslowdown = 2.0\n",
+        ),
+        &["--isolate"],
+    );
+    let err = stderr(&output);
+    assert_eq!(code(&output), 3, "{err}");
+    // (1 s timeout + 2 s readiness) × 2 + 5 s = 11 s, doubled for the slowdown.
+    assert!(
+        err.contains("failed while deploying service `client`: its plugin server did not answer within 22s and was killed"),
+        "{err}"
+    );
+}

@@ -19,7 +19,10 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
     time::Duration,
 };
 
@@ -84,13 +87,13 @@ impl Isolation {
     }
 
     /// Where an instance of the plugin loaded from `file` goes; isolated calls may take up
-    /// to `call_limit`.
-    pub fn placement(&self, file: &Path, call_limit: Duration) -> Placement {
+    /// to `call_limit` (as it is when each call starts).
+    pub fn placement(&self, file: &Path, call_limit: &CallLimit) -> Placement {
         if !self.applies(file) {
             return Placement::InProcess;
         }
         Placement::Isolated(Limits {
-            call: call_limit,
+            call: call_limit.clone(),
             server: self.server.clone().unwrap_or_else(default_server),
             pool: Arc::clone(&self.pool),
         })
@@ -110,11 +113,37 @@ pub enum Placement {
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// How long one call may take before the server is killed.
-    pub call: Duration,
+    pub call: CallLimit,
     /// The plugin server binary.
     pub server: PathBuf,
     /// Where idle servers wait for their next call.
     pool: Arc<Pool>,
+}
+
+/// How long one isolated call may take, shared by the instances of a run so that the run
+/// can raise it once it knows the slowdowns of its execution environments.
+#[derive(Debug, Clone)]
+pub struct CallLimit(Arc<AtomicU64>);
+
+impl CallLimit {
+    /// A limit of `limit`.
+    pub fn new(limit: Duration) -> Self {
+        CallLimit(Arc::new(AtomicU64::new(millis(limit))))
+    }
+
+    /// The limit now.
+    pub fn get(&self) -> Duration {
+        Duration::from_millis(self.0.load(Ordering::Relaxed))
+    }
+
+    /// Changes the limit of every instance sharing it, for the calls that start afterwards.
+    pub fn set(&self, limit: Duration) {
+        self.0.store(millis(limit), Ordering::Relaxed);
+    }
+}
+
+fn millis(limit: Duration) -> u64 {
+    u64::try_from(limit.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The time limit of one isolated call for a run whose clients get `run_timeout` and whose
@@ -155,10 +184,16 @@ mod tests {
         let policy = Isolation::new(false, &[dir.path().to_path_buf()]);
         assert!(policy.applies(&inside));
         assert!(!policy.applies(Path::new("/usr/lib/liby.so")));
+        let limit = CallLimit::new(Duration::from_secs(1));
         assert!(matches!(
-            policy.placement(Path::new("/usr/lib/liby.so"), Duration::from_secs(1)),
+            policy.placement(Path::new("/usr/lib/liby.so"), &limit),
             Placement::InProcess
         ));
+        let Placement::Isolated(limits) = policy.placement(&inside, &limit) else {
+            panic!("a plugin of the folder is isolated");
+        };
+        limit.set(Duration::from_secs(5));
+        assert_eq!(limits.call.get(), Duration::from_secs(5));
         assert!(Isolation::new(true, &[]).applies(Path::new("/usr/lib/liby.so")));
         assert!(!Isolation::default().is_active());
     }

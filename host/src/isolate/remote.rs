@@ -218,7 +218,7 @@ impl Remote {
         // A failed write means the server is gone: the reader notices and drops `tx`.
         let _ = send(&self.shared, &wire::line(&frame));
         let started = Instant::now();
-        let mut deadline = started + self.limits.call;
+        let mut deadline = started + self.limits.call.get();
         let mut cancelled = false;
         loop {
             let now = Instant::now();
