@@ -22,6 +22,7 @@ use crate::{
     events::{Observer, TracingObserver},
     exit_code::{self, INTERNAL_ERROR, INVALID_INPUT, OK},
     experiment::{self, ExperimentError},
+    isolate::{CallLimit, Isolation},
     job::{Job, Runner},
     loader::{self, PLUGIN_PATH_ENV},
     registry::Registry,
@@ -59,6 +60,11 @@ struct GlobalOptions {
     /// Do not search the folder of the panther-host executable.
     #[arg(long, global = true, help_heading = "Plugins")]
     no_default_plugins: bool,
+
+    /// Run every plugin instance in a child process of its own: a plugin that crashes,
+    /// exits or hangs fails alone (settings: `isolate`, `isolate_plugin_dirs`).
+    #[arg(long, global = true, help_heading = "Plugins")]
+    isolate: bool,
 
     /// Read host settings from FILE instead of the user's config file.
     #[arg(
@@ -158,6 +164,13 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table, requires = "dry_run")]
         format: Format,
     },
+    /// Serve one plugin instance: calls on stdin, answers on descriptor 3 (what `--isolate`
+    /// starts).
+    #[command(name = crate::isolate::SERVE_COMMAND, hide = true)]
+    ServePlugin {
+        /// The plugin library.
+        file: PathBuf,
+    },
 }
 
 /// A plugin type, as `new` takes it.
@@ -214,6 +227,10 @@ fn init_logging(global: &GlobalOptions) {
 }
 
 fn dispatch(cli: Cli) -> u8 {
+    // A plugin server loads its one library and nothing else.
+    if let Command::ServePlugin { file } = &cli.command {
+        return crate::isolate::serve(file);
+    }
     // `new` needs no settings and no plugins.
     if let Command::New {
         kind,
@@ -247,13 +264,19 @@ fn dispatch(cli: Cli) -> u8 {
         !cli.global.no_default_plugins,
     );
     let registry = Arc::new(Registry::load(&dirs));
+    let isolation = Isolation::new(
+        cli.global.isolate || settings.isolate,
+        &settings.isolate_plugin_dirs,
+    );
     match cli.command {
         Command::List { format } => list(&registry, format),
         Command::Info { plugin, format } => info(&registry, &plugin, format),
-        Command::Check { files } => check(&registry, &files),
+        Command::Check { files } => check(&registry, &isolation, &files),
         Command::Doctor { format } => doctor(&registry, format),
-        Command::Clean { network } => clean(&registry, network.as_deref()),
-        Command::New { .. } => unreachable!("handled before the plugins are loaded"),
+        Command::Clean { network } => clean(&registry, network.as_deref(), &isolation),
+        Command::New { .. } | Command::ServePlugin { .. } => {
+            unreachable!("handled before the plugins are loaded")
+        }
         Command::Run {
             files,
             output,
@@ -264,7 +287,7 @@ fn dispatch(cli: Cli) -> u8 {
         } => {
             let output = output.or(settings.output.clone());
             if dry_run {
-                plan(&registry, &settings, &files, format)
+                plan(&registry, &settings, &isolation, &files, format)
             } else {
                 run_files(
                     &registry,
@@ -276,6 +299,7 @@ fn dispatch(cli: Cli) -> u8 {
                         jobs,
                         verbose: cli.global.verbose,
                         quiet: cli.global.quiet,
+                        isolation,
                     },
                 )
             }
@@ -414,7 +438,10 @@ fn info(registry: &Registry, name: &str, format: Format) -> u8 {
     OK
 }
 
-fn clean(registry: &Registry, only: Option<&str>) -> u8 {
+/// How long an isolated network environment may take to clean up after earlier runs.
+const CLEAN_CALL_LIMIT: Duration = Duration::from_secs(120);
+
+fn clean(registry: &Registry, only: Option<&str>, isolation: &Isolation) -> u8 {
     let names: Vec<String> = match only {
         Some(name) => {
             match crate::dispatch::driver::choose(registry, PluginKind::NetworkEnvironment, name) {
@@ -447,8 +474,9 @@ fn clean(registry: &Registry, only: Option<&str>) -> u8 {
             scratch.clone(),
             services.clone(),
         );
+        let placement = isolation.placement(&plugin.path, &CallLimit::new(CLEAN_CALL_LIMIT));
         let removed = plugin
-            .new_network_environment(&name, &json!({}), ctx.into_ffi())
+            .start_network_environment(&placement, &name, &json!({}), ctx.into_ffi())
             .and_then(|mut env| env.clean_stale());
         let ended = if name == "localhost" {
             processes.take().unwrap_or_default()
@@ -547,10 +575,10 @@ fn ptrace_usable(strace: &std::path::Path) -> Result<(), String> {
     }
 }
 
-fn check(registry: &Registry, files: &[PathBuf]) -> u8 {
+fn check(registry: &Registry, isolation: &Isolation, files: &[PathBuf]) -> u8 {
     let mut code = OK;
     for file in files {
-        match experiment::load(file, registry) {
+        match experiment::load_isolated(file, registry, isolation) {
             Ok(exp) => {
                 println!(
                     "{}: ok ({} service{}, network {}, {} execution environment{}, {} report{})",
@@ -585,6 +613,7 @@ fn report_experiment_error(err: &ExperimentError) -> u8 {
 
 fn options(
     settings: &Settings,
+    isolation: &Isolation,
     output: PathBuf,
     timeout: Option<Duration>,
     verbose: u8,
@@ -605,6 +634,7 @@ fn options(
         services: RunServices::new(cancelled),
         observers,
         outer_scopes: vec![settings.scope.clone()],
+        isolation: isolation.clone(),
     }
 }
 
@@ -633,18 +663,28 @@ fn count_stop_signals() {
     });
 }
 
-fn plan(registry: &Registry, settings: &Settings, files: &[PathBuf], format: Format) -> u8 {
+fn plan(
+    registry: &Registry,
+    settings: &Settings,
+    isolation: &Isolation,
+    files: &[PathBuf],
+    format: Format,
+) -> u8 {
     let mut code = OK;
     let mut all = Vec::new();
     for file in files {
-        let exp = match experiment::load(file, registry) {
+        let exp = match experiment::load_isolated(file, registry, isolation) {
             Ok(exp) => exp,
             Err(err) => {
                 code = exit_code::worst([code, report_experiment_error(&err)]);
                 continue;
             }
         };
-        match run::dry_run(registry, &exp, options(settings, PathBuf::new(), None, 0)) {
+        match run::dry_run(
+            registry,
+            &exp,
+            options(settings, isolation, PathBuf::new(), None, 0),
+        ) {
             Ok(planned) => all.push((exp, planned)),
             Err(errors) => {
                 for e in errors {
@@ -732,6 +772,7 @@ struct RunRequest<'a> {
     jobs: usize,
     verbose: u8,
     quiet: bool,
+    isolation: Isolation,
 }
 
 fn run_files(registry: &Arc<Registry>, settings: &Settings, request: RunRequest<'_>) -> u8 {
@@ -739,7 +780,7 @@ fn run_files(registry: &Arc<Registry>, settings: &Settings, request: RunRequest<
     let mut experiments = Vec::new();
     let mut invalid = false;
     for file in request.files {
-        match experiment::load(file, registry) {
+        match experiment::load_isolated(file, registry, &request.isolation) {
             Ok(exp) => experiments.push(exp),
             Err(err) => invalid = report_experiment_error(&err) == INVALID_INPUT || invalid,
         }
@@ -758,7 +799,13 @@ fn run_files(registry: &Arc<Registry>, settings: &Settings, request: RunRequest<
             .clone()
             .or(exp.output.clone())
             .unwrap_or_else(|| PathBuf::from("results"));
-        let opts = options(settings, root, request.timeout, request.verbose);
+        let opts = options(
+            settings,
+            &request.isolation,
+            root,
+            request.timeout,
+            request.verbose,
+        );
         return match run::run(registry, &exp, opts) {
             Ok(result) => {
                 // Quiet runs speak only when something went wrong.
@@ -785,11 +832,18 @@ fn run_job(
         .output
         .clone()
         .unwrap_or_else(|| PathBuf::from("results"));
-    let template = options(settings, root.clone(), request.timeout, request.verbose);
+    let template = options(
+        settings,
+        &request.isolation,
+        root.clone(),
+        request.timeout,
+        request.verbose,
+    );
     let mut job = Job::new("job", Arc::clone(registry), root.clone())
         .with_scopes(template.outer_scopes.clone())
         .with_timeout(request.timeout)
-        .with_cancellation(Arc::clone(&template.services.cancelled));
+        .with_cancellation(Arc::clone(&template.services.cancelled))
+        .with_isolation(template.isolation.clone());
     for observer in template.observers {
         job.observe(observer);
     }

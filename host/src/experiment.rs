@@ -18,11 +18,17 @@ use toml::Spanned;
 
 use crate::{
     dispatch::{driver, proxy::Proxy},
-    keys, limits, names,
+    isolate::{CallLimit, Isolation, Placement},
+    keys, limits,
+    loader::LoadedPlugin,
+    names,
     registry::Registry,
     results_path,
     scope::ScopeSettings,
 };
+
+/// How long an isolated plugin may take to describe its claims or check its configuration.
+const MODULE_CALL_LIMIT: Duration = Duration::from_secs(30);
 
 /// The network environment used when an experiment names none.
 pub const DEFAULT_NETWORK: &str = "localhost";
@@ -189,7 +195,7 @@ impl Experiment {
     /// Checks once more, before a run writes anything, that every name the host turns into a
     /// path is a name and every report file stays inside the results folder. [`load`] already
     /// refused such files; this guards experiments built in code (the Job API).
-    pub fn check_paths(&self, registry: &Registry) -> Result<(), String> {
+    pub fn check_paths(&self, registry: &Registry, isolation: &Isolation) -> Result<(), String> {
         let name = |what: &str, name: &str| {
             names::check(name).map_err(|err| format!("{what} `{}` {err}", names::shown(name)))
         };
@@ -201,19 +207,27 @@ impl Experiment {
             name("the instance name", &instance.name)?;
         }
         for report in &self.reports {
-            report_files(registry, report)?;
+            report_files(registry, isolation, report)?;
         }
         Ok(())
     }
 }
 
 /// The files a reporter instance writes (its file claims), relative to the results folder
-/// and normalised; refused when one would be written outside it.
-pub fn report_files(registry: &Registry, report: &PluginUse) -> Result<Vec<PathBuf>, String> {
+/// and normalised; refused when one would be written outside it. An isolated reporter is
+/// asked in its plugin server, as everywhere else.
+pub fn report_files(
+    registry: &Registry,
+    isolation: &Isolation,
+    report: &PluginUse,
+) -> Result<Vec<PathBuf>, String> {
     let Some(plugin) = registry.get(PluginKind::Reporter, &report.plugin) else {
         return Ok(Vec::new()); // instantiating it reports the missing plugin
     };
-    let claims = plugin.claims(&report.config).map_err(|e| e.to_string())?;
+    let placement = isolation.placement(&plugin.path, &CallLimit::new(MODULE_CALL_LIMIT));
+    let claims = plugin
+        .claims_in(&placement, &report.config)
+        .map_err(|e| e.to_string())?;
     claims
         .into_iter()
         .filter_map(|claim| match claim {
@@ -333,6 +347,16 @@ fn shape() -> keys::Shape {
 
 /// Reads, parses and validates an experiment file against the loaded plugins.
 pub fn load(path: &Path, registry: &Registry) -> Result<Experiment, ExperimentError> {
+    load_isolated(path, registry, &Isolation::default())
+}
+
+/// [`load`], asking the plugins that `isolation` names about their configurations in plugin
+/// servers.
+pub fn load_isolated(
+    path: &Path,
+    registry: &Registry,
+    isolation: &Isolation,
+) -> Result<Experiment, ExperimentError> {
     let text = std::fs::read_to_string(path).map_err(|source| ExperimentError::Read {
         path: path.to_path_buf(),
         source,
@@ -372,6 +396,7 @@ pub fn load(path: &Path, registry: &Registry) -> Result<Experiment, ExperimentEr
         suggestions: 0,
         problems,
         context: ValidationContext::default(),
+        isolation,
     };
     let experiment = validator.experiment(file, registry);
     if validator.problems.is_empty() {
@@ -393,9 +418,17 @@ struct Validator<'a> {
     problems: Vec<Problem>,
     /// What plugins' own validation may know of the experiment.
     context: ValidationContext,
+    /// Which plugins answer from plugin servers.
+    isolation: &'a Isolation,
 }
 
 impl Validator<'_> {
+    /// Where a plugin answers questions about its configuration.
+    fn placement(&self, plugin: &LoadedPlugin) -> Placement {
+        self.isolation
+            .placement(&plugin.path, &CallLimit::new(MODULE_CALL_LIMIT))
+    }
+
     /// The experiment file's folder, against which relative paths resolve.
     fn base_dir(&self) -> PathBuf {
         match self.path.parent() {
@@ -831,17 +864,19 @@ impl Validator<'_> {
                     }
                 }
                 // The schema holds; the plugin may know more (files, their contents).
-                Ok(()) => match plugin.validate(&use_.config, &self.context) {
-                    Ok(problems) => {
-                        for problem in problems {
-                            self.problem(
-                                offset,
-                                format!("`{}` ({}): {problem}", use_.name, use_.plugin),
-                            );
+                Ok(()) => {
+                    match plugin.validate_in(&self.placement(plugin), &use_.config, &self.context) {
+                        Ok(problems) => {
+                            for problem in problems {
+                                self.problem(
+                                    offset,
+                                    format!("`{}` ({}): {problem}", use_.name, use_.plugin),
+                                );
+                            }
                         }
+                        Err(err) => self.problem(offset, err.to_string()),
                     }
-                    Err(err) => self.problem(offset, err.to_string()),
-                },
+                }
             },
             Err(err) => self.problem(offset, err.to_string()),
         }
@@ -874,7 +909,7 @@ impl Validator<'_> {
             if validate_config(&plugin.manifest.config_schema, &report.config).is_err() {
                 continue; // already reported; its claims cannot be computed
             }
-            let claims = match plugin.claims(&report.config) {
+            let claims = match plugin.claims_in(&self.placement(plugin), &report.config) {
                 Ok(claims) => claims,
                 Err(err) => {
                     self.problems.push(Problem {
@@ -934,7 +969,9 @@ impl Validator<'_> {
                 if validate_config(&plugin.manifest.config_schema, &exec.config).is_err() {
                     continue;
                 }
-                let claims = plugin.claims(&exec.config).unwrap_or_default();
+                let claims = plugin
+                    .claims_in(&self.placement(plugin), &exec.config)
+                    .unwrap_or_default();
                 if let Err(err) = proxy.add(&exec.name, plugin.manifest.clone(), claims, ()) {
                     let at = self.at(*offset);
                     self.problems.push(Problem {

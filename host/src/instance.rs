@@ -1,5 +1,11 @@
 //! Plugin instances as the host uses them: the ABI objects behind plain Rust methods that
 //! return [`PluginError`]s naming the instance, the plugin and what it was asked to do.
+//!
+//! Each instance type has two backends behind the same methods: in the host process (the
+//! ABI object itself) or in a plugin server of its own ([`crate::isolate`]). Both turn a
+//! method into a [`PluginCall`] and get a [`Reply`] back, so decoding, errors and events are
+//! the same whichever the instance lives in; [`LoadedPlugin::start_network_environment`] and
+//! its siblings choose by [`Placement`].
 
 use abi_stable::std_types::{ROption, RResult, RStr, RString};
 use panther_plugin_api::__private::{ValidateRequest, CLEAN_STALE, VALIDATE};
@@ -10,7 +16,13 @@ use panther_plugin_api::{
 };
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::loader::LoadedPlugin;
+use crate::{
+    isolate::{
+        wire::{InstanceKind, PluginCall, Reply},
+        Placement, Remote,
+    },
+    loader::LoadedPlugin,
+};
 
 /// A plugin call that failed (or panicked) inside the plugin.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -77,6 +89,34 @@ impl Identity {
     }
 }
 
+impl Identity {
+    fn done(&self, doing: &str, reply: Reply) -> Result<(), PluginError> {
+        reply.map(drop).map_err(|e| self.error(doing, e))
+    }
+
+    fn answer<T: DeserializeOwned>(&self, doing: &str, reply: Reply) -> Result<T, PluginError> {
+        match reply {
+            Ok(Some(json)) => serde_json::from_str(&json)
+                .map_err(|e| self.error(doing, format!("unreadable answer: {e}"))),
+            Ok(None) => Err(self.error(doing, "answered nothing")),
+            Err(e) => Err(self.error(doing, e)),
+        }
+    }
+
+    /// Like [`Identity::answer`] for a named call, which answers nothing when the plugin
+    /// predates it.
+    fn optional_answer<T: DeserializeOwned>(
+        &self,
+        doing: &str,
+        reply: Reply,
+    ) -> Result<Option<T>, PluginError> {
+        match reply {
+            Ok(None) => Ok(None),
+            other => self.answer(doing, other).map(Some),
+        }
+    }
+}
+
 fn json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("host data always serializes")
 }
@@ -116,6 +156,40 @@ impl LoadedPlugin {
             .map(Option::unwrap_or_default)
     }
 
+    /// [`LoadedPlugin::claims`] where `placement` says: an isolated plugin answers in a
+    /// plugin server started for this one call.
+    pub fn claims_in(
+        &self,
+        placement: &Placement,
+        config: &serde_json::Value,
+    ) -> Result<Vec<Resource>, PluginError> {
+        let Placement::Isolated(limits) = placement else {
+            return self.claims(config);
+        };
+        let reply = Remote::module_call(&self.path, PluginCall::Claims(json(config)), limits);
+        self.identity(&self.manifest.name)
+            .answer("computing its claims", reply)
+    }
+
+    /// [`LoadedPlugin::validate`] where `placement` says.
+    pub fn validate_in(
+        &self,
+        placement: &Placement,
+        config: &serde_json::Value,
+        experiment: &panther_plugin_api::ValidationContext,
+    ) -> Result<Vec<String>, PluginError> {
+        let Placement::Isolated(limits) = placement else {
+            return self.validate(config, experiment);
+        };
+        let request = ValidateRequest {
+            config: config.clone(),
+            experiment: experiment.clone(),
+        };
+        let reply = Remote::module_call(&self.path, PluginCall::Validate(json(&request)), limits);
+        self.identity(&self.manifest.name)
+            .answer("validating its configuration", reply)
+    }
+
     /// Builds a network environment instance.
     pub fn new_network_environment(
         &self,
@@ -128,7 +202,10 @@ impl LoadedPlugin {
             "starting",
             (self.module.new_network_environment())(RStr::from_str(&json(config)), ctx),
         )?;
-        Ok(NetworkEnvironment { id, inner })
+        Ok(NetworkEnvironment {
+            id,
+            backend: Backend::InProcess(inner),
+        })
     }
 
     /// Builds an execution environment instance.
@@ -143,7 +220,11 @@ impl LoadedPlugin {
             "starting",
             (self.module.new_execution_environment())(RStr::from_str(&json(config)), ctx),
         )?;
-        Ok(ExecutionEnvironment { id, inner })
+        Ok(ExecutionEnvironment {
+            id,
+            slowdown: 1.0,
+            backend: Backend::InProcess(inner),
+        })
     }
 
     /// Builds a reporter instance.
@@ -158,7 +239,10 @@ impl LoadedPlugin {
             "starting",
             (self.module.new_reporter())(RStr::from_str(&json(config)), ctx),
         )?;
-        Ok(Reporter { id, inner })
+        Ok(Reporter {
+            id,
+            backend: Backend::InProcess(inner),
+        })
     }
 
     fn identity(&self, instance: &str) -> Identity {
@@ -167,63 +251,251 @@ impl LoadedPlugin {
             instance: instance.to_string(),
         }
     }
+
+    fn start_isolated(
+        &self,
+        placement: &Placement,
+        kind: InstanceKind,
+        instance: &str,
+        config: &serde_json::Value,
+        ctx: HostContextBox,
+    ) -> Result<Option<(Identity, Remote)>, PluginError> {
+        let Placement::Isolated(limits) = placement else {
+            return Ok(None);
+        };
+        let id = self.identity(instance);
+        match Remote::start(&self.path, kind, instance, config, ctx, limits) {
+            Ok(remote) => Ok(Some((id, remote))),
+            Err(message) => Err(id.error("starting", message)),
+        }
+    }
+
+    /// Builds a network environment instance where `placement` says.
+    pub fn start_network_environment(
+        &self,
+        placement: &Placement,
+        instance: &str,
+        config: &serde_json::Value,
+        ctx: HostContextBox,
+    ) -> Result<NetworkEnvironment, PluginError> {
+        let kind = InstanceKind::NetworkEnvironment;
+        match self.start_isolated(placement, kind, instance, config, ctx.clone())? {
+            Some((id, remote)) => Ok(NetworkEnvironment {
+                id,
+                backend: Backend::Isolated(remote),
+            }),
+            None => self.new_network_environment(instance, config, ctx),
+        }
+    }
+
+    /// Builds an execution environment instance where `placement` says. An isolated one
+    /// answers `slowdown` once, here: it is asked for on every wrap.
+    pub fn start_execution_environment(
+        &self,
+        placement: &Placement,
+        instance: &str,
+        config: &serde_json::Value,
+        ctx: HostContextBox,
+    ) -> Result<ExecutionEnvironment, PluginError> {
+        let kind = InstanceKind::ExecutionEnvironment;
+        match self.start_isolated(placement, kind, instance, config, ctx.clone())? {
+            Some((id, mut remote)) => {
+                let slowdown =
+                    id.answer("reporting its slowdown", remote.call(PluginCall::Slowdown))?;
+                Ok(ExecutionEnvironment {
+                    id,
+                    slowdown,
+                    backend: Backend::Isolated(remote),
+                })
+            }
+            None => self.new_execution_environment(instance, config, ctx),
+        }
+    }
+
+    /// Builds a reporter instance where `placement` says.
+    pub fn start_reporter(
+        &self,
+        placement: &Placement,
+        instance: &str,
+        config: &serde_json::Value,
+        ctx: HostContextBox,
+    ) -> Result<Reporter, PluginError> {
+        let kind = InstanceKind::Reporter;
+        match self.start_isolated(placement, kind, instance, config, ctx.clone())? {
+            Some((id, remote)) => Ok(Reporter {
+                id,
+                backend: Backend::Isolated(remote),
+            }),
+            None => self.new_reporter(instance, config, ctx),
+        }
+    }
+}
+
+/// Where an instance's calls go.
+enum Backend<B> {
+    /// The ABI object, in this process.
+    InProcess(B),
+    /// A plugin server.
+    Isolated(Remote),
+}
+
+impl<B: Serve> Backend<B> {
+    fn call(&mut self, call: PluginCall) -> Reply {
+        match self {
+            Backend::InProcess(inner) => inner.serve(call),
+            Backend::Isolated(remote) => remote.call(call),
+        }
+    }
+}
+
+/// One ABI object answering [`PluginCall`]s: the in-process backend, and what a plugin
+/// server runs for the host.
+trait Serve {
+    fn serve(&mut self, call: PluginCall) -> Reply;
+}
+
+fn done(result: RResult<(), RString>) -> Reply {
+    result
+        .into_result()
+        .map(|()| None)
+        .map_err(RString::into_string)
+}
+
+fn text(result: RResult<RString, RString>) -> Reply {
+    result
+        .into_result()
+        .map(|s| Some(s.into_string()))
+        .map_err(RString::into_string)
+}
+
+fn optional(result: RResult<ROption<RString>, RString>) -> Reply {
+    result
+        .into_result()
+        .map(|o| o.into_option().map(RString::into_string))
+        .map_err(RString::into_string)
+}
+
+fn not_for(call: &PluginCall, kind: &str) -> Reply {
+    Err(format!("{call:?} is not a call of {kind}"))
+}
+
+impl Serve for NetworkEnvironmentBox {
+    fn serve(&mut self, call: PluginCall) -> Reply {
+        match call {
+            PluginCall::SetupEnvironment(plan) => {
+                done(self.setup_environment(RStr::from_str(&plan)))
+            }
+            PluginCall::DeployService(spec) => text(self.deploy_service(RStr::from_str(&spec))),
+            PluginCall::WaitReady(service) => done(self.wait_ready(RStr::from_str(&service))),
+            PluginCall::GetEnvironmentStatus => text(self.get_environment_status()),
+            PluginCall::StopService(service) => text(self.stop_service(RStr::from_str(&service))),
+            PluginCall::TeardownEnvironment => done(self.teardown_environment()),
+            PluginCall::Named(name, payload) => {
+                optional(self.call(RStr::from_str(&name), RStr::from_str(&payload)))
+            }
+            other => not_for(&other, "a network environment"),
+        }
+    }
+}
+
+impl Serve for ExecutionEnvironmentBox {
+    fn serve(&mut self, call: PluginCall) -> Reply {
+        match call {
+            PluginCall::Slowdown => Ok(Some(self.slowdown().to_string())),
+            PluginCall::WrapCommand(command) => text(self.wrap_command(RStr::from_str(&command))),
+            PluginCall::StartMonitoring(service, pid) => {
+                done(self.start_monitoring(RStr::from_str(&service), pid))
+            }
+            PluginCall::StopMonitoring(service) => {
+                done(self.stop_monitoring(RStr::from_str(&service)))
+            }
+            PluginCall::GetMonitoringData(service) => {
+                text(self.get_monitoring_data(RStr::from_str(&service)))
+            }
+            PluginCall::Named(name, payload) => {
+                optional(self.call(RStr::from_str(&name), RStr::from_str(&payload)))
+            }
+            other => not_for(&other, "an execution environment"),
+        }
+    }
+}
+
+impl Serve for ReporterBox {
+    fn serve(&mut self, call: PluginCall) -> Reply {
+        match call {
+            PluginCall::Report(result) => done(self.report(RStr::from_str(&result))),
+            PluginCall::Named(name, payload) => {
+                optional(self.call(RStr::from_str(&name), RStr::from_str(&payload)))
+            }
+            other => not_for(&other, "a reporter"),
+        }
+    }
 }
 
 /// A network environment instance.
 pub struct NetworkEnvironment {
     /// Who it is.
     pub id: Identity,
-    inner: NetworkEnvironmentBox,
+    backend: Backend<NetworkEnvironmentBox>,
 }
 
 impl NetworkEnvironment {
     /// See [`panther_plugin_api::NetworkEnvironment::setup_environment`].
     pub fn setup_environment(&mut self, plan: &DeploymentPlan) -> Result<(), PluginError> {
-        let r = self.inner.setup_environment(RStr::from_str(&json(plan)));
-        self.id.check("setting up the environment", r)
+        let r = self.backend.call(PluginCall::SetupEnvironment(json(plan)));
+        self.id.done("setting up the environment", r)
     }
 
     /// See [`panther_plugin_api::NetworkEnvironment::deploy_service`].
     pub fn deploy_service(&mut self, service: &ServiceSpec) -> Result<Deployment, PluginError> {
-        let r = self.inner.deploy_service(RStr::from_str(&json(service)));
+        let r = self.backend.call(PluginCall::DeployService(json(service)));
         self.id
-            .decode(&format!("deploying service `{}`", service.name), r)
+            .answer(&format!("deploying service `{}`", service.name), r)
     }
 
     /// See [`panther_plugin_api::NetworkEnvironment::wait_ready`].
     pub fn wait_ready(&mut self, service: &str) -> Result<(), PluginError> {
-        let r = self.inner.wait_ready(RStr::from_str(service));
+        let r = self
+            .backend
+            .call(PluginCall::WaitReady(service.to_string()));
         self.id
-            .check(&format!("waiting for service `{service}` to be ready"), r)
+            .done(&format!("waiting for service `{service}` to be ready"), r)
     }
 
     /// See [`panther_plugin_api::NetworkEnvironment::get_environment_status`].
     pub fn get_environment_status(&mut self) -> Result<EnvironmentStatus, PluginError> {
-        let r = self.inner.get_environment_status();
-        self.id.decode("reporting the environment status", r)
+        let r = self.backend.call(PluginCall::GetEnvironmentStatus);
+        self.id.answer("reporting the environment status", r)
     }
 
     /// See [`panther_plugin_api::NetworkEnvironment::stop_service`].
     pub fn stop_service(&mut self, service: &str) -> Result<ProcessState, PluginError> {
-        let r = self.inner.stop_service(RStr::from_str(service));
-        self.id.decode(&format!("stopping service `{service}`"), r)
+        let r = self
+            .backend
+            .call(PluginCall::StopService(service.to_string()));
+        self.id.answer(&format!("stopping service `{service}`"), r)
     }
 
     /// See [`panther_plugin_api::NetworkEnvironment::teardown_environment`].
     pub fn teardown_environment(&mut self) -> Result<(), PluginError> {
-        let r = self.inner.teardown_environment();
-        self.id.check("tearing down the environment", r)
+        let r = self.backend.call(PluginCall::TeardownEnvironment);
+        self.id.done("tearing down the environment", r)
     }
 
     /// See [`panther_plugin_api::NetworkEnvironment::clean_stale`]. Plugins built against
     /// plugin-api 1.0 do not know the call: nothing to clean.
     pub fn clean_stale(&mut self) -> Result<Vec<String>, PluginError> {
         let r = self
-            .inner
-            .call(RStr::from_str(CLEAN_STALE), RStr::from_str(""));
+            .backend
+            .call(PluginCall::Named(CLEAN_STALE.to_string(), String::new()));
         self.id
-            .decode_optional("cleaning up after earlier runs", r)
+            .optional_answer("cleaning up after earlier runs", r)
             .map(Option::unwrap_or_default)
+    }
+
+    /// Answers one call in a plugin server.
+    pub(crate) fn serve(&mut self, call: PluginCall) -> Reply {
+        self.backend.call(call)
     }
 }
 
@@ -231,20 +503,26 @@ impl NetworkEnvironment {
 pub struct ExecutionEnvironment {
     /// Who it is.
     pub id: Identity,
-    inner: ExecutionEnvironmentBox,
+    /// The slowdown of an isolated instance, asked once.
+    slowdown: f64,
+    backend: Backend<ExecutionEnvironmentBox>,
 }
 
 impl ExecutionEnvironment {
-    /// See [`panther_plugin_api::ExecutionEnvironment::slowdown`]. A typed call, no payload.
+    /// See [`panther_plugin_api::ExecutionEnvironment::slowdown`]. A typed call, no payload;
+    /// an isolated instance answered it when it was built.
     #[inline]
     pub fn slowdown(&self) -> f64 {
-        self.inner.slowdown()
+        match &self.backend {
+            Backend::InProcess(inner) => inner.slowdown(),
+            Backend::Isolated(_) => self.slowdown,
+        }
     }
 
     /// See [`panther_plugin_api::ExecutionEnvironment::wrap`].
     pub fn wrap(&mut self, command: &ServiceCommand) -> Result<ServiceCommand, PluginError> {
-        let r = self.inner.wrap_command(RStr::from_str(&json(command)));
-        self.id.decode(
+        let r = self.backend.call(PluginCall::WrapCommand(json(command)));
+        self.id.answer(
             &format!("wrapping the command of service `{}`", command.service),
             r,
         )
@@ -252,25 +530,36 @@ impl ExecutionEnvironment {
 
     /// See [`panther_plugin_api::ExecutionEnvironment::start_monitoring`].
     pub fn start_monitoring(&mut self, service: &str, pid: u32) -> Result<(), PluginError> {
-        let r = self.inner.start_monitoring(RStr::from_str(service), pid);
+        let r = self
+            .backend
+            .call(PluginCall::StartMonitoring(service.to_string(), pid));
         self.id
-            .check(&format!("starting to monitor service `{service}`"), r)
+            .done(&format!("starting to monitor service `{service}`"), r)
     }
 
     /// See [`panther_plugin_api::ExecutionEnvironment::stop_monitoring`].
     pub fn stop_monitoring(&mut self, service: &str) -> Result<(), PluginError> {
-        let r = self.inner.stop_monitoring(RStr::from_str(service));
+        let r = self
+            .backend
+            .call(PluginCall::StopMonitoring(service.to_string()));
         self.id
-            .check(&format!("stopping to monitor service `{service}`"), r)
+            .done(&format!("stopping to monitor service `{service}`"), r)
     }
 
     /// See [`panther_plugin_api::ExecutionEnvironment::get_monitoring_data`].
     pub fn get_monitoring_data(&mut self, service: &str) -> Result<serde_json::Value, PluginError> {
-        let r = self.inner.get_monitoring_data(RStr::from_str(service));
-        self.id.decode(
+        let r = self
+            .backend
+            .call(PluginCall::GetMonitoringData(service.to_string()));
+        self.id.answer(
             &format!("collecting monitoring data of service `{service}`"),
             r,
         )
+    }
+
+    /// Answers one call in a plugin server.
+    pub(crate) fn serve(&mut self, call: PluginCall) -> Reply {
+        self.backend.call(call)
     }
 }
 
@@ -278,13 +567,18 @@ impl ExecutionEnvironment {
 pub struct Reporter {
     /// Who it is.
     pub id: Identity,
-    inner: ReporterBox,
+    backend: Backend<ReporterBox>,
 }
 
 impl Reporter {
     /// See [`panther_plugin_api::Reporter::report`].
     pub fn report(&mut self, result: &RunResult) -> Result<(), PluginError> {
-        let r = self.inner.report(RStr::from_str(&json(result)));
-        self.id.check("writing its report", r)
+        let r = self.backend.call(PluginCall::Report(json(result)));
+        self.id.done("writing its report", r)
+    }
+
+    /// Answers one call in a plugin server.
+    pub(crate) fn serve(&mut self, call: PluginCall) -> Reply {
+        self.backend.call(call)
     }
 }

@@ -42,6 +42,7 @@ use crate::{
     context::RunServices,
     events::Observer,
     experiment::Experiment,
+    isolate::Isolation,
     registry::Registry,
     run::{self, RunOptions},
     scope::ScopeSettings,
@@ -140,6 +141,7 @@ pub struct Job {
     cancelled: Arc<AtomicBool>,
     observers: Vec<Arc<dyn Observer>>,
     progress: Option<Arc<dyn Progress>>,
+    isolation: Isolation,
 }
 
 impl Job {
@@ -155,6 +157,7 @@ impl Job {
             cancelled: Arc::new(AtomicBool::new(false)),
             observers: Vec::new(),
             progress: None,
+            isolation: Isolation::default(),
         }
     }
 
@@ -173,6 +176,12 @@ impl Job {
     /// Shares a cancellation flag (set it to stop the job; Ctrl-C handlers set it).
     pub fn with_cancellation(mut self, cancelled: Arc<AtomicBool>) -> Self {
         self.cancelled = cancelled;
+        self
+    }
+
+    /// Runs the plugin instances that `isolation` names in child processes.
+    pub fn with_isolation(mut self, isolation: Isolation) -> Self {
+        self.isolation = isolation;
         self
     }
 
@@ -257,6 +266,7 @@ impl Job {
             services: RunServices::new(Arc::clone(&self.cancelled)),
             observers: self.observers.clone(),
             outer_scopes: outer,
+            isolation: self.isolation.clone(),
         };
         let ran = catch_unwind(AssertUnwindSafe(|| {
             run::run(&self.registry, experiment, options)

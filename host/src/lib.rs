@@ -9,7 +9,8 @@
 //! | [`registry`] | loaded plugins by type and name, and the files that failed |
 //! | [`dispatch`] | the driver, extension and proxy patterns |
 //! | [`scope`] | scope settings (host > job > experiment > service) and instance ownership |
-//! | [`instance`] | plugin instances behind plain Rust methods |
+//! | [`instance`] | plugin instances behind plain Rust methods, in process or isolated |
+//! | [`isolate`] | plugin instances in child processes (`--isolate`) |
 //! | [`context`] | what a plugin instance may ask of the host |
 //! | [`command`] | the command processor: processes, groups, capture, timeouts |
 //! | [`contain`] | run marks, cgroups, the subreaper: finding every process of a run |
@@ -41,6 +42,7 @@ pub mod events;
 pub mod exit_code;
 pub mod experiment;
 pub mod instance;
+pub mod isolate;
 pub mod job;
 pub mod job_report;
 pub mod keys;

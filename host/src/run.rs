@@ -31,6 +31,8 @@ use crate::{
     dispatch::extension::{Extension, Extensions, Outcome},
     events::{JsonlWriter, Observer},
     experiment::{Experiment, PluginUse, ServiceDef},
+    isolate::{self, CallLimit, Isolation, Placement},
+    loader::LoadedPlugin,
     registry::Registry,
     scope::{resolve, Owned, Scope, ScopeLevel, ScopeSettings, Slot},
 };
@@ -51,6 +53,8 @@ pub struct RunOptions {
     pub observers: Vec<Arc<dyn Observer>>,
     /// Settings of the enclosing scopes (host, job), outermost first.
     pub outer_scopes: Vec<ScopeSettings>,
+    /// Which plugin instances live in child processes.
+    pub isolation: Isolation,
 }
 
 /// Why a run could not even start (everything later ends up in the [`RunResult`]).
@@ -98,7 +102,7 @@ pub fn run(
     options: RunOptions,
 ) -> Result<RunResult, RunError> {
     experiment
-        .check_paths(registry)
+        .check_paths(registry, &options.isolation)
         .map_err(|reason| RunError::Unsafe {
             experiment: experiment.path.clone(),
             reason,
@@ -177,6 +181,7 @@ pub fn run(
         interrupted: false,
         timed_out: None,
         not_ready: false,
+        call_limit: CallLimit::new(Run::call_limit_for(experiment, &options, 1.0)),
     };
     let ctx = |plugin: &str, instance: &str, dir: PathBuf| {
         InstanceContext::new(
@@ -196,16 +201,18 @@ pub fn run(
             .get(PluginKind::Reporter, &report.plugin)
             .expect("validated");
         // Report paths may name sub-folders of the results folder (checked to stay inside).
-        let prepared = crate::experiment::report_files(registry, report).and_then(|files| {
-            crate::results_path::prepare(&output_dir, &files).map_err(|e| e.to_string())
-        });
+        let prepared = crate::experiment::report_files(registry, &options.isolation, report)
+            .and_then(|files| {
+                crate::results_path::prepare(&output_dir, &files).map_err(|e| e.to_string())
+            });
         if let Err(err) = prepared {
             run.fail(format!(
                 "creating the folders of the report `{}`: {err}",
                 report.name
             ));
         }
-        match plugin.new_reporter(
+        match plugin.start_reporter(
+            &run.placement(plugin),
             &report.name,
             &report.config,
             ctx(&report.plugin, &report.name, output_dir.clone()),
@@ -217,7 +224,8 @@ pub fn run(
     let network_plugin = registry
         .get(PluginKind::NetworkEnvironment, &experiment.network.plugin)
         .expect("validated");
-    let network = match network_plugin.new_network_environment(
+    let network = match network_plugin.start_network_environment(
+        &run.placement(network_plugin),
         &experiment.network.name,
         &experiment.network.config,
         ctx(
@@ -240,6 +248,9 @@ pub fn run(
         .iter()
         .map(|def| run.wrap(&mut scope, &execution, &ports.apply(def), &services_dir))
         .collect();
+    let slowdown = deployed.iter().map(|d| d.slowdown).fold(1.0, f64::max);
+    run.call_limit
+        .set(Run::call_limit_for(experiment, &options, slowdown));
 
     // 3–5. Deploy, run, stop, collect.
     if let Some(network) = network {
@@ -336,6 +347,8 @@ struct Run<'a> {
     interrupted: bool,
     timed_out: Option<String>,
     not_ready: bool,
+    /// The limit of isolated calls, raised once the slowdowns are known.
+    call_limit: CallLimit,
 }
 
 impl Run<'_> {
@@ -350,6 +363,26 @@ impl Run<'_> {
             },
         );
         self.errors.push(message);
+    }
+
+    /// Where an instance of `plugin` lives.
+    fn placement(&self, plugin: &LoadedPlugin) -> Placement {
+        self.options
+            .isolation
+            .placement(&plugin.path, &self.call_limit)
+    }
+
+    /// The limit of one isolated call: derived from the run's timeout and its longest
+    /// readiness check, scaled like them by the slowdown of the execution environments.
+    fn call_limit_for(experiment: &Experiment, options: &RunOptions, slowdown: f64) -> Duration {
+        let timeout = options.timeout.unwrap_or(experiment.timeout);
+        let readiness = experiment
+            .services
+            .iter()
+            .filter_map(|s| s.ready.as_ref().map(|r| r.timeout))
+            .max()
+            .unwrap_or_default();
+        isolate::call_limit(timeout, readiness).mul_f64(slowdown.max(1.0))
     }
 
     fn cancelled(&self) -> bool {
@@ -382,7 +415,8 @@ impl Run<'_> {
                 self.options.services.clone(),
             )
             .into_ffi();
-            match plugin.new_execution_environment(&exec.name, &exec.config, ctx) {
+            let placement = self.placement(plugin);
+            match plugin.start_execution_environment(&placement, &exec.name, &exec.config, ctx) {
                 Ok(instance) => instances.push((
                     exec.clone(),
                     plugin.manifest.priority,
@@ -938,6 +972,7 @@ pub fn dry_run(
         interrupted: false,
         timed_out: None,
         not_ready: false,
+        call_limit: CallLimit::new(Run::call_limit_for(experiment, &options, 1.0)),
     };
     let execution = run.execution_instances(&mut scope);
     let services_dir = scratch.join("services");

@@ -3,6 +3,8 @@
 //! ```toml
 //! plugin_dirs = ["/opt/panther/plugins"]
 //! output = "results"
+//! isolate = false                          # every plugin instance in a child process
+//! isolate_plugin_dirs = ["/opt/untrusted"] # only the plugins of these folders
 //! [scope]                 # host-scope settings, inherited by every job and experiment
 //! disable = ["strace"]
 //! ```
@@ -28,6 +30,12 @@ pub struct Settings {
     /// Where results folders go (default `results`).
     #[serde(default)]
     pub output: Option<PathBuf>,
+    /// Run every plugin instance in a child process of its own (as `--isolate`).
+    #[serde(default)]
+    pub isolate: bool,
+    /// Run the instances of the plugins loaded from these folders in child processes.
+    #[serde(default)]
+    pub isolate_plugin_dirs: Vec<PathBuf>,
     /// Host-scope settings.
     #[serde(default)]
     pub scope: ScopeSettings,

@@ -891,3 +891,22 @@ fn clean_removes_the_layers_of_a_build_cut_off_with_its_host_and_nothing_else() 
     assert!(journal_ids().is_empty(), "the journal went with its layers");
     assert!(image_exists(&other_tag), "someone else's image was removed");
 }
+
+#[test]
+fn a_compose_experiment_passes_isolated_and_leaves_nothing() {
+    require_engine();
+    let sandbox = Sandbox::new();
+    let image = ImageTag::new("isolated");
+    sandbox.write("compose.yaml", &compose_file(&sandbox, &image.0));
+    let client = r#""echo-client", "server:7000", "hello", "panther", "--count", "3""#;
+    let file = sandbox.write(
+        "e.toml",
+        &compose_experiment("compose-isolated", SERVER, client),
+    );
+    let output = sandbox.host(&["run", "--isolate", file.to_str().unwrap()]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let run = sandbox.results("compose-isolated");
+    let _cleanup = RemoveLeftovers(run_id(&run));
+    assert_eq!(result_of(&run)["status"], "passed");
+    assert_nothing_left(&run_id(&run));
+}

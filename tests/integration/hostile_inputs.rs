@@ -573,6 +573,7 @@ fn an_experiment_built_in_code_cannot_write_outside_the_results_folder() {
         services: RunServices::new(Arc::new(AtomicBool::new(false))),
         observers: Vec::new(),
         outer_scopes: Vec::new(),
+        isolation: Default::default(),
     };
 
     let mut escaping = valid.clone();

@@ -16,6 +16,7 @@
 //! - [`hostile_inputs`]: names that are paths, overflowing values, NUL bytes, deep chains.
 //! - [`fuzz`]: random mutations of experiment files through `check`: no panic, no hang.
 //! - [`jobs`]: several experiments at once, each in its own scope.
+//! - [`isolate`]: `--isolate`: plugins that crash, exit or hang in child processes fail alone.
 //! - [`lifecycle`]: Ctrl-C, timeouts and crashes leave no process behind.
 //! - [`containment`]: daemonizing services, killed hosts, many runs of one experiment at once.
 //! - [`docker`]: `docker_compose` and `localhost_single_container` on the real Docker engine.
@@ -30,6 +31,7 @@ mod experiments;
 mod fuzz;
 mod gperf;
 mod hostile_inputs;
+mod isolate;
 mod jobs;
 mod lifecycle;
 mod loading;
