@@ -6,7 +6,8 @@
 //!
 //! - [`support`]: the harness: paths, fixture builds, a sandbox folder per test, running the
 //!   host.
-//! - [`loading`]: discovery, the broken-plugin corpus, `list`, `info`, version checks, logs.
+//! - [`loading`]: discovery, precedence, trust, `list`, `info`, version checks, logs.
+//! - [`containment`]: files that crash, exit or hang when opened; the manifest cache.
 //! - [`patterns`]: driver, extension and proxy behaviour through real experiments.
 //! - [`cli`]: settings files, verbosity, usage errors.
 //! - [`docs`]: the documentation's commands, `new`, the out-of-tree example plugin.
@@ -19,6 +20,7 @@
 //! - [`shadow_ns`]: emulated links measured from inside an experiment, Shadow configuration.
 
 mod cli;
+mod containment;
 mod docker;
 mod docs;
 mod execution;
