@@ -69,8 +69,13 @@ fn judge(what: &str, path: &Path, meta: &std::fs::Metadata) -> Result<(), String
     let owner = meta.uid();
     if owner != me && owner != 0 {
         let my_name = user_name(me);
+        let allowed = if me == 0 {
+            "root".to_string()
+        } else {
+            format!("{my_name} or root")
+        };
         return Err(format!(
-            "{what} {} belongs to {}, not to {my_name} or root; fix with `chown {my_name} {}`, \
+            "{what} {} belongs to {}, not to {allowed}; fix with `chown {my_name} {}`, \
              or trust the folder with `trust_plugin_dirs` in the settings file",
             path.display(),
             user_label(owner),
