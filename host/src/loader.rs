@@ -244,6 +244,8 @@ pub fn plugin_dirs(
 pub struct Candidate {
     /// The entry's path (not resolved: a symlink stays a symlink).
     pub path: PathBuf,
+    /// The path with every link resolved (the path itself when it cannot be resolved).
+    pub canonical: PathBuf,
     /// Its position in the folder list: lower wins.
     pub folder: usize,
 }
@@ -270,9 +272,13 @@ pub fn discover(dirs: &[PathBuf]) -> (Vec<Candidate>, Vec<LoadError>) {
             .collect();
         found.sort();
         for path in found {
-            let key = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
-            if seen.insert(key) {
-                files.push(Candidate { path, folder });
+            let canonical = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+            if seen.insert(canonical.clone()) {
+                files.push(Candidate {
+                    path,
+                    canonical,
+                    folder,
+                });
             }
         }
     }

@@ -96,8 +96,11 @@ impl Registry {
             ..Registry::default()
         };
         let trust = Trust::new(&options.trusted_dirs);
-        let folder_verdicts: Vec<Result<(), String>> =
-            options.dirs.iter().map(|d| trust.check_folder(d)).collect();
+        let folder_verdicts: Vec<Result<bool, String>> = options
+            .dirs
+            .iter()
+            .map(|d| trust.check_folder(d).map(|()| trust.is_trusted(d)))
+            .collect();
         let mut cache = Cache::open(
             options.cache_dir.clone(),
             Header::current(options.probe.as_deref().ok()),
@@ -107,8 +110,7 @@ impl Registry {
         let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(candidates.len());
         let mut to_probe: Vec<(usize, PathBuf, FileKey)> = Vec::new();
         for (i, candidate) in candidates.iter().enumerate() {
-            let dir = &options.dirs[candidate.folder];
-            let known = match triage(candidate, dir, &folder_verdicts, &trust, &mut cache) {
+            let known = match triage(candidate, &folder_verdicts, &mut cache) {
                 Triage::Known(outcome) => Some(outcome),
                 Triage::Probe(canonical, key) => {
                     to_probe.push((i, canonical, key));
@@ -282,18 +284,18 @@ enum Triage {
 }
 
 /// Trust, readability, the cache, then pre-flight: everything short of a probe.
+/// `folder_verdicts` holds, per folder, whether it was declared trusted or why it is refused.
 fn triage(
     candidate: &Candidate,
-    dir: &Path,
-    folder_verdicts: &[Result<(), String>],
-    trust: &Trust,
+    folder_verdicts: &[Result<bool, String>],
     cache: &mut Cache,
 ) -> Triage {
     let path = &candidate.path;
     let fail = |kind| Triage::Known(Err(LoadError::new(path, kind)));
-    if let Err(why) = &folder_verdicts[candidate.folder] {
-        return fail(LoadErrorKind::Untrusted(why.clone()));
-    }
+    let folder_trusted = match &folder_verdicts[candidate.folder] {
+        Ok(trusted) => *trusted,
+        Err(why) => return fail(LoadErrorKind::Untrusted(why.clone())),
+    };
     let meta = match std::fs::metadata(path) {
         Ok(meta) if meta.is_file() => meta,
         // Pre-flight names what it is (a dangling link, a folder, a device).
@@ -303,14 +305,14 @@ fn triage(
             }))
         }
     };
-    if let Err(why) = trust.check_file(dir, path, &meta) {
+    if let Err(why) = Trust::check_file(folder_trusted, path, &meta) {
         return fail(LoadErrorKind::Untrusted(why));
     }
     if let Err(errno) = nix::unistd::access(path.as_path(), nix::unistd::AccessFlags::R_OK) {
         return fail(LoadErrorKind::Unreadable(errno.desc().to_string()));
     }
     let key = FileKey::from_metadata(&meta);
-    let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+    let canonical = candidate.canonical.clone();
     if let Some(answer) = cache.get(&canonical, &key) {
         return Triage::Known(outcome(path, answer.clone(), key));
     }

@@ -48,15 +48,15 @@ impl Trust {
         judge("the plugin folder", dir, &meta)
     }
 
-    /// Why the plugin file `path` (in the folder `dir`) is refused, if it is. Links are
-    /// followed: what counts is the file that would be opened.
+    /// Why the plugin file `path` is refused, if it is; `folder_trusted` is
+    /// [`Trust::is_trusted`] of its folder. Links are followed: what counts is the file that
+    /// would be opened.
     pub fn check_file(
-        &self,
-        dir: &Path,
+        folder_trusted: bool,
         path: &Path,
         meta: &std::fs::Metadata,
     ) -> Result<(), String> {
-        if self.is_trusted(dir) {
+        if folder_trusted {
             return Ok(());
         }
         judge("the file", path, meta)
