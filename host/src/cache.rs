@@ -203,3 +203,50 @@ fn read(path: &Path, header: &Header) -> Option<BTreeMap<PathBuf, Entry>> {
     let file: CacheFile = serde_json::from_slice(&bytes).ok()?;
     (file.header == *header).then_some(file.entries)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loader::LoadErrorKind;
+
+    fn header(host: &str) -> Header {
+        Header {
+            host: host.into(),
+            plugin_api: "1.2.0".into(),
+            abi_stable: "0.11".into(),
+            probe: Some((1, 2)),
+        }
+    }
+
+    fn answer() -> Answer {
+        Answer::Error {
+            plugin: None,
+            kind: LoadErrorKind::NotElf,
+        }
+    }
+
+    #[test]
+    fn entries_survive_a_round_trip_only_under_the_same_header_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("x.so");
+        std::fs::write(&file, "x").unwrap();
+        let key = FileKey::of(&file).unwrap();
+        let mut cache = Cache::open(Some(dir.path().into()), header("1"));
+        cache.put(file.clone(), key, answer());
+        cache.save().unwrap();
+
+        let again = Cache::open(Some(dir.path().into()), header("1"));
+        assert!(again.get(&file, &key).is_some());
+        let other_key = FileKey { size: 2, ..key };
+        assert!(again.get(&file, &other_key).is_none(), "a changed file");
+        let other_host = Cache::open(Some(dir.path().into()), header("2"));
+        assert!(
+            other_host.get(&file, &key).is_none(),
+            "another host version"
+        );
+
+        std::fs::write(dir.path().join(FILE_NAME), "{ corrupt").unwrap();
+        let corrupt = Cache::open(Some(dir.path().into()), header("1"));
+        assert!(corrupt.get(&file, &key).is_none());
+    }
+}

@@ -206,3 +206,36 @@ fn not_a_file(path: &Path, file_type: &std::fs::FileType) -> String {
         Err(_) => what.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_complete_library_passes_and_cut_copies_say_where_they_end() {
+        // The test binary is an ELF file of this machine, like a plugin.
+        let exe = std::env::current_exe().unwrap();
+        let bytes = std::fs::read(&exe).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let whole = dir.path().join("whole");
+        std::fs::write(&whole, &bytes).unwrap();
+        match check(&whole) {
+            Ok(()) | Err(LoadErrorKind::NotSharedObject(_)) => {}
+            Err(other) => panic!("{other}"),
+        }
+        let cut = dir.path().join("cut");
+        std::fs::write(&cut, &bytes[..4096]).unwrap();
+        let error = check(&cut).unwrap_err().to_string();
+        assert!(
+            error.starts_with("truncated: ") && error.ends_with("but the file has 4096 bytes"),
+            "{error}"
+        );
+        let text = dir.path().join("text");
+        std::fs::write(&text, "not a library").unwrap();
+        assert_eq!(check(&text), Err(LoadErrorKind::NotElf));
+        assert_eq!(
+            check(dir.path()),
+            Err(LoadErrorKind::NotAFile("a folder".into()))
+        );
+    }
+}
