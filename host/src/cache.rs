@@ -5,8 +5,8 @@
 //! (`$XDG_CACHE_HOME/panther-host`). Its [`Header`] names the host version, the
 //! plugin-api version, the abi_stable version and the probe binary (size and mtime): a file
 //! written by any other combination is ignored as a whole. Each entry is keyed by the
-//! file's canonical path and holds its [`FileKey`] (size, mtime, ctime, inode, device): a
-//! file that changed in any of these is probed again. Failures are cached too, so a file
+//! file's path (as found in its plugin folder) and holds its [`FileKey`] (size, mtime,
+//! ctime, inode, device): a file that changed in any of these is probed again. Failures are cached too, so a file
 //! that hangs the probe costs the time limit once, not on every command; outcomes that
 //! depend on permissions are never stored (see
 //! [`LoadErrorKind::depends_on_permissions`](crate::loader::LoadErrorKind::depends_on_permissions)).
@@ -143,18 +143,18 @@ impl Cache {
         }
     }
 
-    /// The cached answer for the file at `canonical` when it still has `key`.
-    pub fn get(&self, canonical: &Path, key: &FileKey) -> Option<&Answer> {
+    /// The cached answer for the file at `path` when it still has `key`.
+    pub fn get(&self, path: &Path, key: &FileKey) -> Option<&Answer> {
         self.learned
-            .get(canonical)
-            .or_else(|| self.entries.get(canonical))
+            .get(path)
+            .or_else(|| self.entries.get(path))
             .filter(|e| e.key == *key)
             .map(|e| &e.answer)
     }
 
-    /// Records what a probe answered about the file at `canonical`.
-    pub fn put(&mut self, canonical: PathBuf, key: FileKey, answer: Answer) {
-        self.learned.insert(canonical, Entry { key, answer });
+    /// Records what a probe answered about the file at `path`.
+    pub fn put(&mut self, path: PathBuf, key: FileKey, answer: Answer) {
+        self.learned.insert(path, Entry { key, answer });
     }
 
     /// Writes what was learned, merged with what is on disk now (see the module docs).

@@ -318,7 +318,7 @@ fn report_error(err: &dyn std::error::Error, code: u8) -> u8 {
 }
 
 fn list(registry: &Registry, format: Format) -> u8 {
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if format == Format::Json {
         let plugins: Vec<_> = registry
             .plugins()

@@ -16,6 +16,7 @@
 
 use std::{
     fmt,
+    os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
     sync::OnceLock,
 };
@@ -244,15 +245,16 @@ pub fn plugin_dirs(
 pub struct Candidate {
     /// The entry's path (not resolved: a symlink stays a symlink).
     pub path: PathBuf,
-    /// The path with every link resolved (the path itself when it cannot be resolved).
-    pub canonical: PathBuf,
+    /// What the path points at (links followed), when it points at something.
+    pub meta: Option<std::fs::Metadata>,
     /// Its position in the folder list: lower wins.
     pub folder: usize,
 }
 
 /// Every entry named `*.so` in the folders, whatever its type (pre-flight says what is wrong
 /// with a link to a folder or a device), each folder sorted by name; unreadable folders
-/// become errors. An entry reached twice (same folder given twice) is listed once.
+/// become errors. A file reached twice (same folder given twice, or a link to a file of an
+/// earlier folder) is listed once, where it is first found.
 pub fn discover(dirs: &[PathBuf]) -> (Vec<Candidate>, Vec<LoadError>) {
     let mut files = Vec::new();
     let mut errors = Vec::new();
@@ -272,13 +274,13 @@ pub fn discover(dirs: &[PathBuf]) -> (Vec<Candidate>, Vec<LoadError>) {
             .collect();
         found.sort();
         for path in found {
-            let canonical = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
-            if seen.insert(canonical.clone()) {
-                files.push(Candidate {
-                    path,
-                    canonical,
-                    folder,
-                });
+            let meta = std::fs::metadata(&path).ok();
+            let identity = match &meta {
+                Some(meta) => Ok((meta.dev(), meta.ino())),
+                None => Err(path.clone()),
+            };
+            if seen.insert(identity) {
+                files.push(Candidate { path, meta, folder });
             }
         }
     }

@@ -112,8 +112,8 @@ impl Registry {
         for (i, candidate) in candidates.iter().enumerate() {
             let known = match triage(candidate, &folder_verdicts, &mut cache) {
                 Triage::Known(outcome) => Some(outcome),
-                Triage::Probe(canonical, key) => {
-                    to_probe.push((i, canonical, key));
+                Triage::Probe(path, key) => {
+                    to_probe.push((i, path, key));
                     None
                 }
             };
@@ -131,7 +131,7 @@ impl Registry {
                     .map(|p| Err(LoadError::new(p, LoadErrorKind::NoProbe(why.clone()))))
                     .collect(),
             };
-            for ((i, canonical, key), answer) in to_probe.into_iter().zip(answers) {
+            for ((i, path, key), answer) in to_probe.into_iter().zip(answers) {
                 let answer = match answer {
                     Ok(manifest) => Answer::Manifest(manifest),
                     Err(err) => Answer::Error {
@@ -140,7 +140,7 @@ impl Registry {
                     },
                 };
                 if !matches!(&answer, Answer::Error { kind, .. } if kind.depends_on_permissions()) {
-                    cache.put(canonical, key, answer.clone());
+                    cache.put(path, key, answer.clone());
                 }
                 outcomes[i] = Some(outcome(&candidates[i].path, answer, key));
             }
@@ -279,7 +279,7 @@ type Outcome = Result<(Manifest, Option<FileKey>), LoadError>;
 enum Triage {
     /// Its outcome, from a check or the cache.
     Known(Outcome),
-    /// It must be probed; its canonical path and key, for the cache.
+    /// It must be probed; its path and key, for the cache.
     Probe(PathBuf, FileKey),
 }
 
@@ -296,8 +296,8 @@ fn triage(
         Ok(trusted) => *trusted,
         Err(why) => return fail(LoadErrorKind::Untrusted(why.clone())),
     };
-    let meta = match std::fs::metadata(path) {
-        Ok(meta) if meta.is_file() => meta,
+    let meta = match &candidate.meta {
+        Some(meta) if meta.is_file() => meta,
         // Pre-flight names what it is (a dangling link, a folder, a device).
         _ => {
             return fail(preflight::check(path).err().unwrap_or_else(|| {
@@ -305,23 +305,22 @@ fn triage(
             }))
         }
     };
-    if let Err(why) = Trust::check_file(folder_trusted, path, &meta) {
+    if let Err(why) = Trust::check_file(folder_trusted, path, meta) {
         return fail(LoadErrorKind::Untrusted(why));
     }
     if let Err(errno) = nix::unistd::access(path.as_path(), nix::unistd::AccessFlags::R_OK) {
         return fail(LoadErrorKind::Unreadable(errno.desc().to_string()));
     }
-    let key = FileKey::from_metadata(&meta);
-    let canonical = candidate.canonical.clone();
-    if let Some(answer) = cache.get(&canonical, &key) {
+    let key = FileKey::from_metadata(meta);
+    if let Some(answer) = cache.get(path, &key) {
         return Triage::Known(outcome(path, answer.clone(), key));
     }
     match preflight::check(path) {
-        Ok(()) => Triage::Probe(canonical, key),
+        Ok(()) => Triage::Probe(path.clone(), key),
         Err(kind) => {
             if !kind.depends_on_permissions() {
                 cache.put(
-                    canonical,
+                    path.clone(),
                     key,
                     Answer::Error {
                         plugin: None,

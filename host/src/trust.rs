@@ -31,6 +31,9 @@ impl Trust {
 
     /// Whether `dir` was declared trusted.
     pub fn is_trusted(&self, dir: &Path) -> bool {
+        if self.trusted.is_empty() {
+            return false;
+        }
         let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
         self.trusted.contains(&dir)
     }
@@ -65,7 +68,8 @@ impl Trust {
 
 /// The verdict on one folder or file.
 fn judge(what: &str, path: &Path, meta: &std::fs::Metadata) -> Result<(), String> {
-    let me = nix::unistd::geteuid().as_raw();
+    static ME: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let me = *ME.get_or_init(|| nix::unistd::geteuid().as_raw());
     let owner = meta.uid();
     if owner != me && owner != 0 {
         let my_name = user_name(me);
