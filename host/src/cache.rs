@@ -152,6 +152,18 @@ impl Cache {
             .map(|e| &e.answer)
     }
 
+    /// Like [`Cache::get`], handing the answer over instead of lending it: each file is
+    /// looked up once, and a manifest is not copied.
+    pub fn take(&mut self, path: &Path, key: &FileKey) -> Option<Answer> {
+        if let Some(entry) = self.learned.get(path).filter(|e| e.key == *key) {
+            return Some(entry.answer.clone());
+        }
+        match self.entries.remove(path) {
+            Some(entry) if entry.key == *key => Some(entry.answer),
+            _ => None,
+        }
+    }
+
     /// Records what a probe answered about the file at `path`.
     pub fn put(&mut self, path: PathBuf, key: FileKey, answer: Answer) {
         self.learned.insert(path, Entry { key, answer });

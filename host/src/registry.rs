@@ -312,8 +312,8 @@ fn triage(
         return fail(LoadErrorKind::Unreadable(errno.desc().to_string()));
     }
     let key = FileKey::from_metadata(meta);
-    if let Some(answer) = cache.get(path, &key) {
-        return Triage::Known(outcome(path, answer.clone(), key));
+    if let Some(answer) = cache.take(path, &key) {
+        return Triage::Known(outcome(path, answer, key));
     }
     match preflight::check(path) {
         Ok(()) => Triage::Probe(path.clone(), key),
