@@ -244,6 +244,19 @@ fn every_bad_file_costs_one_line_and_the_quickstart_still_passes() {
         "{error}"
     );
 
+    // Failures are cached with their file's identity: the hung file costs its time limit
+    // once, not on every command.
+    let cache: Value =
+        serde_json::from_slice(&std::fs::read(sandbox.cache_dir().join("plugins.json")).unwrap())
+            .unwrap();
+    let hang = &cache["entries"][dir.join("hang.so").to_str().unwrap()];
+    assert!(
+        hang["answer"]["Error"]["kind"]["Probe"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("did not answer within 1 s")),
+        "{cache:#}"
+    );
+
     // The table, from the cache now: the same one line per file.
     let output = corpus_host(&sandbox, &dir, &["list"]);
     assert_eq!(code(&output), 2, "{}", stderr(&output));
