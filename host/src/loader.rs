@@ -463,3 +463,47 @@ fn classify(err: LibraryError) -> LoadErrorKind {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opening_a_file_that_changed_or_that_the_loader_refuses_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("libx.so");
+        std::fs::write(&path, "not a library").unwrap();
+        let key = FileKey::of(&path).unwrap();
+        let manifest = Manifest::new("x");
+
+        let refused = LoadedPlugin::from_manifest(path.clone(), manifest.clone(), Some(key));
+        let Err(err) = refused.module() else {
+            panic!("a text file opened")
+        };
+        assert_eq!(err.path, path);
+        assert!(
+            matches!(*err.kind, LoadErrorKind::Open(_)),
+            "{err}: the loader's reason"
+        );
+        assert!(!refused.is_open());
+
+        let changed = LoadedPlugin::from_manifest(
+            path.clone(),
+            manifest,
+            Some(FileKey {
+                size: key.size + 1,
+                ..key
+            }),
+        );
+        let Err(err) = changed.module() else {
+            panic!("a changed file opened")
+        };
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}: it changed since its manifest was read; run the command again",
+                path.display()
+            )
+        );
+    }
+}
