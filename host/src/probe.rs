@@ -197,11 +197,16 @@ pub fn probe(file: &Path, probe_bin: &Path, timeout: Duration) -> Result<Manifes
     let status = match status {
         Some(status) => status,
         None => {
+            // Answered, then lingered: the answer stands.
             let _ = child.wait();
-            return Err(fail(LoadErrorKind::Probe(format!(
-                "did not exit within {} after answering; it was stopped",
-                seconds(timeout)
-            ))));
+            if answer.is_none() {
+                return Err(fail(LoadErrorKind::Probe(format!(
+                    "did not exit within {}{}; it was stopped",
+                    seconds(timeout),
+                    while_in(stage.as_deref())
+                ))));
+            }
+            std::process::ExitStatus::from_raw(0)
         }
     };
     if let Some(json) = answer {
