@@ -1,8 +1,9 @@
 //! The `panther-host` command line.
 //!
 //! Machine output (`--format json`, reports to `-`) goes to stdout alone; logs, progress and
-//! summaries go to stderr. Listing, `info` and `check` load plugin libraries but touch no
-//! engine and run no tool.
+//! summaries go to stderr. Listing and `info` open no plugin library when the manifest cache
+//! is warm; `check` opens only the plugins an experiment uses (to ask them to validate);
+//! none of them touches an engine or runs a tool.
 
 use std::{
     io::{IsTerminal, Write},
@@ -24,8 +25,8 @@ use crate::{
     experiment::{self, ExperimentError},
     isolate::{CallLimit, Isolation},
     job::{Job, Runner},
-    loader::{self, PLUGIN_PATH_ENV},
-    registry::Registry,
+    loader::{self, LoadErrorKind, PLUGIN_PATH_ENV},
+    registry::{LoadOptions, Registry},
     run::{self, RunOptions},
     settings::Settings,
     tools,
@@ -93,7 +94,8 @@ struct GlobalOptions {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// List every plugin found, and every file that failed to load with the reason.
+    /// List every plugin found, the ones shadowed by a folder searched earlier, and every
+    /// file that cannot be used with the reason. Exits 2 when a file cannot be used.
     List {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -263,7 +265,28 @@ fn dispatch(cli: Cli) -> u8 {
         env_path.as_deref(),
         !cli.global.no_default_plugins,
     );
-    let registry = Arc::new(Registry::load(&dirs));
+    let registry = Arc::new(Registry::load_with(&LoadOptions {
+        trusted_dirs: settings.trust_plugin_dirs.clone(),
+        ..LoadOptions::new(&dirs)
+    }));
+    // A folder the user named must be there, whatever the command.
+    let missing: Vec<_> = registry
+        .failures()
+        .iter()
+        .filter(|f| matches!(*f.kind, LoadErrorKind::Folder(_)) && cli_dirs.contains(&f.path))
+        .collect();
+    if !missing.is_empty() {
+        for f in missing {
+            eprintln!("error: {f} (given with --plugin-dir or in the settings file)");
+        }
+        return INVALID_INPUT;
+    }
+    // Commands that use plugins say which files cannot be used; `list` and `info` show it.
+    if !matches!(cli.command, Command::List { .. } | Command::Info { .. }) && !cli.global.quiet {
+        for f in registry.failures() {
+            eprintln!("warning: {f}");
+        }
+    }
     let isolation = Isolation::new(
         cli.global.isolate || settings.isolate,
         &settings.isolate_plugin_dirs,
@@ -319,7 +342,7 @@ fn report_error(err: &dyn std::error::Error, code: u8) -> u8 {
 }
 
 fn list(registry: &Registry, format: Format) -> u8 {
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if format == Format::Json {
         let plugins: Vec<_> = registry
             .plugins()
@@ -335,13 +358,31 @@ fn list(registry: &Registry, format: Format) -> u8 {
                 })
             })
             .collect();
+        let shadowed: Vec<_> = registry
+            .shadowed()
+            .iter()
+            .map(|s| {
+                json!({
+                    "name": s.plugin.manifest.name,
+                    "kind": s.plugin.manifest.kind,
+                    "version": s.plugin.manifest.version,
+                    "path": s.plugin.path,
+                    "status": "shadowed",
+                    "shadowed_by": s.by,
+                })
+            })
+            .collect();
         let errors: Vec<_> = registry
             .failures()
             .iter()
-            .map(|f| json!({ "path": f.path, "error": f.kind.to_string() }))
+            .map(|f| json!({ "path": f.path, "plugin": f.plugin, "error": f.kind.to_string() }))
             .collect();
-        let _ = writeln!(out, "{:#}", json!({ "plugins": plugins, "errors": errors }));
-        return OK;
+        let _ = writeln!(
+            out,
+            "{:#}",
+            json!({ "plugins": plugins, "shadowed": shadowed, "errors": errors })
+        );
+        return list_code(registry);
     }
     let mut rows = vec![[
         "NAME".to_string(),
@@ -357,6 +398,15 @@ fn list(registry: &Registry, format: Format) -> u8 {
             p.manifest.version.clone(),
             "ok".into(),
             p.path.display().to_string(),
+        ]);
+    }
+    for s in registry.shadowed() {
+        rows.push([
+            s.plugin.manifest.name.clone(),
+            s.plugin.manifest.kind.to_string(),
+            s.plugin.manifest.version.clone(),
+            format!("shadowed by {}", s.by.display()),
+            s.plugin.path.display().to_string(),
         ]);
     }
     for f in registry.failures() {
@@ -382,15 +432,28 @@ fn list(registry: &Registry, format: Format) -> u8 {
     if !registry.failures().is_empty() {
         let _ = writeln!(out, "\nFiles that failed to load:");
         for f in registry.failures() {
-            let _ = writeln!(out, "  {}: {}", f.path.display(), f.kind);
+            let _ = writeln!(out, "  {f}");
         }
     }
-    OK
+    list_code(registry)
+}
+
+/// `list` exits 2 when a file or folder cannot be used, so scripts can tell.
+fn list_code(registry: &Registry) -> u8 {
+    if registry.failures().is_empty() {
+        OK
+    } else {
+        INVALID_INPUT
+    }
 }
 
 fn info(registry: &Registry, name: &str, format: Format) -> u8 {
     let found = registry.find(name);
     if found.is_empty() {
+        if let Some(failure) = registry.failure_for(name) {
+            eprintln!("error: the plugin `{name}` cannot be used: {failure}");
+            return INVALID_INPUT;
+        }
         let known: Vec<String> = registry
             .plugins()
             .map(|p| p.manifest.name.clone())

@@ -128,9 +128,10 @@ impl LoadedPlugin {
             plugin: self.manifest.name.clone(),
             instance: self.manifest.name.clone(),
         };
+        let module = self.module_for(&id)?;
         id.decode(
             "computing its claims",
-            (self.module.claims())(RStr::from_str(&json(config))),
+            (module.claims())(RStr::from_str(&json(config))),
         )
     }
 
@@ -150,8 +151,8 @@ impl LoadedPlugin {
             config: config.clone(),
             experiment: experiment.clone(),
         };
-        let answer =
-            (self.module.call())(RStr::from_str(VALIDATE), RStr::from_str(&json(&request)));
+        let module = self.module_for(&id)?;
+        let answer = (module.call())(RStr::from_str(VALIDATE), RStr::from_str(&json(&request)));
         id.decode_optional("validating its configuration", answer)
             .map(Option::unwrap_or_default)
     }
@@ -198,9 +199,10 @@ impl LoadedPlugin {
         ctx: HostContextBox,
     ) -> Result<NetworkEnvironment, PluginError> {
         let id = self.identity(instance);
+        let module = self.module_for(&id)?;
         let inner = id.check(
             "starting",
-            (self.module.new_network_environment())(RStr::from_str(&json(config)), ctx),
+            (module.new_network_environment())(RStr::from_str(&json(config)), ctx),
         )?;
         Ok(NetworkEnvironment {
             id,
@@ -216,9 +218,10 @@ impl LoadedPlugin {
         ctx: HostContextBox,
     ) -> Result<ExecutionEnvironment, PluginError> {
         let id = self.identity(instance);
+        let module = self.module_for(&id)?;
         let inner = id.check(
             "starting",
-            (self.module.new_execution_environment())(RStr::from_str(&json(config)), ctx),
+            (module.new_execution_environment())(RStr::from_str(&json(config)), ctx),
         )?;
         Ok(ExecutionEnvironment {
             id,
@@ -235,14 +238,25 @@ impl LoadedPlugin {
         ctx: HostContextBox,
     ) -> Result<Reporter, PluginError> {
         let id = self.identity(instance);
+        let module = self.module_for(&id)?;
         let inner = id.check(
             "starting",
-            (self.module.new_reporter())(RStr::from_str(&json(config)), ctx),
+            (module.new_reporter())(RStr::from_str(&json(config)), ctx),
         )?;
         Ok(Reporter {
             id,
             backend: Backend::InProcess(inner),
         })
+    }
+
+    /// The plugin's module, opened on first use; a library that cannot be opened is an
+    /// error of the instance that needed it.
+    fn module_for(
+        &self,
+        id: &Identity,
+    ) -> Result<panther_plugin_api::abi::PluginModuleRef, PluginError> {
+        self.module()
+            .map_err(|err| id.error("opening its library", err.to_string()))
     }
 
     fn identity(&self, instance: &str) -> Identity {

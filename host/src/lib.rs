@@ -5,8 +5,12 @@
 //!
 //! | module | responsibility |
 //! |---|---|
-//! | [`loader`] | finding `.so` files and loading each one through abi_stable |
-//! | [`registry`] | loaded plugins by type and name, and the files that failed |
+//! | [`loader`] | plugin folders, load errors, opening a library through abi_stable |
+//! | [`preflight`] | checking a file's ELF headers before anything maps it |
+//! | [`probe`] | reading a file's manifest in a short-lived child process |
+//! | [`cache`] | the manifest cache, keyed by each file's identity |
+//! | [`trust`] | refusing plugin files and folders others can change |
+//! | [`registry`] | plugins by type and name, what they shadow, the files that failed |
 //! | [`dispatch`] | the driver, extension and proxy patterns |
 //! | [`scope`] | scope settings (host > job > experiment > service) and instance ownership |
 //! | [`instance`] | plugin instances behind plain Rust methods, in process or isolated |
@@ -33,6 +37,7 @@
 
 #![warn(missing_docs)]
 
+pub mod cache;
 pub mod cli;
 pub mod command;
 pub mod contain;
@@ -50,6 +55,8 @@ pub mod limits;
 pub mod loader;
 pub mod names;
 pub mod ports;
+pub mod preflight;
+pub mod probe;
 mod progress;
 pub mod registry;
 pub mod results_path;
@@ -60,5 +67,6 @@ pub mod scope;
 pub mod settings;
 mod time;
 pub mod tools;
+pub mod trust;
 
 pub use panther_plugin_api as api;

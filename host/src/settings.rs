@@ -2,6 +2,7 @@
 //!
 //! ```toml
 //! plugin_dirs = ["/opt/panther/plugins"]
+//! trust_plugin_dirs = ["/srv/shared-plugins"]   # accepted whatever their owner and mode
 //! output = "results"
 //! isolate = false                          # every plugin instance in a child process
 //! isolate_plugin_dirs = ["/opt/untrusted"] # only the plugins of these folders
@@ -27,6 +28,10 @@ pub struct Settings {
     /// Extra plugin folders, searched after `--plugin-dir`.
     #[serde(default)]
     pub plugin_dirs: Vec<PathBuf>,
+    /// Plugin folders (and their files) accepted even when someone else than the user
+    /// running the host or root owns them or group or others may write them.
+    #[serde(default)]
+    pub trust_plugin_dirs: Vec<PathBuf>,
     /// Where results folders go (default `results`).
     #[serde(default)]
     pub output: Option<PathBuf>,

@@ -47,7 +47,12 @@ fn a_bad_settings_file_is_refused_with_its_position() {
     let output = sandbox.host(&["--config", settings.to_str().unwrap(), "list"]);
     assert_eq!(code(&output), 2);
     let err = stderr(&output);
-    assert!(err.contains("settings.toml:2:1: unknown field `plugin_dir`, expected one of `plugin_dirs`, `output`, "), "{err}");
+    assert!(
+        err.contains(
+            "settings.toml:2:1: unknown field `plugin_dir`, expected one of `plugin_dirs`, "
+        ),
+        "{err}"
+    );
 
     let output = sandbox.host(&["--config", "/no/such/settings.toml", "list"]);
     assert_eq!(code(&output), 2);

@@ -22,6 +22,8 @@ fn shell(dir: &std::path::Path, script: &str) -> std::process::Output {
         .current_dir(dir)
         .env("PATH", path)
         .env("CARGO_TARGET_DIR", scaffold_target())
+        // The test's own plugin manifest cache.
+        .env("PANTHER_CACHE_DIR", dir.join(".panther-cache"))
         .env_remove("PANTHER_PLUGIN_PATH")
         .env_remove("RUST_LOG")
         .output()
@@ -90,6 +92,7 @@ fn new_writes_a_project_of_every_type_that_builds_and_loads() {
         stderr(&output)
     );
     let listing = Command::new(host_bin())
+        .env("PANTHER_CACHE_DIR", sandbox.cache_dir())
         .args([
             "--no-default-plugins",
             "list",

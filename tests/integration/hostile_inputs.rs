@@ -504,7 +504,7 @@ name = "b"
     let err = stderr(&output);
     assert_eq!(code(&output), 2, "{err}");
     for expected in [
-        "settings.toml:1:1: unknown field `plugin_dir`, expected one of `plugin_dirs`, `output`",
+        "settings.toml:1:1: unknown field `plugin_dir`, expected one of `plugin_dirs`, ",
         "settings.toml:2:10: invalid type: integer `3`",
         "settings.toml:4:1: unknown field `disabel`, expected one of `enable`, `disable`",
     ] {

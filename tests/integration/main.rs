@@ -6,7 +6,8 @@
 //!
 //! - [`support`]: the harness: paths, fixture builds, a sandbox folder per test, running the
 //!   host.
-//! - [`loading`]: discovery, the broken-plugin corpus, `list`, `info`, version checks, logs.
+//! - [`loading`]: discovery, precedence, trust, `list`, `info`, version checks, logs.
+//! - [`hostile_plugins`]: files that crash, exit or hang when opened; the manifest cache.
 //! - [`patterns`]: driver, extension and proxy behaviour through real experiments.
 //! - [`cli`]: settings files, verbosity, usage errors.
 //! - [`docs`]: the documentation's commands, `new`, the out-of-tree example plugin.
@@ -31,6 +32,7 @@ mod experiments;
 mod fuzz;
 mod gperf;
 mod hostile_inputs;
+mod hostile_plugins;
 mod isolate;
 mod jobs;
 mod lifecycle;

@@ -279,11 +279,34 @@ impl Sandbox {
         self.host_command(args).output().expect("panther-host runs")
     }
 
+    /// The sandbox's own plugin manifest cache folder, so tests share no cache.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.path().join("cache")
+    }
+
+    /// The host run from the sandbox with its own cache and an empty settings file, and
+    /// only the plugin folders the test adds (`--no-default-plugins`).
+    pub fn bare_host(&self) -> Command {
+        let settings = self.path().join("empty-settings.toml");
+        std::fs::write(&settings, "").unwrap();
+        let mut command = Command::new(host_bin());
+        command
+            .current_dir(self.path())
+            .env_remove("PANTHER_PLUGIN_PATH")
+            .env_remove("PANTHER_PROBE")
+            .env_remove("RUST_LOG")
+            .env("PANTHER_CACHE_DIR", self.cache_dir())
+            .env("PANTHER_CONFIG", settings)
+            .arg("--no-default-plugins");
+        command
+    }
+
     /// The command [`Sandbox::host`] runs, to start it in the background.
     pub fn host_command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(host_bin());
         command
             .current_dir(self.path())
+            .env("PANTHER_CACHE_DIR", self.cache_dir())
             .env_remove("PANTHER_PLUGIN_PATH")
             .env_remove("RUST_LOG")
             .env(

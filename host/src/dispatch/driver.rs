@@ -24,6 +24,16 @@ pub enum DriverError {
         /// The closest known name, when one is close.
         suggestion: Option<String>,
     },
+    /// The file that would provide the name could not be used.
+    #[error("the {kind} `{name}` cannot be used: {error}")]
+    Failed {
+        /// The type looked in.
+        kind: PluginKind,
+        /// The name asked for.
+        name: String,
+        /// The file and why it failed.
+        error: String,
+    },
     /// Two files provide the name.
     #[error("the {kind} `{name}` is provided by more than one file ({}); remove all but one", paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
     Ambiguous {
@@ -50,6 +60,13 @@ pub fn choose<'r>(
         });
     }
     registry.get(kind, name).ok_or_else(|| {
+        if let Some(failure) = registry.failure_for(name) {
+            return DriverError::Failed {
+                kind,
+                name: name.to_string(),
+                error: failure.to_string(),
+            };
+        }
         let known: Vec<String> = registry.names(kind).into_iter().map(String::from).collect();
         DriverError::Unknown {
             kind,
