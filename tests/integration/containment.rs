@@ -550,3 +550,60 @@ fn port_placeholders_are_shown_by_dry_run_and_checked() {
         );
     }
 }
+
+#[test]
+fn readiness_does_not_pass_against_a_server_another_run_left_behind() {
+    let sandbox = Sandbox::new();
+    let port = free_port();
+    // A server of another run, still listening on the port. (No owner in its mark: `clean`
+    // in a test beside this one leaves it alone.)
+    let mut leftover = std::process::Command::new(program("echo-server"))
+        .args(["--port", &port.to_string()])
+        .env("PANTHER_RUN_ID", "leftover-run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually("the leftover listens", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    // The new server only tries to bind after a while: meanwhile a bare connection test
+    // would reach the leftover.
+    let file = sandbox.write(
+        "e.toml",
+        &format!(
+            r#"[experiment]
+name = "leftover"
+timeout = "60s"
+
+[[service]]
+name = "server"
+command = ["/bin/sh", "-c", "sleep 1; exec {server} --port {port}"]
+ready = {{ tcp = {port}, timeout = "30s" }}
+
+[[service]]
+name = "client"
+command = ["{client}", "127.0.0.1:{port}", "hello"]
+depends_on = ["server"]
+role = "client"
+
+[[report]]
+plugin = "json"
+"#,
+            server = program("echo-server"),
+            client = program("echo-client"),
+        ),
+    );
+    let output = sandbox.host(&["run", file.to_str().unwrap()]);
+    leftover.kill().unwrap();
+    leftover.wait().unwrap();
+    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    let result = json(&sandbox.results("leftover").join("result.json"));
+    assert_eq!(result["status"], "failed", "{result:#}");
+    let errors = result["errors"].to_string();
+    assert!(errors.contains("before it was ready"), "{errors}");
+    assert_eq!(
+        result["services"][1]["state"]["state"], "pending",
+        "the client never ran"
+    );
+}
