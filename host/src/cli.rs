@@ -108,8 +108,9 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
-    /// Remove what earlier runs left behind (containers, networks, namespaces), e.g. after
-    /// the host was killed: every network environment cleans up its own.
+    /// Remove what earlier runs left behind (processes, containers, networks, namespaces),
+    /// e.g. after the host was killed: every network environment cleans up its own, and the
+    /// processes of runs whose host is gone are ended. Live runs are never touched.
     Clean {
         /// Only this network environment.
         #[arg(long, value_name = "PLUGIN")]

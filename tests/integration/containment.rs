@@ -607,3 +607,64 @@ plugin = "json"
         "the client never ran"
     );
 }
+
+#[test]
+fn a_process_that_clears_its_environment_and_leaves_its_group_is_ended_by_the_run_cgroup() {
+    // Neither the mark (gone with `env -i`) nor the process group (`setsid`) reach it: only
+    // the run's cgroup does, which needs a cgroup hierarchy this host may write to.
+    assert!(
+        [
+            "/sys/fs/cgroup/cgroup.procs",
+            "/sys/fs/cgroup/pids/cgroup.procs"
+        ]
+        .iter()
+        .any(|p| Path::new(p).exists()),
+        "THIS TEST NEEDS A CGROUP HIERARCHY (v2 at /sys/fs/cgroup or v1 `pids`)"
+    );
+    let sandbox = Sandbox::new();
+    let file = sandbox.write(
+        "e.toml",
+        &format!(
+            r#"[experiment]
+name = "unmarked"
+timeout = "60s"
+
+[[service]]
+name = "server"
+command = ["/bin/sh", "-c", "env -i setsid sleep 321 </dev/null >/dev/null 2>&1 & echo $! > {dir}/escaped.pid; echo started; exec sleep 322"]
+ready = {{ log = "started" }}
+
+[[service]]
+name = "client"
+role = "client"
+command = ["/bin/sh", "-c", "while [ ! -e {dir}/go ]; do sleep 0.05; done"]
+depends_on = ["server"]
+"#,
+            dir = sandbox.path().display()
+        ),
+    );
+    let host = sandbox
+        .host_command(&["run", file.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let escaped_file = sandbox.path().join("escaped.pid");
+    eventually("the escaped process is started", || {
+        std::fs::read_to_string(&escaped_file).is_ok_and(|t| t.ends_with('\n'))
+    });
+    let escaped = pid_file(escaped_file);
+    let cgroup = std::fs::read_to_string(format!("/proc/{escaped}/cgroup")).unwrap_or_default();
+    // The client ends the run once the test has looked.
+    std::fs::write(sandbox.path().join("go"), "").unwrap();
+    let output = wait_or_fail(host, Duration::from_secs(60), "the run");
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(
+        cgroup.contains("/panther/"),
+        "the escaped process was in the run's cgroup: {cgroup}"
+    );
+    assert!(
+        !alive(escaped),
+        "the unmarked, setsid process outlived its run"
+    );
+}
