@@ -749,7 +749,9 @@ fn run_files(registry: &Arc<Registry>, settings: &Settings, request: RunRequest<
         return INVALID_INPUT;
     }
     // Orphans of the services (double forks, daemons) come back to the host, not init.
-    if !crate::contain::reap::become_subreaper() {
+    if crate::contain::reap::become_subreaper() {
+        crate::contain::reap::start_reaper();
+    } else {
         tracing::debug!("cannot become a child subreaper; orphaned service processes go to init");
     }
     if experiments.len() == 1 {

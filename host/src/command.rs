@@ -538,7 +538,12 @@ impl CommandProcessor {
                 });
             }
         }
+        let spawning = reap::spawn_lock();
         let spawned = process.spawn();
+        if let Ok(child) = &spawned {
+            reap::register_leader(child.id());
+        }
+        drop(spawning);
         drop(procs);
         let mut child = spawned.map_err(|source| CommandError::Spawn {
             argv: argv.join(" "),
@@ -548,7 +553,6 @@ impl CommandProcessor {
                 .map_or(String::new(), |c| format!(" in {}", c.display())),
             source,
         })?;
-        reap::register_leader(child.id());
         let mut readers = Vec::with_capacity(2);
         if let Some(out) = child.stdout.take() {
             readers.push(self.pump(out, stdout_file, name.clone(), Stream::Stdout));

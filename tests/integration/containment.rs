@@ -668,3 +668,61 @@ depends_on = ["server"]
         "the unmarked, setsid process outlived its run"
     );
 }
+
+/// The state letter and parent of a process, when it exists (zombies included).
+fn state_and_parent(pid: u32) -> Option<(char, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut after = stat.rsplit_once(')')?.1.split_whitespace();
+    let state = after.next()?.chars().next()?;
+    Some((state, after.next()?.parse().ok()?))
+}
+
+#[test]
+fn an_orphan_that_ends_during_the_run_is_reaped_by_the_host() {
+    let sandbox = Sandbox::new();
+    let dir = sandbox.path().display();
+    // A double-forked helper that lives 2 s: orphaned, it becomes the host's child (the host
+    // is a subreaper) and must not stay a zombie while the run goes on.
+    let file = sandbox.write(
+        "e.toml",
+        &format!(
+            r#"[experiment]
+name = "orphan"
+timeout = "60s"
+
+[[service]]
+name = "server"
+command = ["/bin/sh", "-c", "(sleep 2 </dev/null >/dev/null 2>&1 & echo $! > {dir}/orphan.pid); echo started; exec sleep 331"]
+ready = {{ log = "started" }}
+
+[[service]]
+name = "client"
+role = "client"
+command = ["/bin/sh", "-c", "while [ ! -e {dir}/go ]; do sleep 0.05; done"]
+depends_on = ["server"]
+"#
+        ),
+    );
+    let host = sandbox
+        .host_command(&["run", file.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let host_pid = host.id();
+    let orphan_file = sandbox.path().join("orphan.pid");
+    eventually("the orphan is started", || {
+        std::fs::read_to_string(&orphan_file).is_ok_and(|t| t.ends_with('\n'))
+    });
+    let orphan = pid_file(orphan_file);
+    eventually("the orphan is adopted by the host", || {
+        state_and_parent(orphan).is_none_or(|(_, parent)| parent == host_pid)
+    });
+    // It ends after 2 s; then it must disappear, not linger as the host's zombie.
+    eventually("the ended orphan is reaped", || {
+        state_and_parent(orphan).is_none()
+    });
+    std::fs::write(sandbox.path().join("go"), "").unwrap();
+    let output = wait_or_fail(host, Duration::from_secs(60), "the run");
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+}
