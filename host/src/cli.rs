@@ -822,15 +822,17 @@ fn run_job(
         }
         codes.push(exit_code::for_status(outcome.status()));
     }
-    let dir = root.join(format!("job-{}", crate::time::now_folder_name()));
-    match crate::job_report::write(&result, &dir) {
-        Ok(()) if !request.quiet => eprintln!(
+    // Exclusive, like a run's: jobs started at once never share a report folder.
+    let written = crate::run_dir::create_unique(&root, "job-")
+        .and_then(|dir| crate::job_report::write(&result, &dir).map(|()| dir));
+    match written {
+        Ok(dir) if !request.quiet => eprintln!(
             "job: {} experiments in {:.2}s, report in {}",
             result.outcomes.len(),
             result.duration_ms as f64 / 1000.0,
             dir.display()
         ),
-        Ok(()) => {}
+        Ok(_) => {}
         Err(err) => codes.push(report_error(&err, INTERNAL_ERROR)),
     }
     exit_code::worst(codes)
