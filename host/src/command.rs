@@ -104,6 +104,8 @@ pub enum CommandError {
 struct Reader {
     thread: thread::JoinHandle<()>,
     done: mpsc::Receiver<()>,
+    /// The capture name of the process whose output it copies.
+    process: String,
 }
 
 struct Managed {
@@ -572,6 +574,7 @@ impl CommandProcessor {
         stream: Stream,
     ) -> Reader {
         let bus = Arc::clone(&self.bus);
+        let name = process.clone();
         let (done_tx, done) = mpsc::channel::<()>();
         let thread = thread::spawn(move || {
             // Dropped when the thread ends, however it ends: `done` disconnects.
@@ -589,7 +592,11 @@ impl CommandProcessor {
                 line.clear();
             }
         });
-        Reader { thread, done }
+        Reader {
+            thread,
+            done,
+            process: name,
+        }
     }
 }
 
@@ -603,16 +610,21 @@ impl Drop for CommandProcessor {
 /// after that (its pipe held by a process out of reach) is left to end on its own.
 fn drain(readers: Vec<Reader>) {
     let deadline = Instant::now() + READER_DRAIN;
+    let mut held = None;
     for reader in readers {
         let left = deadline.saturating_duration_since(Instant::now());
         match reader.done.recv_timeout(left) {
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 let _ = reader.thread.join();
             }
-            _ => tracing::warn!(
-                "an output pipe is still held open by a process outside the run; not waiting for it"
-            ),
+            _ => held = Some(reader.process),
         }
+    }
+    if let Some(process) = held {
+        tracing::warn!(
+            "the output of `{process}` is still held open by a process outside the run (without \
+             the run's mark, outside its cgroup); teardown goes on without waiting for it"
+        );
     }
 }
 

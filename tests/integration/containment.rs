@@ -726,3 +726,53 @@ depends_on = ["server"]
     let output = wait_or_fail(host, Duration::from_secs(60), "the run");
     assert_eq!(code(&output), 0, "{}", stderr(&output));
 }
+
+#[test]
+fn teardown_does_not_wait_for_a_pipe_held_by_a_process_out_of_reach() {
+    let sandbox = Sandbox::new();
+    let dir = sandbox.path().display();
+    // The shell leaves the run's cgroup (writing itself into the root group, as root may),
+    // then starts a child without the mark, in a session of its own, holding the stdout pipe:
+    // nothing the host has can find it.
+    let file = sandbox.write(
+        "e.toml",
+        &format!(
+            r#"[experiment]
+name = "unreachable"
+timeout = "60s"
+
+[[service]]
+name = "server"
+command = ["/bin/sh", "-c", "for g in /sys/fs/cgroup /sys/fs/cgroup/pids /sys/fs/cgroup/freezer /sys/fs/cgroup/unified; do echo $$ > $g/cgroup.procs 2>/dev/null; done; env -i setsid sleep 341 & echo $! > {dir}/unreachable.pid; echo started; exec sleep 342"]
+ready = {{ log = "started" }}
+
+[[service]]
+name = "client"
+role = "client"
+command = ["true"]
+depends_on = ["server"]
+"#
+        ),
+    );
+    let host = sandbox
+        .host_command(&["run", file.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A hang guard: without the bound, the run would wait for the sleep's 341 s.
+    let output = wait_or_fail(host, Duration::from_secs(120), "the run");
+    let unreachable = pid_file(sandbox.path().join("unreachable.pid"));
+    let escaped = alive(unreachable);
+    if escaped {
+        let _ = kill(Pid::from_raw(unreachable as i32), Signal::SIGKILL);
+    }
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(
+        !escaped
+            || stderr(&output)
+                .contains("the output of `server` is still held open by a process outside the run"),
+        "{}",
+        stderr(&output)
+    );
+}
