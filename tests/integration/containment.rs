@@ -601,7 +601,11 @@ plugin = "json"
     let result = json(&sandbox.results("leftover").join("result.json"));
     assert_eq!(result["status"], "failed", "{result:#}");
     let errors = result["errors"].to_string();
-    assert!(errors.contains("before it was ready"), "{errors}");
+    assert!(
+        errors.contains("before it was ready"),
+        "{result:#}\n{}",
+        stderr(&output)
+    );
     assert_eq!(
         result["services"][1]["state"]["state"], "pending",
         "the client never ran"

@@ -85,6 +85,8 @@ impl Localhost {
                     foreign = Some((port, pids));
                     false
                 }
+                // The status check below says how it ended.
+                listener::Owner::LeaderEnded => false,
             }
         };
         loop {

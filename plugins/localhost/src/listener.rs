@@ -18,18 +18,47 @@ pub enum Owner {
     OursOrUnknown,
     /// Held only by processes of other runs: these pids.
     Others(Vec<u32>),
+    /// The service's process has ended (whatever listens, it is not the service).
+    LeaderEnded,
 }
 
 /// Who holds the listening socket on `port`, seen from the service led by `leader`.
 pub fn owner(port: u16, leader: u32) -> Owner {
-    let Some(run) = run_of(leader) else {
-        return Owner::OursOrUnknown;
-    };
-    let inodes = listening_inodes(port);
-    if inodes.is_empty() {
-        return Owner::OursOrUnknown;
+    if !running(leader) {
+        return Owner::LeaderEnded;
     }
-    let holders = holders(&inodes);
+    // Right after it was started, the leader may still be inside `execve`, when its
+    // environment reads empty: it is read again for a moment.
+    let mut run = run_of(leader);
+    for _ in 0..50 {
+        if run.is_some() {
+            break;
+        }
+        if !running(leader) {
+            return Owner::LeaderEnded;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        run = run_of(leader);
+    }
+    let Some(run) = run else {
+        return if running(leader) {
+            Owner::OursOrUnknown
+        } else {
+            Owner::LeaderEnded
+        };
+    };
+    // `/proc/net/tcp*` is read in chunks and may miss a socket while others come and go (a
+    // busy machine): a listener that was just connected to is looked for a few times.
+    let mut holders = Vec::new();
+    for _ in 0..5 {
+        let inodes = listening_inodes(port);
+        if !inodes.is_empty() {
+            holders = self::holders(&inodes);
+            if !holders.is_empty() {
+                break;
+            }
+        }
+    }
     // An unmarked holder may be the service's own doing (a proxy such as docker-proxy):
     // only a listener held by other runs alone is refused.
     let refused = !holders.is_empty()
@@ -41,6 +70,15 @@ pub fn owner(port: u16, leader: u32) -> Owner {
     } else {
         Owner::OursOrUnknown
     }
+}
+
+/// Whether a process exists and has not ended (a zombie has ended, and reads no environment).
+fn running(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+            .is_some_and(|state| state != 'Z' && state != 'X')
+    })
 }
 
 /// The run mark of a process.
