@@ -57,11 +57,8 @@ pub fn start_reaper() {
 fn reap_adopted(adopted: &mut HashSet<u32>) {
     let _spawning = spawn_lock();
     let me = Owner::current();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return;
-    };
     let leaders = leaders().lock().unwrap_or_else(|e| e.into_inner());
-    for pid in entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()) {
+    for pid in children() {
         if leaders.contains(&pid) {
             continue;
         }
@@ -81,6 +78,35 @@ fn reap_adopted(adopted: &mut HashSet<u32>) {
     }
     // Pids that are gone (reaped by a sweep) are forgotten.
     adopted.retain(|&pid| super::mark::stat(pid).is_some());
+}
+
+/// This process's children: from `/proc/self/task/*/children` (cheap), else every process.
+fn children() -> Vec<u32> {
+    let parse = |text: &str| -> Vec<u32> {
+        text.split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    };
+    let tasks = std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten();
+    let mut found = Vec::new();
+    let mut readable = false;
+    for task in tasks {
+        if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
+            readable = true;
+            found.extend(parse(&text));
+        }
+    }
+    if readable {
+        return found;
+    }
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .collect()
 }
 
 fn leaders() -> &'static Mutex<HashSet<u32>> {
