@@ -394,6 +394,10 @@ impl CommandProcessor {
             .filter_map(|pid| {
                 let stat = mark::stat(pid)?;
                 if stat.state == 'Z' {
+                    // An ended member of the group that came back to the host: collected.
+                    if group == Some(stat.pgrp) {
+                        reap::reap(&[pid]);
+                    }
                     return None;
                 }
                 let mark = mark::read_mark(pid);
