@@ -116,8 +116,9 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
-    /// Remove what earlier runs left behind (containers, networks, namespaces), e.g. after
-    /// the host was killed: every network environment cleans up its own.
+    /// Remove what earlier runs left behind (processes, containers, networks, namespaces),
+    /// e.g. after the host was killed: every network environment cleans up its own, and the
+    /// processes of runs whose host is gone are ended. Live runs are never touched.
     Clean {
         /// Only this network environment.
         #[arg(long, value_name = "PLUGIN")]
@@ -852,7 +853,9 @@ fn run_files(registry: &Arc<Registry>, settings: &Settings, request: RunRequest<
         return INVALID_INPUT;
     }
     // Orphans of the services (double forks, daemons) come back to the host, not init.
-    if !crate::contain::reap::become_subreaper() {
+    if crate::contain::reap::become_subreaper() {
+        crate::contain::reap::start_reaper();
+    } else {
         tracing::debug!("cannot become a child subreaper; orphaned service processes go to init");
     }
     if experiments.len() == 1 {
@@ -936,15 +939,17 @@ fn run_job(
         }
         codes.push(exit_code::for_status(outcome.status()));
     }
-    let dir = root.join(format!("job-{}", crate::time::now_folder_name()));
-    match crate::job_report::write(&result, &dir) {
-        Ok(()) if !request.quiet => eprintln!(
+    // Exclusive, like a run's: jobs started at once never share a report folder.
+    let written = crate::run_dir::create_unique(&root, "job-")
+        .and_then(|dir| crate::job_report::write(&result, &dir).map(|()| dir));
+    match written {
+        Ok(dir) if !request.quiet => eprintln!(
             "job: {} experiments in {:.2}s, report in {}",
             result.outcomes.len(),
             result.duration_ms as f64 / 1000.0,
             dir.display()
         ),
-        Ok(()) => {}
+        Ok(_) => {}
         Err(err) => codes.push(report_error(&err, INTERNAL_ERROR)),
     }
     exit_code::worst(codes)

@@ -104,6 +104,8 @@ pub enum CommandError {
 struct Reader {
     thread: thread::JoinHandle<()>,
     done: mpsc::Receiver<()>,
+    /// The capture name of the process whose output it copies.
+    process: String,
 }
 
 struct Managed {
@@ -392,6 +394,10 @@ impl CommandProcessor {
             .filter_map(|pid| {
                 let stat = mark::stat(pid)?;
                 if stat.state == 'Z' {
+                    // An ended member of the group that came back to the host: collected.
+                    if group == Some(stat.pgrp) {
+                        reap::reap(&[pid]);
+                    }
                     return None;
                 }
                 let mark = mark::read_mark(pid);
@@ -538,7 +544,12 @@ impl CommandProcessor {
                 });
             }
         }
+        let spawning = reap::spawn_lock();
         let spawned = process.spawn();
+        if let Ok(child) = &spawned {
+            reap::register_leader(child.id());
+        }
+        drop(spawning);
         drop(procs);
         let mut child = spawned.map_err(|source| CommandError::Spawn {
             argv: argv.join(" "),
@@ -548,7 +559,6 @@ impl CommandProcessor {
                 .map_or(String::new(), |c| format!(" in {}", c.display())),
             source,
         })?;
-        reap::register_leader(child.id());
         let mut readers = Vec::with_capacity(2);
         if let Some(out) = child.stdout.take() {
             readers.push(self.pump(out, stdout_file, name.clone(), Stream::Stdout));
@@ -568,6 +578,7 @@ impl CommandProcessor {
         stream: Stream,
     ) -> Reader {
         let bus = Arc::clone(&self.bus);
+        let name = process.clone();
         let (done_tx, done) = mpsc::channel::<()>();
         let thread = thread::spawn(move || {
             // Dropped when the thread ends, however it ends: `done` disconnects.
@@ -585,7 +596,11 @@ impl CommandProcessor {
                 line.clear();
             }
         });
-        Reader { thread, done }
+        Reader {
+            thread,
+            done,
+            process: name,
+        }
     }
 }
 
@@ -599,16 +614,21 @@ impl Drop for CommandProcessor {
 /// after that (its pipe held by a process out of reach) is left to end on its own.
 fn drain(readers: Vec<Reader>) {
     let deadline = Instant::now() + READER_DRAIN;
+    let mut held = None;
     for reader in readers {
         let left = deadline.saturating_duration_since(Instant::now());
         match reader.done.recv_timeout(left) {
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 let _ = reader.thread.join();
             }
-            _ => tracing::warn!(
-                "an output pipe is still held open by a process outside the run; not waiting for it"
-            ),
+            _ => held = Some(reader.process),
         }
+    }
+    if let Some(process) = held {
+        tracing::warn!(
+            "the output of `{process}` is still held open by a process outside the run (without \
+             the run's mark, outside its cgroup); teardown goes on without waiting for it"
+        );
     }
 }
 

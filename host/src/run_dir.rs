@@ -32,9 +32,24 @@ pub struct RunDir {
 
 /// Creates `<root>/<experiment>/<timestamp>[-n]` exclusively and derives the run id.
 pub fn create(root: &Path, experiment: &str) -> std::io::Result<RunDir> {
-    let parent = root.join(experiment);
-    std::fs::create_dir_all(&parent)?;
-    let stamp = crate::time::now_folder_name();
+    let path = create_unique(&root.join(experiment), "")?;
+    let folder = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let run_id = format!(
+        "{experiment}-{folder}-{}-{}",
+        std::process::id(),
+        RUNS.fetch_add(1, Ordering::Relaxed)
+    );
+    Ok(RunDir { path, run_id })
+}
+
+/// Creates `<parent>/<prefix><timestamp>[-n]`, a folder no one else has or gets (the job
+/// report's folder uses it too).
+pub fn create_unique(parent: &Path, prefix: &str) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(parent)?;
+    let stamp = format!("{prefix}{}", crate::time::now_folder_name());
     let mut last = None;
     for n in 1..=ATTEMPTS {
         let folder = if n == 1 {
@@ -44,14 +59,7 @@ pub fn create(root: &Path, experiment: &str) -> std::io::Result<RunDir> {
         };
         let path = parent.join(&folder);
         match std::fs::create_dir(&path) {
-            Ok(()) => {
-                let run_id = format!(
-                    "{experiment}-{folder}-{}-{}",
-                    std::process::id(),
-                    RUNS.fetch_add(1, Ordering::Relaxed)
-                );
-                return Ok(RunDir { path, run_id });
-            }
+            Ok(()) => return Ok(path),
             Err(err) if err.kind() == ErrorKind::AlreadyExists => last = Some(err),
             Err(err) => return Err(err),
         }

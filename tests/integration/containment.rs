@@ -550,3 +550,233 @@ fn port_placeholders_are_shown_by_dry_run_and_checked() {
         );
     }
 }
+
+#[test]
+fn readiness_does_not_pass_against_a_server_another_run_left_behind() {
+    let sandbox = Sandbox::new();
+    let port = free_port();
+    // A server of another run, still listening on the port. (No owner in its mark: `clean`
+    // in a test beside this one leaves it alone.)
+    let mut leftover = std::process::Command::new(program("echo-server"))
+        .args(["--port", &port.to_string()])
+        .env("PANTHER_RUN_ID", "leftover-run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually("the leftover listens", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    // The new server only tries to bind after a while: meanwhile a bare connection test
+    // would reach the leftover.
+    let file = sandbox.write(
+        "e.toml",
+        &format!(
+            r#"[experiment]
+name = "leftover"
+timeout = "60s"
+
+[[service]]
+name = "server"
+command = ["/bin/sh", "-c", "sleep 1; exec {server} --port {port}"]
+ready = {{ tcp = {port}, timeout = "30s" }}
+
+[[service]]
+name = "client"
+command = ["{client}", "127.0.0.1:{port}", "hello"]
+depends_on = ["server"]
+role = "client"
+
+[[report]]
+plugin = "json"
+"#,
+            server = program("echo-server"),
+            client = program("echo-client"),
+        ),
+    );
+    let output = sandbox.host(&["run", file.to_str().unwrap()]);
+    leftover.kill().unwrap();
+    leftover.wait().unwrap();
+    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    let result = json(&sandbox.results("leftover").join("result.json"));
+    assert_eq!(result["status"], "failed", "{result:#}");
+    let errors = result["errors"].to_string();
+    assert!(
+        errors.contains("before it was ready"),
+        "{result:#}\n{}",
+        stderr(&output)
+    );
+    assert_eq!(
+        result["services"][1]["state"]["state"], "pending",
+        "the client never ran"
+    );
+}
+
+#[test]
+fn a_process_that_clears_its_environment_and_leaves_its_group_is_ended_by_the_run_cgroup() {
+    // Neither the mark (gone with `env -i`) nor the process group (`setsid`) reach it: only
+    // the run's cgroup does, which needs a cgroup hierarchy this host may write to.
+    assert!(
+        [
+            "/sys/fs/cgroup/cgroup.procs",
+            "/sys/fs/cgroup/pids/cgroup.procs"
+        ]
+        .iter()
+        .any(|p| Path::new(p).exists()),
+        "THIS TEST NEEDS A CGROUP HIERARCHY (v2 at /sys/fs/cgroup or v1 `pids`)"
+    );
+    let sandbox = Sandbox::new();
+    let file = sandbox.write(
+        "e.toml",
+        &format!(
+            r#"[experiment]
+name = "unmarked"
+timeout = "60s"
+
+[[service]]
+name = "server"
+command = ["/bin/sh", "-c", "env -i setsid sleep 321 </dev/null >/dev/null 2>&1 & echo $! > {dir}/escaped.pid; echo started; exec sleep 322"]
+ready = {{ log = "started" }}
+
+[[service]]
+name = "client"
+role = "client"
+command = ["/bin/sh", "-c", "while [ ! -e {dir}/go ]; do sleep 0.05; done"]
+depends_on = ["server"]
+"#,
+            dir = sandbox.path().display()
+        ),
+    );
+    let host = sandbox
+        .host_command(&["run", file.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let escaped_file = sandbox.path().join("escaped.pid");
+    eventually("the escaped process is started", || {
+        std::fs::read_to_string(&escaped_file).is_ok_and(|t| t.ends_with('\n'))
+    });
+    let escaped = pid_file(escaped_file);
+    let cgroup = std::fs::read_to_string(format!("/proc/{escaped}/cgroup")).unwrap_or_default();
+    // The client ends the run once the test has looked.
+    std::fs::write(sandbox.path().join("go"), "").unwrap();
+    let output = wait_or_fail(host, Duration::from_secs(60), "the run");
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(
+        cgroup.contains("/panther/"),
+        "the escaped process was in the run's cgroup: {cgroup}"
+    );
+    assert!(
+        !alive(escaped),
+        "the unmarked, setsid process outlived its run"
+    );
+}
+
+/// The state letter and parent of a process, when it exists (zombies included).
+fn state_and_parent(pid: u32) -> Option<(char, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut after = stat.rsplit_once(')')?.1.split_whitespace();
+    let state = after.next()?.chars().next()?;
+    Some((state, after.next()?.parse().ok()?))
+}
+
+#[test]
+fn an_orphan_that_ends_during_the_run_is_reaped_by_the_host() {
+    let sandbox = Sandbox::new();
+    let dir = sandbox.path().display();
+    // A double-forked helper that lives 2 s: orphaned, it becomes the host's child (the host
+    // is a subreaper) and must not stay a zombie while the run goes on.
+    let file = sandbox.write(
+        "e.toml",
+        &format!(
+            r#"[experiment]
+name = "orphan"
+timeout = "60s"
+
+[[service]]
+name = "server"
+command = ["/bin/sh", "-c", "(sleep 2 </dev/null >/dev/null 2>&1 & echo $! > {dir}/orphan.pid); echo started; exec sleep 331"]
+ready = {{ log = "started" }}
+
+[[service]]
+name = "client"
+role = "client"
+command = ["/bin/sh", "-c", "while [ ! -e {dir}/go ]; do sleep 0.05; done"]
+depends_on = ["server"]
+"#
+        ),
+    );
+    let host = sandbox
+        .host_command(&["run", file.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let host_pid = host.id();
+    let orphan_file = sandbox.path().join("orphan.pid");
+    eventually("the orphan is started", || {
+        std::fs::read_to_string(&orphan_file).is_ok_and(|t| t.ends_with('\n'))
+    });
+    let orphan = pid_file(orphan_file);
+    eventually("the orphan is adopted by the host", || {
+        state_and_parent(orphan).is_none_or(|(_, parent)| parent == host_pid)
+    });
+    // It ends after 2 s; then it must disappear, not linger as the host's zombie.
+    eventually("the ended orphan is reaped", || {
+        state_and_parent(orphan).is_none()
+    });
+    std::fs::write(sandbox.path().join("go"), "").unwrap();
+    let output = wait_or_fail(host, Duration::from_secs(60), "the run");
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+}
+
+#[test]
+fn teardown_does_not_wait_for_a_pipe_held_by_a_process_out_of_reach() {
+    let sandbox = Sandbox::new();
+    let dir = sandbox.path().display();
+    // The shell leaves the run's cgroup (writing itself into the root group, as root may),
+    // then starts a child without the mark, in a session of its own, holding the stdout pipe:
+    // nothing the host has can find it.
+    let file = sandbox.write(
+        "e.toml",
+        &format!(
+            r#"[experiment]
+name = "unreachable"
+timeout = "60s"
+
+[[service]]
+name = "server"
+command = ["/bin/sh", "-c", "for g in /sys/fs/cgroup /sys/fs/cgroup/pids /sys/fs/cgroup/freezer /sys/fs/cgroup/unified; do echo $$ > $g/cgroup.procs 2>/dev/null; done; env -i setsid sleep 341 & echo $! > {dir}/unreachable.pid; echo started; exec sleep 342"]
+ready = {{ log = "started" }}
+
+[[service]]
+name = "client"
+role = "client"
+command = ["true"]
+depends_on = ["server"]
+"#
+        ),
+    );
+    let host = sandbox
+        .host_command(&["run", file.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A hang guard: without the bound, the run would wait for the sleep's 341 s.
+    let output = wait_or_fail(host, Duration::from_secs(120), "the run");
+    let unreachable = pid_file(sandbox.path().join("unreachable.pid"));
+    let escaped = alive(unreachable);
+    if escaped {
+        let _ = kill(Pid::from_raw(unreachable as i32), Signal::SIGKILL);
+    }
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(
+        !escaped
+            || stderr(&output)
+                .contains("the output of `server` is still held open by a process outside the run"),
+        "{}",
+        stderr(&output)
+    );
+}

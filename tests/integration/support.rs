@@ -188,11 +188,14 @@ pub fn localhost_built_against_1_0() -> &'static Path {
         let work = root().join("target/fixtures-api-1.0");
         let crate_dir = work.join("localhost");
         std::fs::create_dir_all(crate_dir.join("src")).unwrap();
-        std::fs::copy(
-            root().join("plugins/localhost/src/lib.rs"),
-            crate_dir.join("src/lib.rs"),
-        )
-        .unwrap();
+        for source in std::fs::read_dir(root().join("plugins/localhost/src")).unwrap() {
+            let source = source.unwrap().path();
+            std::fs::copy(
+                &source,
+                crate_dir.join("src").join(source.file_name().unwrap()),
+            )
+            .unwrap();
+        }
         std::fs::write(
             crate_dir.join("Cargo.toml"),
             r#"[package]

@@ -7,16 +7,107 @@
 //! (their `Child` waits for them) and any child a plugin starts itself. So [`reap`] only
 //! reaps pids it is given (processes found by the run mark or in the run's cgroup) and never
 //! a registered leader.
+//!
+//! Orphans that end on their own while the run goes on (a daemon's short-lived helper) are
+//! collected by [`start_reaper`]'s thread: every half second it notes the host's children
+//! that carry a mark owned by this host (adopted orphans: plugins' own children carry none)
+//! and reaps those of them that have ended. It and the command processor's spawns take
+//! [`spawn_lock`] in turn, so a leader is registered before the thread can see it.
 
 use std::{
     collections::HashSet,
-    sync::{Mutex, OnceLock},
+    sync::{Mutex, MutexGuard, Once, OnceLock},
+    thread,
+    time::Duration,
 };
 
 use nix::{
     sys::wait::{waitpid, WaitPidFlag},
     unistd::Pid,
 };
+
+use super::mark::Owner;
+
+/// Taken around a spawn and its leader's registration, and by the reaper thread's rounds.
+pub fn spawn_lock() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Starts (once) the thread that reaps adopted orphans of this host's runs.
+pub fn start_reaper() {
+    static STARTED: Once = Once::new();
+    STARTED.call_once(|| {
+        let spawned = thread::Builder::new()
+            .name("panther-reaper".into())
+            .spawn(|| {
+                let mut adopted = HashSet::new();
+                loop {
+                    reap_adopted(&mut adopted);
+                    thread::sleep(Duration::from_millis(500));
+                }
+            });
+        if let Err(err) = spawned {
+            tracing::debug!("no reaper thread: {err}");
+        }
+    });
+}
+
+/// One round: notes adopted orphans, reaps those that ended.
+fn reap_adopted(adopted: &mut HashSet<u32>) {
+    let _spawning = spawn_lock();
+    let me = Owner::current();
+    let leaders = leaders().lock().unwrap_or_else(|e| e.into_inner());
+    for pid in children() {
+        if leaders.contains(&pid) {
+            continue;
+        }
+        let Some(stat) = super::mark::stat(pid) else {
+            continue;
+        };
+        if stat.ppid != me.pid {
+            continue;
+        }
+        if stat.state == 'Z' {
+            if adopted.remove(&pid) {
+                let _ = waitpid(Pid::from_raw(pid as i32), Some(WaitPidFlag::WNOHANG));
+            }
+        } else if super::mark::read_mark(pid).is_some_and(|m| m.owner == Some(me)) {
+            adopted.insert(pid);
+        }
+    }
+    // Pids that are gone (reaped by a sweep) are forgotten.
+    adopted.retain(|&pid| super::mark::stat(pid).is_some());
+}
+
+/// This process's children: from `/proc/self/task/*/children` (cheap), else every process.
+fn children() -> Vec<u32> {
+    let parse = |text: &str| -> Vec<u32> {
+        text.split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    };
+    let tasks = std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten();
+    let mut found = Vec::new();
+    let mut readable = false;
+    for task in tasks {
+        if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
+            readable = true;
+            found.extend(parse(&text));
+        }
+    }
+    if readable {
+        return found;
+    }
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .collect()
+}
 
 fn leaders() -> &'static Mutex<HashSet<u32>> {
     static LEADERS: OnceLock<Mutex<HashSet<u32>>> = OnceLock::new();

@@ -2,6 +2,9 @@
 //! through the host's command processor (its own process group, output captured to the
 //! results folder), in the order the host deploys them; readiness is checked here; teardown
 //! stops whatever still runs, newest first. It needs nothing installed.
+//!
+//! A TCP readiness check passes only when the listener is the service's own run's (see
+//! [`listener`]): a server another run left behind does not make this one ready.
 
 use std::{collections::BTreeMap, thread, time::Duration};
 
@@ -9,6 +12,8 @@ use panther_plugin_api::{
     prelude::*,
     readiness::{describe, tcp_open, Probe},
 };
+
+mod listener;
 
 /// The `[network]` section for `localhost`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -66,8 +71,26 @@ impl Localhost {
     /// cancelled.
     fn wait_until(&self, running: &Running, readiness: &Readiness) -> anyhow::Result<()> {
         let mut probe = Probe::new(&running.spec, &readiness.check)?;
+        let leader = self.ctx.pid(running.handle)?;
+        // A listener that belongs to another run (a leftover server) does not make this
+        // service ready.
+        let mut foreign: Option<(u16, Vec<u32>)> = None;
+        let mut tcp = |host: &str, port: u16| {
+            if !tcp_open(host, port) {
+                return false;
+            }
+            match listener::owner(port, leader) {
+                listener::Owner::OursOrUnknown => true,
+                listener::Owner::Others(pids) => {
+                    foreign = Some((port, pids));
+                    false
+                }
+                // The status check below says how it ended.
+                listener::Owner::LeaderEnded => false,
+            }
+        };
         loop {
-            if probe.passes(tcp_open) {
+            if probe.passes(&mut tcp) {
                 tracing::debug!(service = %running.spec.name, after = ?probe.elapsed(), "ready");
                 return Ok(());
             }
@@ -86,6 +109,13 @@ impl Localhost {
                 );
             }
             if probe.elapsed() >= readiness.timeout {
+                if let Some((port, pids)) = &foreign {
+                    bail!(
+                        "service `{}` was not ready within {:?}: port {port} is held by process(es) {pids:?} of another run or program (`panther-host clean` ends those of killed runs)",
+                        running.spec.name,
+                        readiness.timeout,
+                    );
+                }
                 bail!(
                     "service `{}` was not ready within {:?} ({})",
                     running.spec.name,
