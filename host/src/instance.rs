@@ -314,8 +314,18 @@ impl LoadedPlugin {
         let kind = InstanceKind::ExecutionEnvironment;
         match self.start_isolated(placement, kind, instance, config, ctx.clone())? {
             Some((id, mut remote)) => {
-                let slowdown =
-                    id.answer("reporting its slowdown", remote.call(PluginCall::Slowdown))?;
+                // Sent as Rust prints an f64 (JSON has no NaN or infinity), so that
+                // `checked_slowdown` judges what the plugin said, as it does in process.
+                let text: String = match remote.call(PluginCall::Slowdown) {
+                    Ok(Some(text)) => text,
+                    other => id.answer("reporting its slowdown", other)?,
+                };
+                let slowdown = text.parse::<f64>().map_err(|e| {
+                    id.error(
+                        "reporting its slowdown",
+                        format!("unreadable answer `{text}`: {e}"),
+                    )
+                })?;
                 Ok(ExecutionEnvironment {
                     id,
                     slowdown,
@@ -513,6 +523,10 @@ impl NetworkEnvironment {
     }
 }
 
+/// The slowdowns an execution environment may declare: valgrind's tools, the slowest ones
+/// shipped, declare tens.
+pub const SLOWDOWN_RANGE: std::ops::RangeInclusive<f64> = 1.0..=1000.0;
+
 /// An execution environment instance.
 pub struct ExecutionEnvironment {
     /// Who it is.
@@ -530,6 +544,26 @@ impl ExecutionEnvironment {
         match &self.backend {
             Backend::InProcess(inner) => inner.slowdown(),
             Backend::Isolated(_) => self.slowdown,
+        }
+    }
+
+    /// [`ExecutionEnvironment::slowdown`], refused unless it is a factor the host can scale
+    /// timeouts by: finite and within [`SLOWDOWN_RANGE`]. It comes from plugin code (or, for
+    /// an isolated instance, from the text it sent), and a NaN or an infinity would make
+    /// every timeout computation panic.
+    pub fn checked_slowdown(&self) -> Result<f64, PluginError> {
+        let factor = self.slowdown();
+        if factor.is_finite() && SLOWDOWN_RANGE.contains(&factor) {
+            Ok(factor)
+        } else {
+            Err(self.id.error(
+                "reporting its slowdown",
+                format!(
+                    "it reported {factor}, but a slowdown is a factor from {} to {}",
+                    SLOWDOWN_RANGE.start(),
+                    SLOWDOWN_RANGE.end()
+                ),
+            ))
         }
     }
 

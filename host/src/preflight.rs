@@ -125,8 +125,10 @@ fn headers<Elf: FileHeader<Endian = Endianness>>(
         };
         return Err(LoadErrorKind::NotSharedObject(what.to_string()));
     }
-    let phdrs_end = header.e_phoff(endian).into()
-        + u64::from(header.e_phnum(endian)) * u64::from(header.e_phentsize(endian));
+    let phdrs_end = end_of(
+        header.e_phoff(endian).into(),
+        u64::from(header.e_phnum(endian)) * u64::from(header.e_phentsize(endian)),
+    )?;
     if phdrs_end > size {
         return Err(LoadErrorKind::Truncated(format!(
             "its program headers end at {phdrs_end} but the file has {size} bytes"
@@ -139,7 +141,10 @@ fn headers<Elf: FileHeader<Endian = Endianness>>(
         if segment.p_type(endian) != elf::PT_LOAD {
             continue;
         }
-        let end = segment.p_offset(endian).into() + segment.p_filesz(endian).into();
+        let end = end_of(
+            segment.p_offset(endian).into(),
+            segment.p_filesz(endian).into(),
+        )?;
         if end > size {
             return Err(LoadErrorKind::Truncated(format!(
                 "segment {index} ends at {end} but the file has {size} bytes"
@@ -148,14 +153,27 @@ fn headers<Elf: FileHeader<Endian = Endianness>>(
     }
     // Not needed to map the file, but a table past the end means the file was cut short
     // and what lies before it cannot be trusted either.
-    let shdrs_end = header.e_shoff(endian).into()
-        + u64::from(header.e_shnum(endian)) * u64::from(header.e_shentsize(endian));
+    let shdrs_end = end_of(
+        header.e_shoff(endian).into(),
+        u64::from(header.e_shnum(endian)) * u64::from(header.e_shentsize(endian)),
+    )?;
     if shdrs_end > size {
         return Err(LoadErrorKind::Truncated(format!(
             "its section headers end at {shdrs_end} but the file has {size} bytes"
         )));
     }
     Ok(())
+}
+
+/// Where a table or segment of `length` bytes at `offset` ends. The numbers come from the
+/// file: a forged header can make the sum overflow, which must not wrap into a small, valid
+/// looking end.
+fn end_of(offset: u64, length: u64) -> Result<u64, LoadErrorKind> {
+    offset.checked_add(length).ok_or_else(|| {
+        LoadErrorKind::BadElf(format!(
+            "a header places {length} bytes at offset {offset}, past the end of any file"
+        ))
+    })
 }
 
 /// Reads until `buf` is full or the file ends; returns how much was read.
@@ -237,5 +255,21 @@ mod tests {
             check(dir.path()),
             Err(LoadErrorKind::NotAFile("a folder".into()))
         );
+    }
+
+    #[test]
+    fn offsets_that_overflow_are_a_bad_header_not_a_wrapped_end() {
+        // A shared library whose section header offset is forged to the top of the range:
+        // offset + table size overflows u64.
+        let mut bytes = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        bytes[16..18].copy_from_slice(&elf::ET_DYN.to_le_bytes());
+        bytes[0x28..0x30].copy_from_slice(&(u64::MAX - 8).to_le_bytes());
+        let dir = tempfile::tempdir().unwrap();
+        let forged = dir.path().join("forged.so");
+        std::fs::write(&forged, &bytes).unwrap();
+        match check(&forged) {
+            Err(LoadErrorKind::BadElf(why)) => assert!(why.contains("past the end"), "{why}"),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -484,7 +484,10 @@ impl Run<'_> {
                 .join(&def.name)
                 .join(&instance.id.instance);
             std::fs::create_dir_all(&command.output_dir).ok();
-            slowdown *= instance.slowdown();
+            // Stacked factors multiply; the product is held to the same ceiling as one
+            // factor, so no timeout it scales can overflow.
+            slowdown = (slowdown * instance.checked_slowdown()?)
+                .min(*crate::instance::SLOWDOWN_RANGE.end());
             instance.wrap(&command).map(|wrapped| command = wrapped)
         });
         for outcome in outcomes {

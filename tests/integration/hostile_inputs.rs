@@ -606,3 +606,38 @@ fn an_experiment_built_in_code_cannot_write_outside_the_results_folder() {
     assert_eq!(result.status, panther_host::api::RunStatus::Passed);
     assert!(result.output_dir.join("r/result.json").is_file());
 }
+
+#[test]
+fn a_slowdown_that_is_not_a_factor_fails_the_run_cleanly() {
+    // An execution environment's slowdown is plugin code: a negative, zero or absurd factor
+    // must not reach the timeout arithmetic (which panics on some), in process or isolated.
+    // (NaN and infinity cannot be written through a configuration: JSON has neither.)
+    let sandbox = Sandbox::new();
+    for (i, value) in ["-2.0", "0.0", "1e300"].iter().enumerate() {
+        let file = sandbox.write(
+            &format!("slow{i}.toml"),
+            &echo_experiment(
+                &format!("slow{i}"),
+                &format!("[[execution]]\nplugin = \"tag\"\nlabel = \"x\"\nslowdown = {value}\n"),
+            ),
+        );
+        for isolate in [false, true] {
+            let mut args = vec!["run", file.to_str().unwrap()];
+            if isolate {
+                args.insert(0, "--isolate");
+            }
+            let output = sandbox.host(&args);
+            let err = stderr(&output);
+            assert_eq!(
+                code(&output),
+                3,
+                "slowdown {value}, isolated {isolate}: {err}"
+            );
+            assert!(
+                err.contains("failed while reporting its slowdown: it reported")
+                    && err.contains("but a slowdown is a factor from 1 to 1000"),
+                "slowdown {value}, isolated {isolate}: {err}"
+            );
+        }
+    }
+}
