@@ -101,8 +101,11 @@ pub enum CommandError {
 }
 
 /// A thread copying one pipe; `done` disconnects when it ends.
+/// An output reader thread. It is detached, not joined: a finished thread then frees its
+/// stack at once, where an unjoined handle would keep it mapped until the process ends (a
+/// run of thousands of short services ran out of mappings that way). Its end is seen on
+/// `done`.
 struct Reader {
-    thread: thread::JoinHandle<()>,
     done: mpsc::Receiver<()>,
     /// The capture name of the process whose output it copies.
     process: String,
@@ -580,7 +583,7 @@ impl CommandProcessor {
         let bus = Arc::clone(&self.bus);
         let name = process.clone();
         let (done_tx, done) = mpsc::channel::<()>();
-        let thread = thread::spawn(move || {
+        thread::spawn(move || {
             // Dropped when the thread ends, however it ends: `done` disconnects.
             let _done = done_tx;
             let mut reader = BufReader::new(pipe);
@@ -597,7 +600,6 @@ impl CommandProcessor {
             }
         });
         Reader {
-            thread,
             done,
             process: name,
         }
@@ -618,9 +620,7 @@ fn drain(readers: Vec<Reader>) {
     for reader in readers {
         let left = deadline.saturating_duration_since(Instant::now());
         match reader.done.recv_timeout(left) {
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                let _ = reader.thread.join();
-            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {}
             _ => held = Some(reader.process),
         }
     }

@@ -16,6 +16,8 @@
 //! | [`instance`] | plugin instances behind plain Rust methods, in process or isolated |
 //! | [`isolate`] | plugin instances in child processes (`--isolate`) |
 //! | [`context`] | what a plugin instance may ask of the host |
+//! | `bounded_lines` | capped lines from child processes that may misbehave |
+//! | `child_group` | probes and plugin servers ended with their whole process group |
 //! | [`command`] | the command processor: processes, groups, capture, timeouts |
 //! | [`contain`] | run marks, cgroups, the subreaper: finding every process of a run |
 //! | [`events`] | the event bus, `events.jsonl`, live output |
@@ -37,7 +39,9 @@
 
 #![warn(missing_docs)]
 
+mod bounded_lines;
 pub mod cache;
+mod child_group;
 pub mod cli;
 pub mod command;
 pub mod contain;

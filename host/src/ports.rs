@@ -4,7 +4,7 @@
 //! Every `NAME` gets one port per run, shared by every service that names it (the server
 //! listens on `{port:echo}`, the client connects to `{port:echo}`). The host picks them by
 //! binding port 0 on all addresses, all at once (so two names never get the same port), and
-//! releases them just before the services start; the kernel hands out ephemeral ports
+//! releases them at once, milliseconds before the services bind them; the kernel hands out ephemeral ports
 //! spread over its range, so runs started together get different ones. The ports are
 //! recorded in the results folder's `ports.json` and shown by `run --dry-run`.
 

@@ -262,7 +262,7 @@ mod tests {
         // A shared library whose section header offset is forged to the top of the range:
         // offset + table size overflows u64.
         let mut bytes = std::fs::read(std::env::current_exe().unwrap()).unwrap();
-        bytes[16..18].copy_from_slice(&elf::ET_DYN.to_le_bytes());
+        bytes[16..18].copy_from_slice(&elf::ET_DYN.0.to_le_bytes());
         bytes[0x28..0x30].copy_from_slice(&(u64::MAX - 8).to_le_bytes());
         let dir = tempfile::tempdir().unwrap();
         let forged = dir.path().join("forged.so");

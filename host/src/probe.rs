@@ -11,7 +11,7 @@
 //! hung child is killed with its whole process group.
 
 use std::{
-    io::{BufRead, BufReader, Write},
+    io::{BufReader, Write},
     os::unix::process::{CommandExt, ExitStatusExt},
     path::{Path, PathBuf},
     process::{Command, ExitCode, Stdio},
@@ -22,7 +22,10 @@ use std::{
 use panther_plugin_api::Manifest;
 use serde::{Deserialize, Serialize};
 
-use crate::loader::{self, LoadError, LoadErrorKind, Stage};
+use crate::{
+    bounded_lines::MAX_LINE,
+    loader::{self, LoadError, LoadErrorKind, Stage},
+};
 
 /// The probe binary's file name.
 pub const PROBE_NAME: &str = "panther-plugin-probe";
@@ -134,27 +137,42 @@ enum Line {
 /// Reads one file's manifest in a `probe_bin` child, within `timeout`.
 pub fn probe(file: &Path, probe_bin: &Path, timeout: Duration) -> Result<Manifest, LoadError> {
     let fail = |kind| LoadError::new(file, kind);
-    let mut child = Command::new(probe_bin)
+    let mut command = Command::new(probe_bin);
+    command
         .arg(file)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         // Its own group, so a constructor's children are killed with it.
-        .process_group(0)
-        .spawn()
-        .map_err(|e| {
-            fail(LoadErrorKind::NoProbe(format!(
-                "cannot start {}: {}",
-                probe_bin.display(),
-                loader::io_reason(&e)
-            )))
-        })?;
+        .process_group(0);
+    let parent = std::process::id();
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            // A probe dies with the host (a killed host leaves no hung constructor behind).
+            // The thread that starts it waits for it, so the thread's end never comes first.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            if libc::getppid() != parent as libc::pid_t {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().map_err(|e| {
+        fail(LoadErrorKind::NoProbe(format!(
+            "cannot start {}: {}",
+            probe_bin.display(),
+            loader::io_reason(&e)
+        )))
+    })?;
     let stdout = child.stdout.take().expect("piped");
     let (tx, rx) = mpsc::channel();
     // Not joined: a grandchild holding the pipe open must not block the host.
     std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
+        let mut stdout = BufReader::new(stdout);
+        // A line past the cap ends the conversation: the answer is missing, and the child's
+        // ending (or the time limit) says what happened.
+        while let Ok(Some(line)) = crate::bounded_lines::read_line(&mut stdout, MAX_LINE) {
             let parsed = if let Some(stage) = line.strip_prefix(STAGE_PREFIX) {
                 Line::Stage(stage.to_string())
             } else if let Some(json) = line.strip_prefix(RESULT_PREFIX) {
@@ -181,9 +199,8 @@ pub fn probe(file: &Path, probe_bin: &Path, timeout: Duration) -> Result<Manifes
             Err(mpsc::RecvTimeoutError::Timeout) => break true,
         }
     };
-    let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
     if timed_out {
-        let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+        crate::child_group::kill_group(&child);
         let _ = child.wait();
         return Err(fail(LoadErrorKind::Probe(format!(
             "did not answer within {}{}; it was stopped",
@@ -191,10 +208,10 @@ pub fn probe(file: &Path, probe_bin: &Path, timeout: Duration) -> Result<Manifes
             while_in(stage.as_deref())
         ))));
     }
-    let status = wait_until(&mut child, deadline);
+    let ended = wait_until(&child, deadline);
     // Whatever the plugin started is not ours to keep.
-    let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
-    let status = match status {
+    crate::child_group::kill_group(&child);
+    let status = match ended.then(|| child.wait().ok()).flatten() {
         Some(status) => status,
         None => {
             // Answered, then lingered: the answer stands.
@@ -262,17 +279,16 @@ fn seconds(d: Duration) -> String {
     }
 }
 
-/// Waits for the child until `deadline`; `None` when it is still running then.
-fn wait_until(
-    child: &mut std::process::Child,
-    deadline: Instant,
-) -> Option<std::process::ExitStatus> {
+/// Waits until the child has ended or `deadline` passed, without reaping it (see
+/// [`crate::child_group`]).
+fn wait_until(child: &std::process::Child, deadline: Instant) -> bool {
     loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Some(status),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
-            Ok(None) => return None,
-            Err(_) => return None,
+        match crate::child_group::has_exited(child) {
+            Some(false) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(1))
+            }
+            Some(false) => return false,
+            Some(true) | None => return true,
         }
     }
 }
@@ -286,7 +302,8 @@ pub fn serve() -> ExitCode {
         return ExitCode::from(crate::exit_code::INVALID_INPUT);
     };
     // Keep the real stdout for the protocol; whatever the plugin prints goes to stderr.
-    let Ok(protocol) = nix::unistd::dup(1) else {
+    // Close-on-exec: a process the plugin starts must not hold the protocol pipe open.
+    let Ok(protocol) = nix::fcntl::fcntl(1, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3)) else {
         return ExitCode::from(crate::exit_code::INTERNAL_ERROR);
     };
     if nix::unistd::dup2(2, 1).is_err() {

@@ -24,13 +24,13 @@ pub enum PathError {
     /// A NUL byte cannot be part of a path.
     #[error("contains a NUL byte")]
     Nul,
-    /// The host writes there itself (`events.jsonl`, `services/`, `monitoring/`).
+    /// The host writes there itself (`events.jsonl`, `ports.json`, `services/`, `monitoring/`).
     #[error("is where the host writes `{0}`")]
     Reserved(&'static str),
 }
 
 /// What the host itself writes in a results folder; reports go elsewhere.
-pub const RESERVED: [&str; 3] = ["events.jsonl", "services", "monitoring"];
+pub const RESERVED: [&str; 4] = ["events.jsonl", "ports.json", "services", "monitoring"];
 
 /// The path relative to the results folder, without `.` components or repeated `/`.
 pub fn normalise(path: &Path) -> Result<PathBuf, PathError> {

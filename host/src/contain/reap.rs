@@ -138,6 +138,10 @@ pub fn forget_leader(pid: u32) {
 /// Collects the exit of each given process that is a zombie child of this host, except
 /// registered leaders. Processes that are not children (or still run) are left alone.
 pub fn reap(pids: &[u32]) {
+    // A leader is registered under this lock right after its spawn: holding it here means a
+    // leader that was just started is known before it is looked at, so its exit status
+    // stays its `Child`'s.
+    let _spawning = spawn_lock();
     let leaders = leaders().lock().unwrap_or_else(|e| e.into_inner());
     let me = std::process::id();
     for &pid in pids {

@@ -11,7 +11,7 @@
 use std::{
     collections::HashMap,
     fs::File,
-    io::{BufRead, BufReader, Write},
+    io::{BufReader, Write},
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
     os::unix::process::{CommandExt, ExitStatusExt},
     path::Path,
@@ -28,6 +28,7 @@ use super::{
     wire::{self, ContextCall, Frame, InstanceKind, PluginCall, Reply},
     Limits, SERVE_COMMAND,
 };
+use crate::bounded_lines::MAX_LINE;
 
 /// The descriptor a server writes its frames to ([`super::serve`] reads it).
 pub(super) const ANSWER_FD: i32 = 3;
@@ -262,9 +263,9 @@ impl Remote {
             state.ended.get_or_insert_with(|| why.to_string());
             state.pending.clear();
         }
-        // `Child::kill` does nothing once the reader has reaped the process, so a pid
-        // reused by the system is never signalled.
-        let _ = lock(&self.shared.child).kill();
+        // The whole group: what the plugin started itself goes with it. Nothing is sent
+        // once the reader has reaped the server, so a reused pid is never signalled.
+        crate::child_group::kill_group(&lock(&self.shared.child));
     }
 
     /// Whether the server is gone.
@@ -320,8 +321,17 @@ fn send(shared: &Shared, line: &[u8]) -> std::io::Result<()> {
 /// The reader thread: routes answers, serves requests, and records how the server ended.
 fn read(shared: &Arc<Shared>, output: File) {
     let mut garbage = None;
-    for line in BufReader::new(output).lines() {
-        let Ok(line) = line else { break };
+    let mut output = BufReader::new(output);
+    loop {
+        let line = match crate::bounded_lines::read_line(&mut output, MAX_LINE) {
+            Ok(Some(line)) => line,
+            Ok(None) => break,
+            Err(err) if err.kind() == std::io::ErrorKind::InvalidData => {
+                garbage = Some(format!("wrote {err} on the plugin protocol and was killed"));
+                break;
+            }
+            Err(_) => break,
+        };
         let frame: Frame<ContextCall> = match serde_json::from_str(&line) {
             Ok(frame) => frame,
             Err(_) => {
@@ -351,7 +361,7 @@ fn read(shared: &Arc<Shared>, output: File) {
     }
     if let Some(why) = garbage {
         lock(&shared.state).ended.get_or_insert(why);
-        let _ = lock(&shared.child).kill();
+        crate::child_group::kill_group(&lock(&shared.child));
     }
     let status = reap(shared);
     let mut state = lock(&shared.state);
@@ -366,14 +376,18 @@ fn reap(shared: &Shared) -> Option<ExitStatus> {
     loop {
         {
             let mut child = lock(&shared.child);
-            match child.try_wait() {
-                Ok(Some(status)) => return Some(status),
-                Ok(None) if Instant::now() >= deadline => {
-                    let _ = child.kill();
+            match crate::child_group::has_exited(&child) {
+                // Exited, not reaped yet: end what it left in its group, then reap it.
+                Some(true) => {
+                    crate::child_group::kill_group(&child);
                     return child.wait().ok();
                 }
-                Ok(None) => {}
-                Err(_) => return None,
+                Some(false) if Instant::now() >= deadline => {
+                    crate::child_group::kill_group(&child);
+                    return child.wait().ok();
+                }
+                Some(false) => {}
+                None => return None,
             }
         }
         thread::sleep(Duration::from_millis(1));
@@ -500,19 +514,27 @@ mod tests {
 /// one server per instance rather than one per call. Dropping the pool stops them.
 #[derive(Default)]
 pub struct Pool {
-    idle: Mutex<HashMap<std::path::PathBuf, Vec<Remote>>>,
+    /// By plugin file and by the thread that started the server: a server dies with the
+    /// thread that forked it (`PR_SET_PDEATHSIG`), so it must not serve another thread's
+    /// run, which could outlive it (a job's runners end one by one).
+    idle: Mutex<HashMap<(std::path::PathBuf, thread::ThreadId), Vec<Remote>>>,
 }
 
 impl Pool {
     fn take(&self, file: &Path) -> Option<Remote> {
         let mut idle = lock(&self.idle);
-        let remote = idle.get_mut(file)?.pop();
+        let remote = idle
+            .get_mut(&(file.to_path_buf(), thread::current().id()))?
+            .pop();
         remote.filter(|r| !r.has_ended())
     }
 
-    fn put(&self, file: &Path, remote: Remote) {
+    fn put(&self, file: &Path, mut remote: Remote) {
+        // An idle server holds no reference to the pool it waits in, or neither would ever
+        // be dropped (and the server never stopped); `take` gives it the caller's limits.
+        remote.limits.pool = Arc::default();
         lock(&self.idle)
-            .entry(file.to_path_buf())
+            .entry((file.to_path_buf(), thread::current().id()))
             .or_default()
             .push(remote);
     }
