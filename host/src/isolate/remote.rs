@@ -425,16 +425,23 @@ fn serve_context(shared: &Arc<Shared>, ctx: &HostContextBox, id: u64, call: Cont
         }
         return;
     }
-    let (shared, ctx) = (Arc::clone(shared), ctx.clone());
+    let (waiting, ctx) = (Arc::clone(shared), ctx.clone());
     let spawned = thread::Builder::new()
         .name("plugin-context".to_string())
         .spawn(move || {
             if let Some(reply) = answer(&ctx, call) {
-                respond(&shared, id, reply);
+                respond(&waiting, id, reply);
             }
         });
     if let Err(err) = spawned {
-        tracing::error!("serving a plugin server's request: no thread: {err}");
+        // The plugin waits for this answer: it gets one, rather than waiting out its limit.
+        respond(
+            shared,
+            id,
+            Err(format!(
+                "the host could not serve the request: no thread: {err}"
+            )),
+        );
     }
 }
 
