@@ -1,14 +1,19 @@
 //! Timestamps for events, results folders and reports.
 
-use time::{format_description::well_known::Rfc3339, OffsetDateTime};
+use time::{macros::format_description, OffsetDateTime};
 
-/// Now, as RFC 3339 with milliseconds (UTC).
+/// Now, as RFC 3339 with exactly three digits of milliseconds (UTC), so that timestamps
+/// compare as text in time order (`…26.010Z` before `…26.011Z`; a trimmed `…26.01Z` would
+/// sort after it).
 pub fn now_rfc3339() -> String {
-    let now = OffsetDateTime::now_utc();
-    let now = now
-        .replace_nanosecond(now.millisecond() as u32 * 1_000_000)
-        .unwrap_or(now);
-    now.format(&Rfc3339).unwrap_or_default()
+    rfc3339_millis(OffsetDateTime::now_utc())
+}
+
+fn rfc3339_millis(at: OffsetDateTime) -> String {
+    at.format(format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    ))
+    .unwrap_or_default()
 }
 
 /// Now, as a folder name that sorts by time: `20261122T043819.123Z`.
@@ -24,4 +29,19 @@ pub fn now_folder_name() -> String {
         now.second(),
         now.millisecond()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_keep_three_digits_and_sort_as_text() {
+        let at = time::macros::datetime!(2026-11-29 19:38:26.010 UTC);
+        let next = time::macros::datetime!(2026-11-29 19:38:26.011 UTC);
+        assert_eq!(rfc3339_millis(at), "2026-11-29T19:38:26.010Z");
+        assert!(rfc3339_millis(at) < rfc3339_millis(next));
+        let whole = time::macros::datetime!(2026-11-29 19:38:26 UTC);
+        assert_eq!(rfc3339_millis(whole), "2026-11-29T19:38:26.000Z");
+    }
 }
