@@ -388,6 +388,7 @@ impl CommandProcessor {
     /// Live processes in `group` (when given) or marked with `run_id` (and `seq`).
     fn find(&self, run_id: &str, seq: Option<u64>, group: Option<u32>) -> Vec<Stray> {
         let me = std::process::id();
+        let host_start = Owner::current().start;
         let Ok(entries) = std::fs::read_dir("/proc") else {
             return Vec::new();
         };
@@ -403,7 +404,11 @@ impl CommandProcessor {
                     }
                     return None;
                 }
-                let mark = mark::read_mark(pid);
+                // A process older than this host cannot carry the mark of one of its runs:
+                // its environment (costly to read from another process) is skipped.
+                let mark = (stat.start >= host_start)
+                    .then(|| mark::read_mark(pid))
+                    .flatten();
                 let marked_ours = mark
                     .as_ref()
                     .is_some_and(|m| m.run_id == run_id && (seq.is_none() || m.process == seq));

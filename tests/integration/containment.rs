@@ -673,6 +673,36 @@ depends_on = ["server"]
     );
 }
 
+#[test]
+fn panther_run_cgroup_0_runs_services_outside_any_run_cgroup_and_still_passes() {
+    // The switch that trades the cgroup (and its per-process attach cost) for speed: the
+    // service's own view of its cgroups tells which applies.
+    assert!(
+        Path::new("/sys/fs/cgroup/pids/cgroup.procs").exists()
+            || Path::new("/sys/fs/cgroup/cgroup.procs").exists(),
+        "THIS TEST NEEDS A CGROUP HIERARCHY (v2 at /sys/fs/cgroup or v1 `pids`)"
+    );
+    let sandbox = Sandbox::new();
+    let file = sandbox.write(
+        "e.toml",
+        "[experiment]\nname = \"where\"\n\n[[service]]\nname = \"show\"\ncommand = [\"cat\", \"/proc/self/cgroup\"]\nrole = \"client\"\n",
+    );
+    let groups_of = |switch: Option<&str>| {
+        let mut command = sandbox.host_command(&["run", "-q", file.to_str().unwrap()]);
+        if let Some(value) = switch {
+            command.env("PANTHER_RUN_CGROUP", value);
+        }
+        let output = command.output().unwrap();
+        assert_eq!(code(&output), 0, "{}", stderr(&output));
+        // The newest run: results folders sort by time.
+        std::fs::read_to_string(sandbox.results("where").join("services/show.stdout")).unwrap()
+    };
+    let contained = groups_of(None);
+    assert!(contained.contains("/panther/"), "{contained}");
+    let free = groups_of(Some("0"));
+    assert!(!free.contains("/panther/"), "{free}");
+}
+
 /// The state letter and parent of a process, when it exists (zombies included).
 fn state_and_parent(pid: u32) -> Option<(char, u32)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

@@ -34,10 +34,22 @@ pub struct Hierarchy {
     pub v2: bool,
 }
 
-/// The hierarchy this host uses, found once per process.
+/// Set to `0` to run without cgroups (the mark and the process group still apply): on
+/// cgroup v1, moving a process into a group waits for an RCU grace period, several
+/// milliseconds per service started (see docs/performance.md).
+pub const SWITCH: &str = "PANTHER_RUN_CGROUP";
+
+/// The hierarchy this host uses, found once per process; none when [`SWITCH`] is `0`.
 pub fn hierarchy() -> Option<&'static Hierarchy> {
     static FOUND: OnceLock<Option<Hierarchy>> = OnceLock::new();
-    FOUND.get_or_init(find).as_ref()
+    FOUND
+        .get_or_init(|| {
+            if std::env::var_os(SWITCH).is_some_and(|v| v == "0") {
+                return None;
+            }
+            find()
+        })
+        .as_ref()
 }
 
 /// Every hierarchy that exists here, usable or not (`clean` looks in all of them).

@@ -75,7 +75,12 @@ pub struct Stat {
 
 /// Reads `/proc/<pid>/stat`; `None` when the process is gone.
 pub fn stat(pid: u32) -> Option<Stat> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // One read: a stat line is a few hundred bytes, and `/proc` reports no size to size a
+    // buffer by.
+    let mut text = String::with_capacity(1024);
+    fs::File::open(format!("/proc/{pid}/stat"))
+        .and_then(|mut file| std::io::Read::read_to_string(&mut file, &mut text))
+        .ok()?;
     // The name may hold spaces and parentheses: it ends at the last `)`.
     let open = text.find('(')?;
     let close = text.rfind(')')?;
