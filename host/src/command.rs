@@ -194,14 +194,6 @@ impl CommandProcessor {
         }
     }
 
-    /// The folder of the run's cgroup, once a process was started in it.
-    pub fn cgroup(&self) -> Option<PathBuf> {
-        self.read_mark()
-            .cgroup
-            .as_ref()
-            .map(|c| c.path().to_path_buf())
-    }
-
     /// The run id the processes are marked with.
     pub fn run_id(&self) -> String {
         self.read_mark().run_id.clone()

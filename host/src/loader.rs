@@ -316,13 +316,6 @@ impl Stage {
             Stage::Describing => "describing itself",
         }
     }
-
-    /// The stage named by [`Stage::as_str`].
-    pub fn parse(text: &str) -> Option<Stage> {
-        [Stage::Loading, Stage::RootModule, Stage::Describing]
-            .into_iter()
-            .find(|s| s.as_str() == text)
-    }
 }
 
 /// Opens a plugin library in this process and checks its ABI: the constructors of the

@@ -120,11 +120,6 @@ impl Ports {
         self.0.is_empty()
     }
 
-    /// The picked ports by name.
-    pub fn by_name(&self) -> &BTreeMap<String, u16> {
-        &self.0
-    }
-
     /// `text` with every placeholder replaced by its port.
     pub fn substitute(&self, text: &str) -> String {
         let mut out = text.to_string();

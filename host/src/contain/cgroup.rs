@@ -164,11 +164,6 @@ impl RunCgroup {
         self.dir.join("cgroup.procs")
     }
 
-    /// Every process in the group now.
-    pub fn members(&self) -> Vec<u32> {
-        members(&self.dir)
-    }
-
     /// Kills every process in the group and returns their pids; see [`kill_members`].
     pub fn kill_all(&self) -> Vec<u32> {
         kill_members(&self.dir, self.v2)
