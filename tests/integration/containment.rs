@@ -626,33 +626,19 @@ fn a_process_that_clears_its_environment_and_leaves_its_group_is_ended_by_the_ru
         "THIS TEST NEEDS A CGROUP HIERARCHY (v2 at /sys/fs/cgroup or v1 `pids`)"
     );
     let sandbox = Sandbox::new();
+    let dir = sandbox.path();
     let file = sandbox.write(
         "e.toml",
-        &format!(
-            r#"[experiment]
-name = "unmarked"
-timeout = "60s"
-
-[[service]]
-name = "server"
-command = ["/bin/sh", "-c", "env -i setsid sleep 321 </dev/null >/dev/null 2>&1 & echo $! > {dir}/escaped.pid; echo started; exec sleep 322"]
-ready = {{ log = "started" }}
-
-[[service]]
-name = "client"
-role = "client"
-command = ["/bin/sh", "-c", "while [ ! -e {dir}/go ]; do sleep 0.05; done"]
-depends_on = ["server"]
-"#,
-            dir = sandbox.path().display()
+        &server_and_client(
+            "unmarked",
+            &format!(
+                "env -i setsid sleep 321 </dev/null >/dev/null 2>&1 & echo $! > {}/escaped.pid; echo started; exec sleep 322",
+                dir.display()
+            ),
+            &client_waiting_for_go(dir),
         ),
     );
-    let host = sandbox
-        .host_command(&["run", file.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let host = start_run(&sandbox, &file);
     let escaped_file = sandbox.path().join("escaped.pid");
     eventually("the escaped process is started", || {
         std::fs::read_to_string(&escaped_file).is_ok_and(|t| t.ends_with('\n'))
@@ -703,6 +689,47 @@ fn panther_run_cgroup_0_runs_services_outside_any_run_cgroup_and_still_passes() 
     assert!(!free.contains("/panther/"), "{free}");
 }
 
+/// An experiment of one server running the shell command `server` (ready once it prints
+/// `started`) and one client running `client`; the tests below look at the run while it
+/// lasts.
+fn server_and_client(name: &str, server: &str, client: &str) -> String {
+    let quote = |command: &str| serde_json::to_string(command).expect("a string");
+    format!(
+        r#"[experiment]
+name = "{name}"
+timeout = "60s"
+
+[[service]]
+name = "server"
+command = ["/bin/sh", "-c", {server}]
+ready = {{ log = "started" }}
+
+[[service]]
+name = "client"
+role = "client"
+command = ["/bin/sh", "-c", {client}]
+depends_on = ["server"]
+"#,
+        server = quote(server),
+        client = quote(client)
+    )
+}
+
+/// A client that waits until the test creates `<dir>/go`.
+fn client_waiting_for_go(dir: &Path) -> String {
+    format!("while [ ! -e {}/go ]; do sleep 0.05; done", dir.display())
+}
+
+/// `panther-host run FILE` in the background, its output captured.
+fn start_run(sandbox: &Sandbox, file: &Path) -> Child {
+    sandbox
+        .host_command(&["run", file.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// The state letter and parent of a process, when it exists (zombies included).
 fn state_and_parent(pid: u32) -> Option<(char, u32)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -714,35 +741,21 @@ fn state_and_parent(pid: u32) -> Option<(char, u32)> {
 #[test]
 fn an_orphan_that_ends_during_the_run_is_reaped_by_the_host() {
     let sandbox = Sandbox::new();
-    let dir = sandbox.path().display();
+    let dir = sandbox.path();
     // A double-forked helper that lives 2 s: orphaned, it becomes the host's child (the host
     // is a subreaper) and must not stay a zombie while the run goes on.
     let file = sandbox.write(
         "e.toml",
-        &format!(
-            r#"[experiment]
-name = "orphan"
-timeout = "60s"
-
-[[service]]
-name = "server"
-command = ["/bin/sh", "-c", "(sleep 2 </dev/null >/dev/null 2>&1 & echo $! > {dir}/orphan.pid); echo started; exec sleep 331"]
-ready = {{ log = "started" }}
-
-[[service]]
-name = "client"
-role = "client"
-command = ["/bin/sh", "-c", "while [ ! -e {dir}/go ]; do sleep 0.05; done"]
-depends_on = ["server"]
-"#
+        &server_and_client(
+            "orphan",
+            &format!(
+                "(sleep 2 </dev/null >/dev/null 2>&1 & echo $! > {}/orphan.pid); echo started; exec sleep 331",
+                dir.display()
+            ),
+            &client_waiting_for_go(dir),
         ),
     );
-    let host = sandbox
-        .host_command(&["run", file.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let host = start_run(&sandbox, &file);
     let host_pid = host.id();
     let orphan_file = sandbox.path().join("orphan.pid");
     eventually("the orphan is started", || {
@@ -764,36 +777,21 @@ depends_on = ["server"]
 #[test]
 fn teardown_does_not_wait_for_a_pipe_held_by_a_process_out_of_reach() {
     let sandbox = Sandbox::new();
-    let dir = sandbox.path().display();
     // The shell leaves the run's cgroup (writing itself into the root group, as root may),
     // then starts a child without the mark, in a session of its own, holding the stdout pipe:
     // nothing the host has can find it.
     let file = sandbox.write(
         "e.toml",
-        &format!(
-            r#"[experiment]
-name = "unreachable"
-timeout = "60s"
-
-[[service]]
-name = "server"
-command = ["/bin/sh", "-c", "for g in /sys/fs/cgroup /sys/fs/cgroup/pids /sys/fs/cgroup/freezer /sys/fs/cgroup/unified; do echo $$ > $g/cgroup.procs 2>/dev/null; done; env -i setsid sleep 341 & echo $! > {dir}/unreachable.pid; echo started; exec sleep 342"]
-ready = {{ log = "started" }}
-
-[[service]]
-name = "client"
-role = "client"
-command = ["true"]
-depends_on = ["server"]
-"#
+        &server_and_client(
+            "unreachable",
+            &format!(
+                "for g in /sys/fs/cgroup /sys/fs/cgroup/pids /sys/fs/cgroup/freezer /sys/fs/cgroup/unified; do echo $$ > $g/cgroup.procs 2>/dev/null; done; env -i setsid sleep 341 & echo $! > {}/unreachable.pid; echo started; exec sleep 342",
+                sandbox.path().display()
+            ),
+            "true",
         ),
     );
-    let host = sandbox
-        .host_command(&["run", file.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let host = start_run(&sandbox, &file);
     // A hang guard: without the bound, the run would wait for the sleep's 341 s.
     let output = wait_or_fail(host, Duration::from_secs(120), "the run");
     let unreachable = pid_file(sandbox.path().join("unreachable.pid"));
