@@ -35,6 +35,14 @@ pub fn kill_group(child: &Child) {
     }
 }
 
+/// `SIGSEGV`, or `signal 64` for a number the system does not name: how the host says what
+/// killed a child.
+pub fn signal_name(signal: i32) -> String {
+    Signal::try_from(signal)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| format!("signal {signal}"))
+}
+
 fn leader(child: &Child) -> Pid {
     Pid::from_raw(child.id() as i32)
 }

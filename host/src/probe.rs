@@ -247,9 +247,7 @@ pub fn probe(file: &Path, probe_bin: &Path, timeout: Duration) -> Result<Manifes
         ""
     };
     let what = if let Some(signal) = status.signal() {
-        let name = nix::sys::signal::Signal::try_from(signal)
-            .map(|s| s.as_str().to_string())
-            .unwrap_or_else(|_| format!("signal {signal}"));
+        let name = crate::child_group::signal_name(signal);
         format!("killed by {name}{during}")
     } else {
         match status.code() {

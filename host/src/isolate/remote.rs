@@ -400,9 +400,7 @@ fn describe(status: Option<ExitStatus>) -> String {
         return "ended".to_string();
     };
     if let Some(signal) = status.signal() {
-        let name = nix::sys::signal::Signal::try_from(signal)
-            .map(|s| s.as_str().to_string())
-            .unwrap_or_else(|_| format!("signal {signal}"));
+        let name = crate::child_group::signal_name(signal);
         return format!("was killed by {name}");
     }
     match status.code() {
