@@ -55,6 +55,29 @@ impl FileKey {
         Ok(FileKey::from_metadata(&std::fs::metadata(path)?))
     }
 
+    /// The key written on a command line (`size:mtime:ctime:inode:dev`), as the plugin
+    /// server is told which file it may open.
+    pub fn to_arg(&self) -> String {
+        format!(
+            "{}:{}:{}:{}:{}",
+            self.size, self.mtime_ns, self.ctime_ns, self.inode, self.dev
+        )
+    }
+
+    /// Reads [`FileKey::to_arg`] back.
+    pub fn from_arg(arg: &str) -> Option<FileKey> {
+        let mut parts = arg.split(':');
+        let mut next = || parts.next();
+        let key = FileKey {
+            size: next()?.parse().ok()?,
+            mtime_ns: next()?.parse().ok()?,
+            ctime_ns: next()?.parse().ok()?,
+            inode: next()?.parse().ok()?,
+            dev: next()?.parse().ok()?,
+        };
+        next().is_none().then_some(key)
+    }
+
     /// The key of a file whose metadata was already read.
     pub fn from_metadata(meta: &std::fs::Metadata) -> FileKey {
         FileKey {

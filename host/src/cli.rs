@@ -173,6 +173,10 @@ enum Command {
     ServePlugin {
         /// The plugin library.
         file: PathBuf,
+        /// The file as it was when the host read its manifest (`size:mtime:ctime:inode:dev`):
+        /// a file that differs is not opened.
+        #[arg(long = "expect")]
+        expect: Option<String>,
     },
 }
 
@@ -231,8 +235,16 @@ fn init_logging(global: &GlobalOptions) {
 
 fn dispatch(cli: Cli) -> u8 {
     // A plugin server loads its one library and nothing else.
-    if let Command::ServePlugin { file } = &cli.command {
-        return crate::isolate::serve(file);
+    if let Command::ServePlugin { file, expect } = &cli.command {
+        let expected = match expect.as_deref().map(crate::cache::FileKey::from_arg) {
+            Some(None) => {
+                eprintln!("panther-host plugin server: unreadable --expect value");
+                return exit_code::INVALID_INPUT;
+            }
+            Some(key) => key,
+            None => None,
+        };
+        return crate::isolate::serve(file, expected);
     }
     // `new` needs no settings and no plugins.
     if let Command::New {

@@ -167,7 +167,12 @@ impl LoadedPlugin {
         let Placement::Isolated(limits) = placement else {
             return self.claims(config);
         };
-        let reply = Remote::module_call(&self.path, PluginCall::Claims(json(config)), limits);
+        let reply = Remote::module_call(
+            &self.path,
+            self.key(),
+            PluginCall::Claims(json(config)),
+            limits,
+        );
         self.identity(&self.manifest.name)
             .answer("computing its claims", reply)
     }
@@ -186,7 +191,12 @@ impl LoadedPlugin {
             config: config.clone(),
             experiment: experiment.clone(),
         };
-        let reply = Remote::module_call(&self.path, PluginCall::Validate(json(&request)), limits);
+        let reply = Remote::module_call(
+            &self.path,
+            self.key(),
+            PluginCall::Validate(json(&request)),
+            limits,
+        );
         self.identity(&self.manifest.name)
             .answer("validating its configuration", reply)
     }
@@ -278,7 +288,7 @@ impl LoadedPlugin {
             return Ok(None);
         };
         let id = self.identity(instance);
-        match Remote::start(&self.path, kind, instance, config, ctx, limits) {
+        match Remote::start(&self.path, self.key(), kind, instance, config, ctx, limits) {
             Ok(remote) => Ok(Some((id, remote))),
             Err(message) => Err(id.error("starting", message)),
         }

@@ -83,6 +83,11 @@ impl LoadedPlugin {
             .clone()
     }
 
+    /// The file's identity when its manifest was read, when known.
+    pub fn key(&self) -> Option<FileKey> {
+        self.key
+    }
+
     /// Whether the library has been opened in this process.
     pub fn is_open(&self) -> bool {
         self.module.get().is_some_and(Result::is_ok)

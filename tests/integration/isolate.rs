@@ -518,3 +518,58 @@ fn the_call_limit_grows_with_the_slowdown_of_the_execution_environments() {
         "{err}"
     );
 }
+
+/// A plugin server opens its file only if it is still the file whose manifest the host read:
+/// a plugin rebuilt (or replaced) between loading the registry and starting its server is
+/// refused there, exactly as the in-process path refuses it.
+#[test]
+fn a_server_refuses_a_file_changed_since_its_manifest_was_read() {
+    use panther_host::{
+        isolate::{CallLimit, Isolation, Placement},
+        registry::{LoadOptions, Registry},
+    };
+    let sandbox = Sandbox::new();
+    let dir = sandbox.plugin_dir("plugins", &[build_dir().join("libpanther_plugin_json.so")]);
+    let mut options = LoadOptions::new(&[dir.clone()]);
+    options.cache_dir = Some(sandbox.cache_dir());
+    options.probe = Ok(build_dir().join("panther-plugin-probe"));
+    let registry = Registry::load_with(&options);
+    let json = registry
+        .get(panther_host::api::PluginKind::Reporter, "json")
+        .expect("json is found")
+        .clone();
+    let isolation = Isolation::new(true, &[]).with_server(host_bin());
+    let placement = isolation.placement(
+        &json.path,
+        &CallLimit::new(std::time::Duration::from_secs(30)),
+    );
+    assert!(matches!(placement, Placement::Isolated(_)));
+    let config = serde_json::json!({ "path": "result.json" });
+
+    // Unchanged: the server answers.
+    let claims = json
+        .claims_in(&placement, &config)
+        .expect("claims of an unchanged file");
+    assert!(!claims.is_empty(), "json claims its report file");
+
+    drop(isolation);
+
+    // Replaced by a copy of the same bytes (as a rebuild replaces it): a new server refuses it.
+    let file = dir.join("libpanther_plugin_json.so");
+    let copy = dir.join("rebuilt.tmp");
+    std::fs::copy(&file, &copy).unwrap();
+    std::fs::rename(&copy, &file).unwrap();
+    let fresh = Isolation::new(true, &[]).with_server(host_bin());
+    let placement = fresh.placement(
+        &json.path,
+        &CallLimit::new(std::time::Duration::from_secs(30)),
+    );
+    let err = json
+        .claims_in(&placement, &config)
+        .expect_err("a changed file is refused");
+    assert!(
+        err.to_string()
+            .contains("changed since its manifest was read"),
+        "{err}"
+    );
+}

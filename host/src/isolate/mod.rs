@@ -35,6 +35,8 @@ pub use server::serve;
 
 /// The hidden subcommand that turns the host binary into a plugin server.
 pub const SERVE_COMMAND: &str = "__serve-plugin";
+/// The plugin server's option naming the file as it was when its manifest was read.
+pub const EXPECT_FLAG: &str = "--expect";
 
 /// Which plugins a run isolates: none (the default), all, or those loaded from given folders.
 #[derive(Debug, Clone, Default)]

@@ -28,7 +28,7 @@ use super::{
     wire::{self, ContextCall, Frame, InstanceKind, PluginCall, Reply},
     Limits, SERVE_COMMAND,
 };
-use crate::bounded_lines::MAX_LINE;
+use crate::{bounded_lines::MAX_LINE, cache::FileKey};
 
 /// The descriptor a server writes its frames to ([`super::serve`] reads it).
 pub(super) const ANSWER_FD: i32 = 3;
@@ -73,6 +73,7 @@ impl Remote {
     /// `config` (JSON) and `ctx` serving its requests.
     pub fn start(
         file: &Path,
+        key: Option<FileKey>,
         kind: InstanceKind,
         instance: &str,
         config: &serde_json::Value,
@@ -84,7 +85,7 @@ impl Remote {
         // A server that answered module calls for this file has the library loaded already.
         let mut remote = match limits.pool.take(file) {
             Some(remote) => remote,
-            None => Remote::connect(file, instance, limits)?,
+            None => Remote::connect(file, key, instance, limits)?,
         };
         remote.limits = limits.clone();
         *lock(&remote.shared.ctx) = Some(ctx);
@@ -101,7 +102,12 @@ impl Remote {
     /// Makes one module call ([`PluginCall::Claims`], [`PluginCall::Validate`]) in a server
     /// with no instance for the library `file`: an idle one from the pool, else a new one,
     /// which goes back to the pool afterwards for the next question or the instance.
-    pub fn module_call(file: &Path, call: PluginCall, limits: &Limits) -> Reply {
+    pub fn module_call(
+        file: &Path,
+        key: Option<FileKey>,
+        call: PluginCall,
+        limits: &Limits,
+    ) -> Reply {
         let mut remote = match limits.pool.take(file) {
             Some(remote) => remote,
             None => {
@@ -109,7 +115,7 @@ impl Remote {
                     .file_stem()
                     .map(|s| s.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                Remote::connect(file, &name, limits)?
+                Remote::connect(file, key, &name, limits)?
             }
         };
         remote.limits = limits.clone();
@@ -122,7 +128,12 @@ impl Remote {
 
     /// Starts the server process and its reader thread. Until a context is set, the
     /// plugin's requests are refused (module calls get none).
-    fn connect(file: &Path, name: &str, limits: &Limits) -> Result<Remote, String> {
+    fn connect(
+        file: &Path,
+        key: Option<FileKey>,
+        name: &str,
+        limits: &Limits,
+    ) -> Result<Remote, String> {
         let parent = std::process::id();
         // The server answers on descriptor 3 so that its stdout stays the host's: a plugin
         // printing (or a reporter writing to `-`) behaves as it does in process.
@@ -139,6 +150,10 @@ impl Remote {
             // Ctrl-C reaches the host, which tears down through the server; the server
             // itself must not die of it first.
             .process_group(0);
+        // The server opens the file only if it is still the one whose manifest was read.
+        if let Some(key) = key {
+            command.arg(super::EXPECT_FLAG).arg(key.to_arg());
+        }
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
             command.pre_exec(move || {

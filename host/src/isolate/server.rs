@@ -30,15 +30,16 @@ use panther_plugin_api::abi::{HostContextBox, HostContextFfi, HostContextFfi_TO}
 
 use super::wire::{self, ContextCall, Frame, InstanceKind, PluginCall, Reply};
 use crate::{
+    cache::FileKey,
     exit_code::{INTERNAL_ERROR, OK},
     instance::{ExecutionEnvironment, NetworkEnvironment, Reporter},
-    loader::{self, LoadedPlugin},
+    loader::{self, LoadError, LoadErrorKind, LoadedPlugin},
 };
 use panther_plugin_api::__private::ValidateRequest;
 
 /// Serves the plugin in `file` until the host drops the instance or closes the connection;
 /// returns the exit code.
-pub fn serve(file: &Path) -> u8 {
+pub fn serve(file: &Path, expected: Option<FileKey>) -> u8 {
     let Some((input, protocol)) = private_descriptors() else {
         eprintln!(
             "panther-host plugin server: no protocol descriptors \
@@ -63,18 +64,20 @@ pub fn serve(file: &Path) -> u8 {
     let mut plugin: Option<LoadedPlugin> = None;
     for (id, call) in incoming {
         let reply = match call {
-            PluginCall::Claims(config) => module(file, &mut plugin).and_then(|plugin| {
+            PluginCall::Claims(config) => module(file, expected, &mut plugin).and_then(|plugin| {
                 let config = parse(&config, "configuration")?;
                 let claims = plugin.claims(&config).map_err(|e| e.message)?;
                 Ok(Some(to_json(&claims)))
             }),
-            PluginCall::Validate(request) => module(file, &mut plugin).and_then(|plugin| {
-                let request: ValidateRequest = parse(&request, "validation request")?;
-                let problems = plugin
-                    .validate(&request.config, &request.experiment)
-                    .map_err(|e| e.message)?;
-                Ok(Some(to_json(&problems)))
-            }),
+            PluginCall::Validate(request) => {
+                module(file, expected, &mut plugin).and_then(|plugin| {
+                    let request: ValidateRequest = parse(&request, "validation request")?;
+                    let problems = plugin
+                        .validate(&request.config, &request.experiment)
+                        .map_err(|e| e.message)?;
+                    Ok(Some(to_json(&problems)))
+                })
+            }
             PluginCall::New {
                 kind,
                 instance: name,
@@ -87,10 +90,12 @@ pub fn serve(file: &Path) -> u8 {
                     output_dir,
                     max_log_level,
                 };
-                build(file, &mut plugin, kind, &name, &config, ctx).map(|served| {
-                    instance = Some(served);
-                    None
-                })
+                module(file, expected, &mut plugin)
+                    .and_then(|plugin| build(plugin, kind, &name, &config, ctx))
+                    .map(|served| {
+                        instance = Some(served);
+                        None
+                    })
             }
             PluginCall::Drop => {
                 drop(instance.take());
@@ -151,11 +156,19 @@ impl Served {
 }
 
 /// The server's plugin, loaded on first use.
+/// The plugin, opened on first use; a file that is no longer the one the host read the
+/// manifest of (`expected`) is refused before it is opened, as in the host.
 fn module<'a>(
     file: &Path,
+    expected: Option<FileKey>,
     plugin: &'a mut Option<LoadedPlugin>,
 ) -> Result<&'a LoadedPlugin, String> {
     if plugin.is_none() {
+        if let Some(expected) = expected {
+            if FileKey::of(file).ok() != Some(expected) {
+                return Err(LoadError::new(file, LoadErrorKind::Changed).to_string());
+            }
+        }
         *plugin = Some(loader::load(file).map_err(|e| e.to_string())?);
     }
     Ok(plugin.as_ref().expect("loaded"))
@@ -170,14 +183,12 @@ fn to_json<T: serde::Serialize>(value: &T) -> String {
 }
 
 fn build(
-    file: &Path,
-    plugin: &mut Option<LoadedPlugin>,
+    plugin: &LoadedPlugin,
     kind: InstanceKind,
     name: &str,
     config: &str,
     ctx: RemoteContext,
 ) -> Result<Served, String> {
-    let plugin = module(file, plugin)?;
     let config: serde_json::Value = parse(config, "configuration")?;
     let ctx: HostContextBox = HostContextFfi_TO::from_ptr(RArc::new(ctx), TD_Opaque);
     // The error already names the instance and plugin; the host adds them again, so only
