@@ -530,7 +530,7 @@ fn a_server_refuses_a_file_changed_since_its_manifest_was_read() {
     };
     let sandbox = Sandbox::new();
     let dir = sandbox.plugin_dir("plugins", &[build_dir().join("libpanther_plugin_json.so")]);
-    let mut options = LoadOptions::new(&[dir.clone()]);
+    let mut options = LoadOptions::new(std::slice::from_ref(&dir));
     options.cache_dir = Some(sandbox.cache_dir());
     options.probe = Ok(build_dir().join("panther-plugin-probe"));
     let registry = Registry::load_with(&options);
