@@ -9,7 +9,10 @@
 //! ctime, inode, device): a file that changed in any of these is probed again. Failures are cached too, so a file
 //! that hangs the probe costs the time limit once, not on every command; outcomes that
 //! depend on permissions are never stored (see
-//! [`LoadErrorKind::depends_on_permissions`](crate::loader::LoadErrorKind::depends_on_permissions)).
+//! [`LoadErrorKind::depends_on_permissions`](crate::loader::LoadErrorKind::depends_on_permissions)),
+//! and failures that may depend on the process's surroundings (a library the dynamic loader
+//! did not find, a probe that ran out of time) hold only in the [`environment`] they were
+//! seen in.
 //!
 //! Writing takes a lock file, merges with what is on disk, writes a temporary file in the
 //! same folder and renames it over the cache: readers never see half a file and two hosts
@@ -26,7 +29,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::probe::Answer;
+use crate::{loader::LoadErrorKind, probe::Answer};
 
 /// Overrides the cache folder.
 pub const CACHE_DIR_ENV: &str = "PANTHER_CACHE_DIR";
@@ -124,6 +127,45 @@ pub struct Entry {
     pub key: FileKey,
     /// What the probe answered.
     pub answer: Answer,
+    /// For a failure that may depend on the process's surroundings rather than the file
+    /// (see [`LoadErrorKind::depends_on_environment`]), the [`environment`] it was seen in:
+    /// in another one the file is probed again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+}
+
+impl Entry {
+    /// Whether this answer still holds in `environment`.
+    fn holds_in(&self, environment: &str) -> bool {
+        match &self.answer {
+            Answer::Error { kind, .. } if kind.depends_on_environment() => {
+                self.environment.as_deref() == Some(environment)
+            }
+            _ => true,
+        }
+    }
+}
+
+/// What a probe's failure to open a file may depend on besides the file: the variables the
+/// dynamic loader reads, the loader's cache of installed libraries (`ldconfig` rewrites it
+/// when a library is installed) and the probe's time limit. A failure cached under one
+/// environment is not trusted under another: installing a missing library, setting
+/// `LD_LIBRARY_PATH` or raising `PANTHER_PROBE_TIMEOUT` makes the next command try again.
+pub fn environment(probe_timeout: std::time::Duration) -> String {
+    let var = |name: &str| {
+        std::env::var_os(name)
+            .map(|v| v.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let ld_cache = FileKey::of(Path::new("/etc/ld.so.cache"))
+        .map(|k| format!("{}:{}", k.size, k.mtime_ns))
+        .unwrap_or_default();
+    format!(
+        "LD_LIBRARY_PATH={};LD_PRELOAD={};ld.so.cache={ld_cache};timeout_ms={}",
+        var("LD_LIBRARY_PATH"),
+        var("LD_PRELOAD"),
+        probe_timeout.as_millis()
+    )
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -137,6 +179,8 @@ struct CacheFile {
 pub struct Cache {
     dir: Option<PathBuf>,
     header: Header,
+    /// The [`environment`] of this process.
+    environment: String,
     entries: BTreeMap<PathBuf, Entry>,
     learned: BTreeMap<PathBuf, Entry>,
 }
@@ -152,8 +196,8 @@ pub fn default_dir() -> Option<PathBuf> {
 
 impl Cache {
     /// Reads the cache in `dir` (no caching when `None`); a missing, unreadable or foreign
-    /// file is an empty cache.
-    pub fn open(dir: Option<PathBuf>, header: Header) -> Cache {
+    /// file is an empty cache. `environment` is this process's [`environment`].
+    pub fn open(dir: Option<PathBuf>, header: Header, environment: String) -> Cache {
         let entries = dir
             .as_deref()
             .and_then(|d| read(&d.join(FILE_NAME), &header))
@@ -161,6 +205,7 @@ impl Cache {
         Cache {
             dir,
             header,
+            environment,
             entries,
             learned: BTreeMap::new(),
         }
@@ -171,25 +216,36 @@ impl Cache {
         self.learned
             .get(path)
             .or_else(|| self.entries.get(path))
-            .filter(|e| e.key == *key)
+            .filter(|e| e.key == *key && e.holds_in(&self.environment))
             .map(|e| &e.answer)
     }
 
     /// Like [`Cache::get`], handing the answer over instead of lending it: each file is
     /// looked up once, and a manifest is not copied.
     pub fn take(&mut self, path: &Path, key: &FileKey) -> Option<Answer> {
-        if let Some(entry) = self.learned.get(path).filter(|e| e.key == *key) {
+        let fits = |e: &Entry| e.key == *key && e.holds_in(&self.environment);
+        if let Some(entry) = self.learned.get(path).filter(|e| fits(e)) {
             return Some(entry.answer.clone());
         }
         match self.entries.remove(path) {
-            Some(entry) if entry.key == *key => Some(entry.answer),
+            Some(entry) if fits(&entry) => Some(entry.answer),
             _ => None,
         }
     }
 
     /// Records what a probe answered about the file at `path`.
     pub fn put(&mut self, path: PathBuf, key: FileKey, answer: Answer) {
-        self.learned.insert(path, Entry { key, answer });
+        let environment =
+            matches!(&answer, Answer::Error { kind, .. } if kind.depends_on_environment())
+                .then(|| self.environment.clone());
+        self.learned.insert(
+            path,
+            Entry {
+                key,
+                answer,
+                environment,
+            },
+        );
     }
 
     /// Writes what was learned, merged with what is on disk now (see the module docs).
@@ -242,7 +298,6 @@ fn read(path: &Path, header: &Header) -> Option<BTreeMap<PathBuf, Entry>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loader::LoadErrorKind;
 
     fn header(host: &str) -> Header {
         Header {
@@ -266,22 +321,50 @@ mod tests {
         let file = dir.path().join("x.so");
         std::fs::write(&file, "x").unwrap();
         let key = FileKey::of(&file).unwrap();
-        let mut cache = Cache::open(Some(dir.path().into()), header("1"));
+        let mut cache = Cache::open(Some(dir.path().into()), header("1"), "env".into());
         cache.put(file.clone(), key, answer());
         cache.save().unwrap();
 
-        let again = Cache::open(Some(dir.path().into()), header("1"));
+        let again = Cache::open(Some(dir.path().into()), header("1"), "env".into());
         assert!(again.get(&file, &key).is_some());
         let other_key = FileKey { size: 2, ..key };
         assert!(again.get(&file, &other_key).is_none(), "a changed file");
-        let other_host = Cache::open(Some(dir.path().into()), header("2"));
+        let other_host = Cache::open(Some(dir.path().into()), header("2"), "env".into());
         assert!(
             other_host.get(&file, &key).is_none(),
             "another host version"
         );
 
         std::fs::write(dir.path().join(FILE_NAME), "{ corrupt").unwrap();
-        let corrupt = Cache::open(Some(dir.path().into()), header("1"));
+        let corrupt = Cache::open(Some(dir.path().into()), header("1"), "env".into());
         assert!(corrupt.get(&file, &key).is_none());
+    }
+
+    #[test]
+    fn failures_that_depend_on_the_environment_hold_only_in_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("x.so");
+        std::fs::write(&file, "x").unwrap();
+        let key = FileKey::of(&file).unwrap();
+        let missing_library = Answer::Error {
+            plugin: None,
+            kind: LoadErrorKind::Open("libfoo.so: cannot open shared object file".into()),
+        };
+        let mut cache = Cache::open(Some(dir.path().into()), header("1"), "a".into());
+        cache.put(file.clone(), key, missing_library);
+        cache.save().unwrap();
+
+        let same = Cache::open(Some(dir.path().into()), header("1"), "a".into());
+        assert!(same.get(&file, &key).is_some());
+        let mut other = Cache::open(Some(dir.path().into()), header("1"), "b".into());
+        assert!(other.get(&file, &key).is_none(), "probed again elsewhere");
+        assert!(other.take(&file, &key).is_none());
+
+        // What the file's bytes decide holds everywhere.
+        let mut cache = Cache::open(Some(dir.path().into()), header("1"), "a".into());
+        cache.put(file.clone(), key, answer());
+        cache.save().unwrap();
+        let other = Cache::open(Some(dir.path().into()), header("1"), "b".into());
+        assert!(other.get(&file, &key).is_some());
     }
 }

@@ -307,7 +307,7 @@ fn dispatch(cli: Cli) -> u8 {
     match cli.command {
         Command::List { format } => list(&registry, format),
         Command::Info { plugin, format } => info(&registry, &plugin, format),
-        Command::Check { files } => check(&registry, &isolation, &files),
+        Command::Check { files } => check(&registry, &isolation.clone().everything(), &files),
         Command::Doctor { format } => doctor(&registry, format),
         Command::Clean { network } => clean(&registry, network.as_deref(), &isolation),
         Command::New { .. } | Command::ServePlugin { .. } => {

@@ -42,7 +42,7 @@ use panther_plugin_api::{Command, CommandOutput, Event, ProcessState};
 
 use crate::{
     contain::{
-        cgroup::RunCgroup,
+        cgroup::{self, RunCgroup},
         mark::{self, Owner},
         reap,
     },
@@ -377,15 +377,30 @@ impl CommandProcessor {
         found
     }
 
-    /// Live processes in `group` (when given) or marked with `run_id` (and `seq`).
-    fn find(&self, run_id: &str, seq: Option<u64>, group: Option<u32>) -> Vec<Stray> {
-        let me = std::process::id();
-        let host_start = Owner::current().start;
+    /// Where the processes of one process `seq` can be: the members of the run's cgroup,
+    /// where there is one (every descendant joined it before its program started; a read
+    /// of one small file), else every process. The sweep at the end of the run reads every
+    /// process in any case, for what left the cgroup.
+    fn candidates(&self, seq: Option<u64>) -> Vec<u32> {
+        if seq.is_some() {
+            if let Some(cgroup) = &self.read_mark().cgroup {
+                return cgroup::members(cgroup.path());
+            }
+        }
         let Ok(entries) = std::fs::read_dir("/proc") else {
             return Vec::new();
         };
         entries
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .collect()
+    }
+
+    /// Live processes in `group` (when given) or marked with `run_id` (and `seq`).
+    fn find(&self, run_id: &str, seq: Option<u64>, group: Option<u32>) -> Vec<Stray> {
+        let me = std::process::id();
+        let host_start = Owner::current().start;
+        self.candidates(seq)
+            .into_iter()
             .filter(|&pid| pid != me)
             .filter_map(|pid| {
                 let stat = mark::stat(pid)?;

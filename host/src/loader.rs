@@ -219,6 +219,14 @@ impl LoadErrorKind {
                 | LoadErrorKind::Changed
         )
     }
+
+    /// Whether the outcome may depend on the process's surroundings rather than on the
+    /// file's bytes: the dynamic loader refused it (a library not found, a symbol not
+    /// defined), or the probe child exited, was killed or ran out of time (a constructor
+    /// that reads the environment, a busy machine). Cached only for the same environment.
+    pub fn depends_on_environment(&self) -> bool {
+        matches!(self, LoadErrorKind::Open(_) | LoadErrorKind::Probe(_))
+    }
 }
 
 /// Where to look for plugins: the `--plugin-dir` folders, then `PANTHER_PLUGIN_PATH`, then

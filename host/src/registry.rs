@@ -104,6 +104,7 @@ impl Registry {
         let mut cache = Cache::open(
             options.cache_dir.clone(),
             Header::current(options.probe.as_deref().ok()),
+            cache::environment(options.probe_timeout),
         );
 
         // What is known without a probe, and what must be probed.

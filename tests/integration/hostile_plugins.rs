@@ -559,7 +559,7 @@ fn two_hosts_filling_the_cache_at_once_both_end_correct() {
 }
 
 #[test]
-fn list_and_info_open_no_library_and_a_run_opens_only_what_it_uses() {
+fn list_info_and_check_open_no_library_and_a_run_opens_only_what_it_uses() {
     let sandbox = Sandbox::new();
     let experiment = sandbox.write(
         "e.toml",
@@ -568,18 +568,25 @@ fn list_and_info_open_no_library_and_a_run_opens_only_what_it_uses() {
             "[network]\nplugin = \"localhost\"\n\n[[report]]\nplugin = \"json\"\n",
         ),
     );
+    // The libraries the host process itself opened (`LD_DEBUG` lines start with the pid of
+    // the process that printed them: plugin servers and probes print theirs too).
     let opened = |args: &[&str]| -> Vec<String> {
-        let output = sandbox
+        let child = sandbox
             .bare_host()
             .arg("--plugin-dir")
             .arg(build_dir())
             .env("LD_DEBUG", "files")
             .args(args)
-            .output()
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
             .unwrap();
+        let host = format!("{}:", child.id());
+        let output = child.wait_with_output().unwrap();
         assert_eq!(code(&output), 0, "{args:?}: {}", stderr(&output));
         let mut files: Vec<String> = stderr(&output)
             .lines()
+            .filter(|l| l.trim_start().starts_with(&host))
             .filter(|l| l.contains("dynamically loaded by"))
             .filter_map(|l| l.split("file=").nth(1)?.split(' ').next().map(String::from))
             .filter(|f| f.contains("libpanther_plugin_"))
@@ -597,6 +604,58 @@ fn list_and_info_open_no_library_and_a_run_opens_only_what_it_uses() {
         "libpanther_plugin_json.so",
         "libpanther_plugin_localhost.so",
     ];
-    assert_eq!(opened(&["check", experiment.to_str().unwrap()]), used);
+    // `check` asks the plugins about their configuration in plugin servers.
+    assert_eq!(
+        opened(&["check", experiment.to_str().unwrap()]),
+        Vec::<String>::new()
+    );
     assert_eq!(opened(&["run", experiment.to_str().unwrap()]), used);
+}
+
+/// A failure the file's bytes do not decide (here a library the dynamic loader cannot find)
+/// is cached only for the environment it was seen in: once the library can be found, the
+/// next command probes the file again instead of repeating the old error.
+#[test]
+fn a_failure_that_depends_on_the_environment_is_probed_again_in_another() {
+    let sandbox = Sandbox::new();
+    let deps = sandbox.path().join("deps");
+    std::fs::create_dir_all(&deps).unwrap();
+    gcc("ctor.c", &[], &deps.join("libneeded.so"));
+    let dir = sandbox.plugin_dir("plugins", &[]);
+    let needs = dir.join("needs.so");
+    let link = format!("-L{}", deps.display());
+    gcc("ctor.c", &["-Wl,--no-as-needed", &link, "-lneeded"], &needs);
+
+    let error = |library_path: Option<&Path>| {
+        let mut command = sandbox.bare_host();
+        command.env_remove("LD_LIBRARY_PATH");
+        if let Some(path) = library_path {
+            command.env("LD_LIBRARY_PATH", path);
+        }
+        let output = command
+            .arg("--plugin-dir")
+            .arg(&dir)
+            .args(["list", "--format", "json"])
+            .output()
+            .unwrap();
+        let listing: Value = serde_json::from_str(&stdout(&output))
+            .unwrap_or_else(|e| panic!("{e}: {}", stderr(&output)));
+        listing["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["path"] == needs.to_str().unwrap())
+            .unwrap_or_else(|| panic!("no error for needs.so: {listing:#}"))["error"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let missing = error(None);
+    assert!(missing.contains("libneeded.so"), "{missing}");
+    assert_eq!(error(None), missing, "the same environment reads the cache");
+    let found = error(Some(&deps));
+    assert!(
+        found.starts_with("not a panther plugin: it exports no root module"),
+        "probed again once the library can be found: {found}"
+    );
 }
