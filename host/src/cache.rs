@@ -29,7 +29,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::{loader::LoadErrorKind, probe::Answer};
+use crate::probe::Answer;
 
 /// Overrides the cache folder.
 pub const CACHE_DIR_ENV: &str = "PANTHER_CACHE_DIR";
@@ -128,7 +128,8 @@ pub struct Entry {
     /// What the probe answered.
     pub answer: Answer,
     /// For a failure that may depend on the process's surroundings rather than the file
-    /// (see [`LoadErrorKind::depends_on_environment`]), the [`environment`] it was seen in:
+    /// (see
+    /// [`LoadErrorKind::depends_on_environment`](crate::loader::LoadErrorKind::depends_on_environment)), the [`environment`] it was seen in:
     /// in another one the file is probed again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<String>,
@@ -298,6 +299,7 @@ fn read(path: &Path, header: &Header) -> Option<BTreeMap<PathBuf, Entry>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::loader::LoadErrorKind;
 
     fn header(host: &str) -> Header {
         Header {
