@@ -123,10 +123,8 @@ struct Managed {
 /// What the processes of this processor are marked with.
 struct RunMark {
     run_id: String,
-    /// Created with the run's first process (a run of containers needs none).
+    /// Created when a run starts, where this host can create one.
     cgroup: Option<RunCgroup>,
-    /// Whether the run asked for a cgroup.
-    wants_cgroup: bool,
 }
 
 /// A process of the run found outside the process it descends from, and ended.
@@ -177,21 +175,22 @@ impl CommandProcessor {
             mark: RwLock::new(RunMark {
                 run_id,
                 cgroup: None,
-                wants_cgroup: false,
             }),
             left_behind: Mutex::new(Vec::new()),
         }
     }
 
     /// Marks every process started from now on with `run_id`, and puts them in a cgroup of
-    /// their own (created with the first of them) where this host can create one.
+    /// their own where this host can create one. The group is made now, so that on cgroup v1
+    /// the one costly move into it ([`crate::contain::spawner`]) happens while the run is
+    /// being prepared rather than before its first process starts.
     pub fn contain(&self, run_id: &str) {
         let mut mark = self.mark.write().unwrap_or_else(|e| e.into_inner());
         mark.run_id = run_id.to_string();
-        mark.wants_cgroup = true;
         if let Some(old) = mark.cgroup.take() {
             old.remove();
         }
+        mark.cgroup = RunCgroup::create(run_id);
     }
 
     /// The run id the processes are marked with.
@@ -220,6 +219,7 @@ impl CommandProcessor {
         let mut timed_out = false;
         let mut pause = Duration::from_micros(200);
         let status = loop {
+            let seen = crate::child_exit::generation();
             if let Ok(Some(status)) = child.try_wait() {
                 break status;
             }
@@ -228,7 +228,7 @@ impl CommandProcessor {
                 timed_out = over_time;
                 break self.terminate(&mut child, pid, seq, Duration::from_secs(2));
             }
-            thread::sleep(pause);
+            crate::child_exit::wait_after(seen, pause);
             pause = (pause * 2).min(Duration::from_millis(10));
         };
         // The group, and whatever left it, may hold processes the leader left behind.
@@ -471,10 +471,11 @@ impl CommandProcessor {
         self.signal_marked(seq, Signal::SIGTERM);
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline && !in_a_hurry() {
+            let seen = crate::child_exit::generation();
             if let Ok(Some(status)) = child.try_wait() {
                 return status;
             }
-            thread::sleep(Duration::from_millis(5));
+            crate::child_exit::wait_after(seen, Duration::from_millis(5));
         }
         let _ = killpg(group, Signal::SIGKILL);
         let _ = nix::sys::signal::kill(group, Signal::SIGKILL);
@@ -528,44 +529,26 @@ impl CommandProcessor {
         if let Some(cwd) = &command.cwd {
             process.current_dir(cwd);
         }
-        let mut mark = self.mark.write().unwrap_or_else(|e| e.into_inner());
-        if mark.wants_cgroup && mark.cgroup.is_none() {
-            mark.cgroup = RunCgroup::create(&mark.run_id);
-            // Once: where it cannot be created, it will not be for the next process either.
-            mark.wants_cgroup = false;
-        }
+        let mark = self.read_mark();
         process
             .env(mark::RUN_ID, &mark.run_id)
             .env(mark::OWNER, Owner::current().to_string())
             .env(mark::PROCESS, seq.to_string());
-        // Opened here, written in the child between fork and exec: nothing the child runs
-        // can start outside the group. (Close-on-exec: the program never sees it.)
-        let procs = mark.cgroup.as_ref().and_then(|c| {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(c.procs_file())
-                .ok()
-        });
-        drop(mark);
-        if let Some(procs) = &procs {
-            let fd = procs.as_raw_fd();
-            // SAFETY: the closure only calls write(2), which is async-signal-safe, on a
-            // descriptor that stays open until `spawn` returns; a failure leaves the child
-            // outside the cgroup, still marked and in its process group.
-            unsafe {
-                process.pre_exec(move || {
-                    libc::write(fd, b"0".as_ptr().cast(), 1);
-                    Ok(())
-                });
-            }
-        }
         let spawning = reap::spawn_lock();
-        let spawned = process.spawn();
+        // Born in the run's cgroup where a thread of the host sits in it (v1), else joining
+        // it by itself.
+        let spawned = match &mark.cgroup {
+            Some(cgroup) => match cgroup.spawn_inside(process) {
+                Ok(spawned) => spawned,
+                Err(process) => spawn_joining(process, Some(cgroup)),
+            },
+            None => spawn_joining(process, None),
+        };
+        drop(mark);
         if let Ok(child) = &spawned {
             reap::register_leader(child.id());
         }
         drop(spawning);
-        drop(procs);
         let mut child = spawned.map_err(|source| CommandError::Spawn {
             argv: argv.join(" "),
             cwd: command
@@ -652,4 +635,32 @@ fn state_of(status: ExitStatus) -> ProcessState {
             reason: format!("unknown exit status {status:?}"),
         },
     }
+}
+
+/// Spawns `process`, which joins `cgroup` (when given) between fork and exec: nothing the
+/// child runs can start outside the group.
+fn spawn_joining(
+    mut process: std::process::Command,
+    cgroup: Option<&RunCgroup>,
+) -> std::io::Result<Child> {
+    // Opened here, written in the child: close-on-exec, so the program never sees it.
+    let procs = cgroup.and_then(|c| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(c.procs_file())
+            .ok()
+    });
+    if let Some(procs) = &procs {
+        let fd = procs.as_raw_fd();
+        // SAFETY: the closure only calls write(2), which is async-signal-safe, on a
+        // descriptor that stays open until `spawn` returns; a failure leaves the child
+        // outside the cgroup, still marked and in its process group.
+        unsafe {
+            process.pre_exec(move || {
+                libc::write(fd, b"0".as_ptr().cast(), 1);
+                Ok(())
+            });
+        }
+    }
+    process.spawn()
 }

@@ -41,6 +41,7 @@
 
 mod bounded_lines;
 pub mod cache;
+mod child_exit;
 mod child_group;
 pub mod cli;
 pub mod command;

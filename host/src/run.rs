@@ -17,7 +17,6 @@ use std::{
     collections::BTreeMap,
     path::PathBuf,
     sync::{atomic::Ordering, Arc},
-    thread,
     time::{Duration, Instant},
 };
 
@@ -643,6 +642,8 @@ impl Run<'_> {
         let has_clients = deployed.iter().any(|d| d.def.role == Role::Client);
         let mut pause = Duration::from_millis(1);
         loop {
+            // Before asking: an exit after this wakes the sleep below at once.
+            let seen = crate::child_exit::generation();
             let env = scope.network(network).expect("adopted");
             match env.get_environment_status() {
                 Ok(status) => {
@@ -694,7 +695,10 @@ impl Run<'_> {
                 }
                 return;
             }
-            thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
+            crate::child_exit::wait_after(
+                seen,
+                pause.min(deadline.saturating_duration_since(Instant::now())),
+            );
             pause = (pause * 2).min(Duration::from_millis(25));
         }
     }

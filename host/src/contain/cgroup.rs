@@ -4,9 +4,10 @@
 //! controller; the v1 `freezer` controller; a hybrid v2 hierarchy at `/sys/fs/cgroup/unified`.
 //! Under the candidate's mount and the host's own cgroup there, a run's cgroup is
 //! `panther/<host pid>.<host start time>/<run id>`: `clean` recognises the groups of hosts
-//! that are gone by that name. A child joins the run's cgroup before it executes its program
-//! (it writes `0` into `cgroup.procs` between fork and exec), so nothing it starts can be
-//! outside. Where no candidate is writable (not root, no delegation) the run goes on without
+//! that are gone by that name. A child starts in the run's cgroup (on v1 it is spawned from a
+//! thread of the host that sits in the group, see [`super::spawner`]) or joins it before it
+//! executes its program (it writes `0` into `cgroup.procs` between fork and exec), so
+//! nothing it starts can be outside. Where no candidate is writable (not root, no delegation) the run goes on without
 //! a cgroup and relies on the mark and the process group.
 
 use std::{
@@ -119,6 +120,8 @@ pub fn parse_host_dir_name(name: &str) -> Option<Owner> {
 pub struct RunCgroup {
     dir: PathBuf,
     v2: bool,
+    /// On v1, the thread the run's processes are spawned from (see [`super::spawner`]).
+    spawner: Option<super::spawner::Spawner>,
 }
 
 impl RunCgroup {
@@ -143,10 +146,16 @@ impl RunCgroup {
         for _ in 0..3 {
             match fs::create_dir_all(&dir) {
                 Ok(()) => {
+                    let spawner = if hierarchy.v2 {
+                        None
+                    } else {
+                        super::spawner::Spawner::start(&dir.join("tasks"))
+                    };
                     return Some(RunCgroup {
                         dir,
                         v2: hierarchy.v2,
-                    })
+                        spawner,
+                    });
                 }
                 Err(err) => tracing::debug!("cannot create the cgroup {}: {err}", dir.display()),
             }
@@ -169,8 +178,23 @@ impl RunCgroup {
         kill_members(&self.dir, self.v2)
     }
 
+    /// Spawns `command` from inside the group (v1), so that its process starts in it; gives
+    /// the command back where no thread of the host is in the group, and the child must join
+    /// by itself ([`RunCgroup::procs_file`]).
+    pub fn spawn_inside(
+        &self,
+        command: std::process::Command,
+    ) -> Result<std::io::Result<std::process::Child>, std::process::Command> {
+        match &self.spawner {
+            Some(spawner) => spawner.spawn(command),
+            None => Err(command),
+        }
+    }
+
     /// Kills what is left and removes the group.
-    pub fn remove(&self) -> Vec<u32> {
+    pub fn remove(mut self) -> Vec<u32> {
+        // The spawner thread leaves the group by ending.
+        drop(self.spawner.take());
         let killed = self.kill_all();
         remove_dir(&self.dir);
         // The host folder goes with its last run (it stays while other runs use it).
@@ -181,12 +205,15 @@ impl RunCgroup {
     }
 }
 
-/// The pids in a group.
+/// The pids in a group, this host left out (on v1 a thread of the host may be a member;
+/// see [`super::spawner`]).
 pub fn members(dir: &Path) -> Vec<u32> {
+    let me = std::process::id();
     fs::read_to_string(dir.join("cgroup.procs"))
         .unwrap_or_default()
         .lines()
         .filter_map(|l| l.trim().parse().ok())
+        .filter(|&pid| pid != me)
         .collect()
 }
 

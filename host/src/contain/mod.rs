@@ -13,9 +13,13 @@
 //!   (not init's) and their exit can be collected; it reaps only processes it knows to be a
 //!   run's.
 //!
+//! [`spawner`]: on cgroup v1, the run's processes are spawned from a thread of the host that
+//! sits in the run's cgroup, so they are born in it (one move per run, not per process).
+//!
 //! [`stale`] is the `clean` side: processes and cgroups of hosts that no longer run.
 
 pub mod cgroup;
 pub mod mark;
 pub mod reap;
+pub mod spawner;
 pub mod stale;
