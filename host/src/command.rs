@@ -540,7 +540,7 @@ impl CommandProcessor {
         let spawned = match &mark.cgroup {
             Some(cgroup) => match cgroup.spawn_inside(process) {
                 Ok(spawned) => spawned,
-                Err(process) => spawn_joining(process, Some(cgroup)),
+                Err(process) => spawn_joining(*process, Some(cgroup)),
             },
             None => spawn_joining(process, None),
         };

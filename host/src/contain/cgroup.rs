@@ -181,13 +181,10 @@ impl RunCgroup {
     /// Spawns `command` from inside the group (v1), so that its process starts in it; gives
     /// the command back where no thread of the host is in the group, and the child must join
     /// by itself ([`RunCgroup::procs_file`]).
-    pub fn spawn_inside(
-        &self,
-        command: std::process::Command,
-    ) -> Result<std::io::Result<std::process::Child>, std::process::Command> {
+    pub fn spawn_inside(&self, command: std::process::Command) -> super::spawner::Answer {
         match &self.spawner {
             Some(spawner) => spawner.spawn(command),
-            None => Err(command),
+            None => Err(Box::new(command)),
         }
     }
 

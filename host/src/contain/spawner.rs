@@ -22,7 +22,7 @@ use std::{
 
 /// What the thread answers: the spawn's result, or the command back when the thread is not
 /// in the cgroup (the caller then has the child join by itself).
-type Answer = Result<io::Result<Child>, Command>;
+pub type Answer = Result<io::Result<Child>, Box<Command>>;
 type Job = (Command, mpsc::SyncSender<Answer>);
 
 /// A thread in the run's cgroup that spawns the run's processes.
@@ -53,7 +53,7 @@ impl Spawner {
                     let _ = answer.send(if joined {
                         Ok(command.spawn())
                     } else {
-                        Err(command)
+                        Err(Box::new(command))
                     });
                 }
             })
@@ -66,13 +66,13 @@ impl Spawner {
 
     /// Spawns `command` from the thread in the cgroup; gives the command back when that
     /// thread is not in the cgroup.
-    pub fn spawn(&self, command: Command) -> Result<io::Result<Child>, Command> {
+    pub fn spawn(&self, command: Command) -> Answer {
         let Some(jobs) = &self.jobs else {
-            return Err(command);
+            return Err(Box::new(command));
         };
         let (answer, answered) = mpsc::sync_channel(1);
         if let Err(mpsc::SendError((command, _))) = jobs.send((command, answer)) {
-            return Err(command);
+            return Err(Box::new(command));
         }
         answered.recv().unwrap_or_else(|_| {
             Ok(Err(io::Error::other(
