@@ -96,6 +96,37 @@ impl<T> Proxy<T> {
         Ok(())
     }
 
+    /// Adds an instance that does not take part (disabled in its scope): only its name must
+    /// be unique; its claims are not compared until it is activated.
+    pub fn add_inactive(
+        &mut self,
+        name: &str,
+        manifest: Manifest,
+        item: T,
+    ) -> Result<(), ProxyError> {
+        if self.instances.iter().any(|i| i.name == name) {
+            return Err(ProxyError::DuplicateName(name.to_string()));
+        }
+        self.instances.push(Instance {
+            name: name.to_string(),
+            manifest,
+            claims: Vec::new(),
+            active: false,
+            item,
+        });
+        Ok(())
+    }
+
+    /// The names of every instance, active or not, in the order they were added.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.instances.iter().map(|i| i.name.as_str())
+    }
+
+    /// Every instance, active or not, in the order they were added.
+    pub fn iter(&self) -> impl Iterator<Item = &Instance<T>> {
+        self.instances.iter()
+    }
+
     fn check(&self, candidate: &Instance<T>) -> Result<(), ProxyError> {
         for other in self
             .instances
