@@ -22,7 +22,7 @@ use crate::{
     context::RunServices,
     events::{Observer, TracingObserver},
     exit_code::{self, INTERNAL_ERROR, INVALID_INPUT, OK},
-    experiment::{self, ExperimentError, LoadDefaults},
+    experiment::{ExperimentError, LoadDefaults},
     isolate::{CallLimit, Isolation},
     job::{Job, Runner},
     loader::{self, LoadErrorKind, PLUGIN_PATH_ENV},
@@ -707,9 +707,7 @@ impl<'a> Resolver<'a> {
 
     /// Loads, validates and resolves one file: every problem, with its file and line.
     fn resolve(&self, file: &std::path::Path) -> Result<Plan, ExperimentError> {
-        let experiment =
-            experiment::load_with(file, self.registry, &self.plan.isolation, &self.load)?;
-        plan::build(self.registry, &experiment, &self.plan)
+        plan::load(file, self.registry, &self.load, &self.plan)
     }
 }
 

@@ -347,6 +347,26 @@ pub fn load_with(
     isolation: &Isolation,
     defaults: &LoadDefaults,
 ) -> Result<Experiment, ExperimentError> {
+    let (experiment, problems) = load_partial(path, registry, isolation, defaults)?;
+    if problems.is_empty() {
+        Ok(experiment)
+    } else {
+        Err(ExperimentError::Invalid {
+            path: path.to_path_buf(),
+            problems,
+        })
+    }
+}
+
+/// [`load_with`], giving the experiment as far as it could be read together with its
+/// problems, so that the plan built from it can add its own ([`crate::plan`]) and a user
+/// sees them all at once. Only an unreadable or unparsable file is an error.
+pub fn load_partial(
+    path: &Path,
+    registry: &Registry,
+    isolation: &Isolation,
+    defaults: &LoadDefaults,
+) -> Result<(Experiment, Vec<Problem>), ExperimentError> {
     let text = std::fs::read_to_string(path).map_err(|source| ExperimentError::Read {
         path: path.to_path_buf(),
         source,
@@ -391,14 +411,7 @@ pub fn load_with(
         scope_names: Vec::new(),
     };
     let experiment = validator.experiment(file, registry);
-    if validator.problems.is_empty() {
-        Ok(experiment)
-    } else {
-        Err(ExperimentError::Invalid {
-            path: path.to_path_buf(),
-            problems: validator.problems,
-        })
-    }
+    Ok((experiment, validator.problems))
 }
 
 struct Validator<'a> {

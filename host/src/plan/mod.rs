@@ -147,6 +147,37 @@ impl Plan {
     }
 }
 
+/// Reads, validates and resolves an experiment file: the loader's problems and the plan's
+/// together, each once (a section the loader found wrong is not reported again).
+pub fn load(
+    path: &std::path::Path,
+    registry: &Registry,
+    defaults: &crate::experiment::LoadDefaults,
+    options: &PlanOptions,
+) -> Result<Plan, ExperimentError> {
+    let (experiment, mut problems) =
+        crate::experiment::load_partial(path, registry, &options.isolation, defaults)?;
+    match build(registry, &experiment, options) {
+        Ok(plan) if problems.is_empty() => return Ok(plan),
+        Ok(_) => {}
+        Err(ExperimentError::Invalid { problems: more, .. }) => {
+            let reported: std::collections::BTreeSet<String> =
+                problems.iter().map(|p| p.location.clone()).collect();
+            let quiet = !problems.is_empty();
+            problems.extend(
+                more.into_iter().filter(|p| {
+                    !reported.contains(&p.location) && !(quiet && p.location.is_empty())
+                }),
+            );
+        }
+        Err(other) => return Err(other),
+    }
+    Err(ExperimentError::Invalid {
+        path: path.to_path_buf(),
+        problems,
+    })
+}
+
 /// Resolves `experiment` into a plan; every problem is listed, each with the file (and line)
 /// that caused it.
 pub fn build(
@@ -203,9 +234,6 @@ impl Builder<'_> {
 
     fn plan(&mut self) -> Option<Plan> {
         let experiment = self.experiment;
-        if let Err(reason) = experiment.check_paths() {
-            self.problem(experiment.path.display().to_string(), reason);
-        }
         let scope = resolve(self.chain());
         let network = self.network();
         let execution_all = self.execution_claims();

@@ -228,9 +228,10 @@ fn claims(builder: &mut Builder<'_>, item: &mut ReporterPlan) -> Option<Vec<Reso
                     builder.problem(
                         item.instance.location.clone(),
                         format!(
-                            "the report path `{}` of `{}` {why}",
+                            "`{}` ({}): the report path `{}` {why}",
+                            item.instance.name,
+                            item.instance.plugin,
                             names::shown(&Path::new(&path).to_string_lossy()),
-                            item.instance.name
                         ),
                     );
                 }
