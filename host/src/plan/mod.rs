@@ -166,7 +166,7 @@ pub fn load(
             let quiet = !problems.is_empty();
             problems.extend(
                 more.into_iter().filter(|p| {
-                    !reported.contains(&p.location) && !(quiet && p.location.is_empty())
+                    !reported.contains(&p.location) && (!quiet || !p.location.is_empty())
                 }),
             );
         }
