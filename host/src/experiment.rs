@@ -165,6 +165,8 @@ pub struct ServiceDef {
     pub expect_exit: i32,
     /// Its scope settings.
     pub scope: ScopeSettings,
+    /// `file:line:column` of its section.
+    pub location: String,
 }
 
 /// A validated experiment.
@@ -785,6 +787,7 @@ impl Validator<'_> {
                     role: s.role,
                     expect_exit,
                     scope,
+                    location: self.at(offset),
                 },
             ));
         }

@@ -324,4 +324,17 @@ drivers = { network_environment = "docker_compose" }"#,
         assert!(at_service.is_enabled(&["strace"]));
         assert!(!at_service.is_enabled(&["memcheck"]));
     }
+
+    #[test]
+    fn an_enable_list_restricts_only_the_type_it_names() {
+        let tracers = ["strace", "memcheck"];
+        let is_tracer = |name: &str| tracers.contains(&name);
+        let is_reporter = |name: &str| name == "json" || name == "junit";
+        let only_strace = resolve([&settings(r#"enable = ["strace"]"#)]);
+        assert!(only_strace.is_enabled_among(&["strace"], is_tracer));
+        assert!(!only_strace.is_enabled_among(&["memcheck"], is_tracer));
+        assert!(only_strace.is_enabled_among(&["json"], is_reporter));
+        let no_junit = resolve([&settings(r#"disable = ["junit"]"#)]);
+        assert!(!no_junit.is_enabled_among(&["junit"], is_reporter));
+    }
 }

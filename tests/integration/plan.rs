@@ -126,7 +126,10 @@ fn memcheck_on_one_service_and_helgrind_on_another_by_disabling() {
     assert_eq!(code(&output), 2, "{}", stderr(&output));
     let err = stderr(&output);
     assert!(
-        err.contains("on service `a`: `helgrind` cannot run with `memcheck`"),
+        err.contains(&format!(
+            "on service `a` ({}:5:1): `helgrind` cannot run with `memcheck`",
+            file.display()
+        )),
         "{err}"
     );
     assert!(!err.contains("on service `b`"), "{err}");

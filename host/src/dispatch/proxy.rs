@@ -224,6 +224,17 @@ mod tests {
     }
 
     #[test]
+    fn an_inactive_instance_claims_nothing_until_activated() {
+        let mut proxy = Proxy::new();
+        proxy.add_inactive("junit", manifest("junit"), ()).unwrap();
+        proxy
+            .add("json", manifest("json"), vec![Resource::Stdout], ())
+            .unwrap();
+        assert_eq!(proxy.active().count(), 1);
+        assert!(proxy.add_inactive("json", manifest("json"), ()).is_err());
+    }
+
+    #[test]
     fn refuses_declared_incompatibilities_both_ways() {
         let mut proxy = Proxy::new();
         proxy

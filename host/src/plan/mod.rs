@@ -161,14 +161,14 @@ pub fn load(
         Ok(plan) if problems.is_empty() => return Ok(plan),
         Ok(_) => {}
         Err(ExperimentError::Invalid { problems: more, .. }) => {
-            let reported: std::collections::BTreeSet<String> =
-                problems.iter().map(|p| p.location.clone()).collect();
+            // The plan checks what the loader checked too (plugins, schemas), for
+            // experiments built in code: the same problem is reported once.
             let quiet = !problems.is_empty();
-            problems.extend(
-                more.into_iter().filter(|p| {
-                    !reported.contains(&p.location) && (!quiet || !p.location.is_empty())
-                }),
-            );
+            for problem in more {
+                if !problems.contains(&problem) && (!quiet || !problem.location.is_empty()) {
+                    problems.push(problem);
+                }
+            }
         }
         Err(other) => return Err(other),
     }
@@ -318,23 +318,40 @@ impl Builder<'_> {
         }
     }
 
+    /// The plugin of an instance whose configuration its schema accepts; otherwise the
+    /// problem, in the loader's words (see [`load`]).
+    fn usable(&mut self, kind: PluginKind, instance: &PluginUse) -> Option<Arc<LoadedPlugin>> {
+        let plugin = match driver::choose(self.registry, kind, &instance.plugin) {
+            Ok(plugin) => Arc::clone(plugin),
+            Err(err) => {
+                self.problem(instance.location.clone(), err.to_string());
+                return None;
+            }
+        };
+        if let Err(errors) =
+            crate::experiment::validate_config(&plugin.manifest.config_schema, &instance.config)
+        {
+            for error in errors {
+                self.problem(
+                    instance.location.clone(),
+                    format!("`{}` ({}): {error}", instance.name, instance.plugin),
+                );
+            }
+            return None;
+        }
+        Some(plugin)
+    }
+
     /// Every configured execution environment with its plugin and claims (`None` when its
     /// plugin is missing or its configuration is refused: the loader reported it).
     fn execution_claims(&mut self) -> Vec<Option<ExecutionPlan>> {
         let mut all = Vec::with_capacity(self.experiment.execution.len());
         for exec in &self.experiment.execution {
-            let Some(plugin) = self
-                .registry
-                .get(PluginKind::ExecutionEnvironment, &exec.plugin)
-            else {
-                self.problem(
-                    exec.location.clone(),
-                    format!("no execution_environment plugin named `{}`", exec.plugin),
-                );
+            let Some(plugin) = self.usable(PluginKind::ExecutionEnvironment, exec) else {
                 all.push(None);
                 continue;
             };
-            let claims = match plugin.claims_in(&self.placement(plugin), &exec.config) {
+            let claims = match plugin.claims_in(&self.placement(&plugin), &exec.config) {
                 Ok(claims) => claims,
                 Err(err) => {
                     self.problem(exec.location.clone(), err.to_string());
@@ -344,7 +361,7 @@ impl Builder<'_> {
             };
             all.push(Some(ExecutionPlan {
                 instance: exec.clone(),
-                plugin: Arc::clone(plugin),
+                plugin,
                 claims,
             }));
         }

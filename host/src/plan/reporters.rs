@@ -5,16 +5,11 @@
 //! ones (stdout, files compared by their normalised path inside the results folder) are
 //! exclusive.
 
-use std::{path::Path, str::FromStr, sync::Arc};
+use std::{path::Path, str::FromStr};
 
 use panther_plugin_api::{PluginKind, Resource};
 
-use crate::{
-    dispatch::{driver, proxy::Proxy},
-    experiment::{validate_config, PluginUse},
-    names, results_path,
-    scope::Resolved,
-};
+use crate::{dispatch::proxy::Proxy, experiment::PluginUse, names, results_path, scope::Resolved};
 
 use super::{Builder, Origin, ReporterPlan, DEFAULT_REPORTERS};
 
@@ -66,36 +61,16 @@ pub(super) fn build(builder: &mut Builder<'_>, scope: &Resolved) -> Proxy<Report
         .iter()
         .flat_map(|(u, _)| [u.name.clone(), u.plugin.clone()])
         .collect();
-    let is_reporter = |name: &str| reporter_names.iter().any(|n| n == name);
+    let registry = builder.registry;
+    let is_reporter = |name: &str| {
+        reporter_names.iter().any(|n| n == name)
+            || registry.get(PluginKind::Reporter, name).is_some()
+    };
     let mut proxy = Proxy::new();
     for (instance, origin) in candidates.drain(..) {
-        let plugin = match builder.registry.get(PluginKind::Reporter, &instance.plugin) {
-            Some(plugin) => Arc::clone(plugin),
-            None => {
-                // A section's unknown plugin was reported by the loader.
-                if origin != Origin::Experiment {
-                    let err =
-                        driver::choose(builder.registry, PluginKind::Reporter, &instance.plugin)
-                            .err()
-                            .map(|e| e.to_string())
-                            .unwrap_or_default();
-                    builder.problem(instance.location.clone(), err);
-                }
-                continue;
-            }
+        let Some(plugin) = builder.usable(PluginKind::Reporter, &instance) else {
+            continue;
         };
-        if origin != Origin::Experiment {
-            // Sections were checked by the loader, with their lines.
-            if let Err(errors) = validate_config(&plugin.manifest.config_schema, &instance.config) {
-                for error in errors {
-                    builder.problem(
-                        instance.location.clone(),
-                        format!("`{}` ({}): {error}", instance.name, instance.plugin),
-                    );
-                }
-                continue;
-            }
-        }
         let active = scope.is_enabled_among(&[&instance.name, &instance.plugin], is_reporter);
         let mut item = ReporterPlan {
             instance,

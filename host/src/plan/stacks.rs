@@ -3,6 +3,8 @@
 //! that service only. Memcheck on one service and helgrind on another is fine, by
 //! `services = [...]` or by disabling one of them in a scope; both on one service is not.
 
+use panther_plugin_api::PluginKind;
+
 use crate::{
     dispatch::{
         extension::{Extension, Extensions},
@@ -25,7 +27,13 @@ pub(super) fn build(
         .iter()
         .flat_map(|e| [e.name.as_str(), e.plugin.as_str()])
         .collect();
-    let is_exec = |name: &str| exec_names.contains(&name);
+    let registry = builder.registry;
+    let is_exec = |name: &str| {
+        exec_names.contains(&name)
+            || registry
+                .get(PluginKind::ExecutionEnvironment, name)
+                .is_some()
+    };
     // Which configured instance ends up at which index of the plan.
     let mut used: Vec<Option<usize>> = vec![None; all.len()];
     let mut execution = Vec::new();
@@ -58,7 +66,7 @@ pub(super) fn build(
             ) {
                 builder.problem(
                     exec.instance.location.clone(),
-                    format!("on service `{}`: {err}", def.name),
+                    format!("on service `{}` ({}): {err}", def.name, def.location),
                 );
                 continue;
             }

@@ -145,6 +145,7 @@ fn service(name: &str, scope: ScopeSettings) -> ServiceDef {
         role: Role::Client,
         expect_exit: 0,
         scope,
+        location: format!("e.toml ({name})"),
     }
 }
 
@@ -207,7 +208,7 @@ fn incompatible_tools_on_different_services_by_disabling() {
     let together = experiment(vec![service("a", ScopeSettings::default())], both);
     let err = problems(build(&registry, &together, &PlanOptions::default()));
     assert!(
-        err.contains("on service `a`: `hel` cannot run with `mem`"),
+        err.contains("on service `a` (e.toml (a)): `hel` cannot run with `mem`"),
         "{err}"
     );
 }
