@@ -452,6 +452,21 @@ fn default_reporters_and_plugin_defaults_from_the_settings() {
         "pretty = false applied: {text}"
     );
 
+    // A reporter the settings name must exist.
+    let output = with_settings(
+        &sandbox,
+        "reporters = [\"json\", \"junti\"]\n",
+        &["check", file.to_str().unwrap()],
+    );
+    assert_eq!(code(&output), 2, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(
+            "settings.toml: `reporters`: no reporter plugin named `junti` (did you mean `junit`?)"
+        ),
+        "{}",
+        stderr(&output)
+    );
+
     // An experiment's own key wins over the default, key by key.
     let strace = "[[execution]]\nplugin = \"strace\"\nstring_size = 32\n";
     let file = sandbox.write("s.toml", &echo_experiment("traced", strace));

@@ -168,7 +168,7 @@ fn candidates(builder: &mut Builder<'_>) -> Vec<(PluginUse, Origin)> {
                 plugin: plugin.clone(),
                 services: None,
                 location: match origin {
-                    Origin::Settings => "the settings' `reporters`".to_string(),
+                    Origin::Settings => format!("{}: `reporters`", settings_source(builder)),
                     _ => "the default reporters".to_string(),
                 },
             },
@@ -176,6 +176,16 @@ fn candidates(builder: &mut Builder<'_>) -> Vec<(PluginUse, Origin)> {
         ));
     }
     candidates
+}
+
+/// Where the settings were written: the host scope's source.
+fn settings_source(builder: &Builder<'_>) -> String {
+    builder
+        .options
+        .outer
+        .iter()
+        .find(|l| l.level == crate::scope::ScopeLevel::Host)
+        .map_or_else(|| "the settings".to_string(), |l| l.source.clone())
 }
 
 /// The claims of an active reporter, its files normalised (and recorded in `item`); `None`
