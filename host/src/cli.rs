@@ -167,7 +167,8 @@ enum Command {
         /// Replace every experiment's timeout, e.g. `30s` or `2m` (at most 30 days).
         #[arg(long, value_name = "DURATION", value_parser = crate::limits::parse_timeout)]
         timeout: Option<Duration>,
-        /// Print the plan (services in order with their wrapped commands) and run nothing.
+        /// Print the plan (services in order with their wrapped commands, reporters, results
+        /// folder; with `--format json` every setting and where it came from) and run nothing.
         #[arg(long)]
         dry_run: bool,
         /// Run up to N experiments at once, each in its own scope and results folder.
