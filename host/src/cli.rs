@@ -318,7 +318,7 @@ fn dispatch(cli: Cli) -> u8 {
         Command::List { format } => list(&registry, format),
         Command::Info { plugin, format } => info(&registry, &plugin, format),
         Command::Check { files, reports } => {
-            let resolver = Resolver::new(&registry, &settings, &isolation, reports, None);
+            let resolver = Resolver::new(&registry, &settings, &isolation, reports, None, None);
             check(&resolver, &files)
         }
         Command::Doctor { format } => doctor(&registry, format),
@@ -335,7 +335,14 @@ fn dispatch(cli: Cli) -> u8 {
             format,
             jobs,
         } => {
-            let resolver = Resolver::new(&registry, &settings, &isolation, reports, output.clone());
+            let resolver = Resolver::new(
+                &registry,
+                &settings,
+                &isolation,
+                reports,
+                output.clone(),
+                timeout,
+            );
             if dry_run {
                 plan(&resolver, &files, format)
             } else {
@@ -680,6 +687,7 @@ impl<'a> Resolver<'a> {
         isolation: &Isolation,
         reports: Vec<ReportRequest>,
         output: Option<PathBuf>,
+        timeout: Option<Duration>,
     ) -> Self {
         let source = settings.source();
         let defaults = PluginDefaults::new(source.clone(), &settings.plugins);
@@ -702,6 +710,7 @@ impl<'a> Resolver<'a> {
                 plugin_defaults: defaults,
                 output,
                 settings_output: settings.output.clone(),
+                timeout,
             },
         }
     }

@@ -180,6 +180,8 @@ pub struct Experiment {
     pub description: Option<String>,
     /// How long the run may take (before slowdown scaling).
     pub timeout: Duration,
+    /// Whether the file set the timeout (else it is [`DEFAULT_TIMEOUT`]).
+    pub timeout_origin: Origin,
     /// Where results go, when the file says.
     pub output: Option<PathBuf>,
     /// Experiment-scope settings.
@@ -597,6 +599,11 @@ impl Validator<'_> {
             path: self.path.to_path_buf(),
             name,
             description: section.description,
+            timeout_origin: if timeout.is_some() {
+                Origin::Experiment
+            } else {
+                Origin::BuiltIn
+            },
             timeout: timeout.unwrap_or(DEFAULT_TIMEOUT),
             output,
             scope,

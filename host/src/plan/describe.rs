@@ -25,6 +25,18 @@ pub(super) fn settings(
             network.origin,
         ),
         Setting::new("output", &output.0, output.1),
+        match options.timeout {
+            Some(timeout) => Setting::new(
+                "timeout",
+                humantime::format_duration(timeout).to_string(),
+                Origin::Cli,
+            ),
+            None => Setting::new(
+                "timeout",
+                humantime::format_duration(experiment.timeout).to_string(),
+                experiment.timeout_origin,
+            ),
+        },
     ];
     match &options.default_reporters {
         Some(names) => settings.push(Setting::new("reporters", names, Origin::Settings)),

@@ -66,6 +66,9 @@ pub struct PlanOptions {
     pub output: Option<PathBuf>,
     /// The settings file's `output`.
     pub settings_output: Option<PathBuf>,
+    /// `--timeout`, which replaces the experiment's (shown in the plan's settings; the run
+    /// takes it from its options).
+    pub timeout: Option<Duration>,
 }
 
 /// The chosen network environment.

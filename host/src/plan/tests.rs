@@ -155,6 +155,7 @@ fn experiment(services: Vec<ServiceDef>, execution: Vec<PluginUse>) -> Experimen
         name: "e".into(),
         description: None,
         timeout: Duration::from_secs(5),
+        timeout_origin: Origin::Experiment,
         output: None,
         scope: ScopeSettings::default(),
         network: instance("net", serde_json::json!({})),
