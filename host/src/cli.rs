@@ -22,10 +22,12 @@ use crate::{
     context::RunServices,
     events::{Observer, TracingObserver},
     exit_code::{self, INTERNAL_ERROR, INVALID_INPUT, OK},
-    experiment::{self, ExperimentError},
+    experiment::{ExperimentError, LoadDefaults},
     isolate::{CallLimit, Isolation},
     job::{Job, Runner},
     loader::{self, LoadErrorKind, PLUGIN_PATH_ENV},
+    plan::{self, Layer, Plan, PlanOptions, ReportRequest},
+    plugin_defaults::PluginDefaults,
     registry::{LoadOptions, Registry},
     run::{self, RunOptions},
     settings::Settings,
@@ -144,20 +146,29 @@ enum Command {
         /// Experiment files.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
+        /// Check these command-line reporters too (as `run --report`).
+        #[arg(long = "report", value_name = "PLUGIN[=PATH]")]
+        reports: Vec<ReportRequest>,
     },
     /// Run experiments.
     Run {
         /// Experiment files, run one after the other.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
-        /// Results go to DIR/<experiment>/<timestamp>/ (default: the file's `output`, the
-        /// settings' `output`, else `results`).
+        /// Results go to DIR/<experiment>/<timestamp>/ for every file (default: the file's
+        /// `output`, else the settings' `output`, else `results`).
         #[arg(long, short, value_name = "DIR")]
         output: Option<PathBuf>,
+        /// Also write a report: `json=-` (stdout), `junit=out/junit.xml` (inside the results
+        /// folder), or a plugin name alone for its default path (repeatable). Replaces the
+        /// file's `[[report]]` of the same name; claims are checked as for the file's.
+        #[arg(long = "report", value_name = "PLUGIN[=PATH]")]
+        reports: Vec<ReportRequest>,
         /// Replace every experiment's timeout, e.g. `30s` or `2m` (at most 30 days).
         #[arg(long, value_name = "DURATION", value_parser = crate::limits::parse_timeout)]
         timeout: Option<Duration>,
-        /// Print the plan (services in order with their wrapped commands) and run nothing.
+        /// Print the plan (services in order with their wrapped commands, reporters, results
+        /// folder; with `--format json` every setting and where it came from) and run nothing.
         #[arg(long)]
         dry_run: bool,
         /// Run up to N experiments at once, each in its own scope and results folder.
@@ -304,10 +315,27 @@ fn dispatch(cli: Cli) -> u8 {
         cli.global.isolate || settings.isolate,
         &settings.isolate_plugin_dirs,
     );
+    // The settings' plugin defaults are checked once, against the plugins' schemas.
+    let defaults = PluginDefaults::new(settings.source(), &settings.plugins);
+    if matches!(cli.command, Command::Check { .. } | Command::Run { .. }) {
+        let problems = defaults.check(&registry);
+        if !problems.is_empty() {
+            for problem in problems {
+                eprintln!("error: {problem}");
+            }
+            return INVALID_INPUT;
+        }
+    }
     match cli.command {
         Command::List { format } => list(&registry, format),
         Command::Info { plugin, format } => info(&registry, &plugin, format),
-        Command::Check { files } => check(&registry, &isolation.clone().everything(), &files),
+        Command::Check { files, reports } => {
+            // A plugin's own `validate` and `claims` are its code: `check` asks them in
+            // plugin servers, so checking a file runs no plugin code in the host.
+            let isolation = isolation.clone().everything();
+            let resolver = Resolver::new(&registry, &settings, &isolation, reports, None, None);
+            check(&resolver, &files)
+        }
         Command::Doctor { format } => doctor(&registry, format),
         Command::Clean { network } => clean(&registry, network.as_deref(), &isolation),
         Command::New { .. } | Command::ServePlugin { .. } => {
@@ -316,18 +344,27 @@ fn dispatch(cli: Cli) -> u8 {
         Command::Run {
             files,
             output,
+            reports,
             timeout,
             dry_run,
             format,
             jobs,
         } => {
-            let output = output.or(settings.output.clone());
+            let resolver = Resolver::new(
+                &registry,
+                &settings,
+                &isolation,
+                reports,
+                output.clone(),
+                timeout,
+            );
             if dry_run {
-                plan(&registry, &settings, &isolation, &files, format)
+                plan(&resolver, &files, format)
             } else {
                 run_files(
                     &registry,
                     &settings,
+                    &resolver,
                     RunRequest {
                         files: &files,
                         output,
@@ -651,21 +688,70 @@ fn ptrace_usable(strace: &std::path::Path) -> Result<(), String> {
     }
 }
 
-fn check(registry: &Registry, isolation: &Isolation, files: &[PathBuf]) -> u8 {
+/// Turns experiment files into plans, with what the settings and the command line give.
+struct Resolver<'a> {
+    registry: &'a Registry,
+    load: LoadDefaults,
+    plan: PlanOptions,
+}
+
+impl<'a> Resolver<'a> {
+    fn new(
+        registry: &'a Registry,
+        settings: &Settings,
+        isolation: &Isolation,
+        reports: Vec<ReportRequest>,
+        output: Option<PathBuf>,
+        timeout: Option<Duration>,
+    ) -> Self {
+        let source = settings.source();
+        let defaults = PluginDefaults::new(source.clone(), &settings.plugins);
+        let network = settings
+            .scope
+            .drivers
+            .get(panther_plugin_api::PluginKind::NetworkEnvironment.as_str())
+            .map(|name| (name.clone(), source.clone()));
+        Resolver {
+            registry,
+            load: LoadDefaults {
+                network,
+                plugins: defaults.clone(),
+            },
+            plan: PlanOptions {
+                outer: vec![Layer::host(source, settings.scope.clone())],
+                isolation: isolation.clone(),
+                reports,
+                default_reporters: settings.reporters.clone(),
+                plugin_defaults: defaults,
+                output,
+                settings_output: settings.output.clone(),
+                timeout,
+            },
+        }
+    }
+
+    /// Loads, validates and resolves one file: every problem, with its file and line.
+    fn resolve(&self, file: &std::path::Path) -> Result<Plan, ExperimentError> {
+        plan::load(file, self.registry, &self.load, &self.plan)
+    }
+}
+
+fn check(resolver: &Resolver<'_>, files: &[PathBuf]) -> u8 {
     let mut code = OK;
     for file in files {
-        match experiment::load_isolated(file, registry, isolation) {
-            Ok(exp) => {
+        match resolver.resolve(file) {
+            Ok(plan) => {
+                let reports = plan.active_reporters().count();
                 println!(
                     "{}: ok ({} service{}, network {}, {} execution environment{}, {} report{})",
                     file.display(),
-                    exp.services.len(),
-                    plural(exp.services.len()),
-                    exp.network.plugin,
-                    exp.execution.len(),
-                    plural(exp.execution.len()),
-                    exp.reports.len(),
-                    plural(exp.reports.len()),
+                    plan.services.len(),
+                    plural(plan.services.len()),
+                    plan.network.instance.plugin,
+                    plan.execution.len(),
+                    plural(plan.execution.len()),
+                    reports,
+                    plural(reports),
                 );
             }
             Err(err) => code = exit_code::worst([code, report_experiment_error(&err)]),
@@ -739,29 +825,26 @@ fn count_stop_signals() {
     });
 }
 
-fn plan(
-    registry: &Registry,
-    settings: &Settings,
-    isolation: &Isolation,
-    files: &[PathBuf],
-    format: Format,
-) -> u8 {
+fn plan(resolver: &Resolver<'_>, files: &[PathBuf], format: Format) -> u8 {
     let mut code = OK;
     let mut all = Vec::new();
     for file in files {
-        let exp = match experiment::load_isolated(file, registry, isolation) {
-            Ok(exp) => exp,
+        let plan = match resolver.resolve(file) {
+            Ok(plan) => plan,
             Err(err) => {
                 code = exit_code::worst([code, report_experiment_error(&err)]);
                 continue;
             }
         };
-        match run::dry_run(
-            registry,
-            &exp,
-            options(settings, isolation, PathBuf::new(), None, 0),
-        ) {
-            Ok(planned) => all.push((exp, planned)),
+        let options = options(
+            &Settings::default(),
+            &resolver.plan.isolation,
+            PathBuf::new(),
+            None,
+            0,
+        );
+        match run::dry_run(&plan, options) {
+            Ok(planned) => all.push((plan, planned)),
             Err(errors) => {
                 for e in errors {
                     eprintln!("error: {e}");
@@ -772,18 +855,42 @@ fn plan(
     }
     let mut out = std::io::stdout().lock();
     if format == Format::Json {
-        let value: Vec<_> = all.iter().map(|(exp, planned)| json!({ "experiment": exp.name, "network": exp.network.plugin, "services": planned })).collect();
+        let value: Vec<_> = all
+            .iter()
+            .map(|(plan, planned)| {
+                json!({
+                    "experiment": plan.experiment.name,
+                    "network": plan.network.instance.plugin,
+                    "services": planned,
+                    "plan": plan.describe(),
+                })
+            })
+            .collect();
         let _ = writeln!(out, "{:#}", serde_json::Value::Array(value));
         return code;
     }
-    for (exp, planned) in &all {
+    for (plan, planned) in &all {
+        let exp = &plan.experiment;
         let _ = writeln!(
             out,
             "experiment {} on {} (timeout {})",
             exp.name,
-            exp.network.plugin,
+            plan.network.instance.plugin,
             humantime::format_duration(exp.timeout)
         );
+        let _ = writeln!(
+            out,
+            "  results: {} ({})",
+            plan.output.0.display(),
+            plan.output.1.as_str()
+        );
+        let reports: Vec<String> = plan
+            .active_reporters()
+            .map(|r| format!("{} ({})", r.instance.name, r.origin.as_str()))
+            .collect();
+        if !reports.is_empty() {
+            let _ = writeln!(out, "  reports: {}", reports.join(", "));
+        }
         for (i, p) in planned.iter().enumerate() {
             let role = match p.spec.role {
                 panther_plugin_api::Role::Server => "server",
@@ -851,13 +958,18 @@ struct RunRequest<'a> {
     isolation: Isolation,
 }
 
-fn run_files(registry: &Arc<Registry>, settings: &Settings, request: RunRequest<'_>) -> u8 {
-    // Validate everything before starting anything.
-    let mut experiments = Vec::new();
+fn run_files(
+    registry: &Arc<Registry>,
+    settings: &Settings,
+    resolver: &Resolver<'_>,
+    request: RunRequest<'_>,
+) -> u8 {
+    // Validate and resolve everything before starting anything.
+    let mut plans = Vec::new();
     let mut invalid = false;
     for file in request.files {
-        match experiment::load_isolated(file, registry, &request.isolation) {
-            Ok(exp) => experiments.push(exp),
+        match resolver.resolve(file) {
+            Ok(plan) => plans.push(plan),
             Err(err) => invalid = report_experiment_error(&err) == INVALID_INPUT || invalid,
         }
     }
@@ -870,21 +982,16 @@ fn run_files(registry: &Arc<Registry>, settings: &Settings, request: RunRequest<
     } else {
         tracing::debug!("cannot become a child subreaper; orphaned service processes go to init");
     }
-    if experiments.len() == 1 {
-        let exp = experiments.remove(0);
-        let root = request
-            .output
-            .clone()
-            .or(exp.output.clone())
-            .unwrap_or_else(|| PathBuf::from("results"));
+    if plans.len() == 1 {
+        let plan = plans.remove(0);
         let opts = options(
             settings,
             &request.isolation,
-            root,
+            plan.output.0.clone(),
             request.timeout,
             request.verbose,
         );
-        return match run::run(registry, &exp, opts) {
+        return match run::run_plan(&plan, opts) {
             Ok(result) => {
                 // Quiet runs speak only when something went wrong.
                 if !request.quiet || result.status != RunStatus::Passed {
@@ -895,7 +1002,7 @@ fn run_files(registry: &Arc<Registry>, settings: &Settings, request: RunRequest<
             Err(err) => report_error(&err, INTERNAL_ERROR),
         };
     }
-    run_job(registry, settings, experiments, &request)
+    run_job(registry, settings, plans, &request)
 }
 
 /// Several experiments: a job with `--jobs` runners, a job-level report, progress bars when
@@ -903,13 +1010,15 @@ fn run_files(registry: &Arc<Registry>, settings: &Settings, request: RunRequest<
 fn run_job(
     registry: &Arc<Registry>,
     settings: &Settings,
-    experiments: Vec<crate::experiment::Experiment>,
+    experiments: Vec<Plan>,
     request: &RunRequest<'_>,
 ) -> u8 {
+    // The job's own report goes where no experiment file decides: -o, the settings' output.
     let root = request
         .output
         .clone()
-        .unwrap_or_else(|| PathBuf::from("results"));
+        .or_else(|| settings.output.clone())
+        .unwrap_or_else(|| PathBuf::from(plan::DEFAULT_OUTPUT));
     let template = options(
         settings,
         &request.isolation,
@@ -937,7 +1046,7 @@ fn run_job(
             experiments.len(),
         )));
     }
-    let result = job.run_parallel(experiments);
+    let result = job.run_plans(experiments);
     let mut codes = Vec::new();
     for outcome in &result.outcomes {
         match (&outcome.result, &outcome.error) {

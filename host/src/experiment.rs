@@ -12,18 +12,19 @@ use std::{
     time::Duration,
 };
 
-use panther_plugin_api::{PluginKind, Readiness, ReadyCheck, Resource, Role, ValidationContext};
+use panther_plugin_api::{PluginKind, Readiness, ReadyCheck, Role, ValidationContext};
 use serde::Deserialize;
 use toml::Spanned;
 
 use crate::{
-    dispatch::{driver, proxy::Proxy},
+    dispatch::driver,
     isolate::{CallLimit, Isolation, Placement},
     keys, limits,
     loader::LoadedPlugin,
     names,
+    plan::Origin,
+    plugin_defaults::PluginDefaults,
     registry::Registry,
-    results_path,
     scope::ScopeSettings,
 };
 
@@ -62,11 +63,11 @@ struct ExperimentSection {
     #[serde(default, alias = "output_directory")]
     output: Option<Spanned<PathBuf>>,
     #[serde(default)]
-    enable: Option<Vec<String>>,
+    enable: Option<Vec<Spanned<String>>>,
     #[serde(default)]
-    disable: Vec<String>,
+    disable: Vec<Spanned<String>>,
     #[serde(default)]
-    order: Vec<String>,
+    order: Vec<Spanned<String>>,
     #[serde(default)]
     fail_fast: Option<bool>,
 }
@@ -100,9 +101,9 @@ struct ServiceSection {
     #[serde(default)]
     expect_exit: Option<Spanned<i32>>,
     #[serde(default)]
-    enable: Option<Vec<String>>,
+    enable: Option<Vec<Spanned<String>>>,
     #[serde(default)]
-    disable: Vec<String>,
+    disable: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -164,6 +165,8 @@ pub struct ServiceDef {
     pub expect_exit: i32,
     /// Its scope settings.
     pub scope: ScopeSettings,
+    /// `file:line:column` of its section.
+    pub location: String,
 }
 
 /// A validated experiment.
@@ -177,12 +180,16 @@ pub struct Experiment {
     pub description: Option<String>,
     /// How long the run may take (before slowdown scaling).
     pub timeout: Duration,
+    /// Whether the file set the timeout (else it is [`DEFAULT_TIMEOUT`]).
+    pub timeout_origin: Origin,
     /// Where results go, when the file says.
     pub output: Option<PathBuf>,
     /// Experiment-scope settings.
     pub scope: ScopeSettings,
     /// The network environment.
     pub network: PluginUse,
+    /// Who chose it: the file's `[network]`, the settings' `drivers`, or the built-in default.
+    pub network_origin: Origin,
     /// The execution environments, in configured order.
     pub execution: Vec<PluginUse>,
     /// The services, in dependency order.
@@ -193,9 +200,9 @@ pub struct Experiment {
 
 impl Experiment {
     /// Checks once more, before a run writes anything, that every name the host turns into a
-    /// path is a name and every report file stays inside the results folder. [`load`] already
-    /// refused such files; this guards experiments built in code (the Job API).
-    pub fn check_paths(&self, registry: &Registry, isolation: &Isolation) -> Result<(), String> {
+    /// path is a name. [`load`] already refused such files; this guards experiments built in
+    /// code (the Job API). Report paths are checked when the plan is built.
+    pub fn check_paths(&self) -> Result<(), String> {
         let name = |what: &str, name: &str| {
             names::check(name).map_err(|err| format!("{what} `{}` {err}", names::shown(name)))
         };
@@ -206,41 +213,18 @@ impl Experiment {
         for instance in self.execution.iter().chain(&self.reports) {
             name("the instance name", &instance.name)?;
         }
-        for report in &self.reports {
-            report_files(registry, isolation, report)?;
-        }
         Ok(())
     }
 }
 
-/// The files a reporter instance writes (its file claims), relative to the results folder
-/// and normalised; refused when one would be written outside it. An isolated reporter is
-/// asked in its plugin server, as everywhere else.
-pub fn report_files(
-    registry: &Registry,
-    isolation: &Isolation,
-    report: &PluginUse,
-) -> Result<Vec<PathBuf>, String> {
-    let Some(plugin) = registry.get(PluginKind::Reporter, &report.plugin) else {
-        return Ok(Vec::new()); // instantiating it reports the missing plugin
-    };
-    let placement = isolation.placement(&plugin.path, &CallLimit::new(MODULE_CALL_LIMIT));
-    let claims = plugin
-        .claims_in(&placement, &report.config)
-        .map_err(|e| e.to_string())?;
-    claims
-        .into_iter()
-        .filter_map(|claim| match claim {
-            Resource::File(path) => Some(results_path::normalise(&path).map_err(|why| {
-                format!(
-                    "the report path `{}` of `{}` {why}",
-                    names::shown(&path.to_string_lossy()),
-                    report.name
-                )
-            })),
-            _ => None,
-        })
-        .collect()
+/// What the scopes around an experiment give its loader: the driver a settings file chose
+/// and the plugins' default configurations.
+#[derive(Debug, Clone, Default)]
+pub struct LoadDefaults {
+    /// The network environment when the file has no `[network]`, and where it was chosen.
+    pub network: Option<(String, String)>,
+    /// Default configuration per plugin, merged under each section's own.
+    pub plugins: PluginDefaults,
 }
 
 /// One thing wrong with an experiment file.
@@ -357,6 +341,36 @@ pub fn load_isolated(
     registry: &Registry,
     isolation: &Isolation,
 ) -> Result<Experiment, ExperimentError> {
+    load_with(path, registry, isolation, &LoadDefaults::default())
+}
+
+/// [`load_isolated`] with what the settings give: a default driver, plugin defaults.
+pub fn load_with(
+    path: &Path,
+    registry: &Registry,
+    isolation: &Isolation,
+    defaults: &LoadDefaults,
+) -> Result<Experiment, ExperimentError> {
+    let (experiment, problems) = load_partial(path, registry, isolation, defaults)?;
+    if problems.is_empty() {
+        Ok(experiment)
+    } else {
+        Err(ExperimentError::Invalid {
+            path: path.to_path_buf(),
+            problems,
+        })
+    }
+}
+
+/// [`load_with`], giving the experiment as far as it could be read together with its
+/// problems, so that the plan built from it can add its own ([`crate::plan`]) and a user
+/// sees them all at once. Only an unreadable or unparsable file is an error.
+pub fn load_partial(
+    path: &Path,
+    registry: &Registry,
+    isolation: &Isolation,
+    defaults: &LoadDefaults,
+) -> Result<(Experiment, Vec<Problem>), ExperimentError> {
     let text = std::fs::read_to_string(path).map_err(|source| ExperimentError::Read {
         path: path.to_path_buf(),
         source,
@@ -397,16 +411,11 @@ pub fn load_isolated(
         problems,
         context: ValidationContext::default(),
         isolation,
+        defaults,
+        scope_names: Vec::new(),
     };
     let experiment = validator.experiment(file, registry);
-    if validator.problems.is_empty() {
-        Ok(experiment)
-    } else {
-        Err(ExperimentError::Invalid {
-            path: path.to_path_buf(),
-            problems: validator.problems,
-        })
-    }
+    Ok((experiment, validator.problems))
 }
 
 struct Validator<'a> {
@@ -420,6 +429,10 @@ struct Validator<'a> {
     context: ValidationContext,
     /// Which plugins answer from plugin servers.
     isolation: &'a Isolation,
+    /// What the settings give.
+    defaults: &'a LoadDefaults,
+    /// The names of the file's scope lists: (offset, list, name).
+    scope_names: Vec<(usize, &'static str, String)>,
 }
 
 impl Validator<'_> {
@@ -507,9 +520,9 @@ impl Validator<'_> {
             output
         });
         let scope = ScopeSettings {
-            enable: section.enable,
-            disable: section.disable,
-            order: section.order,
+            enable: section.enable.map(|list| self.scope_names("enable", list)),
+            disable: self.scope_names("disable", section.disable),
+            order: self.scope_names("order", section.order),
             drivers: BTreeMap::new(),
             fail_fast: section.fail_fast,
         };
@@ -521,17 +534,29 @@ impl Validator<'_> {
             services: services.iter().map(|(_, s)| s.name.clone()).collect(),
         };
 
+        let file_network = file.network.is_some();
         let network = match file.network {
             Some(section) => {
                 self.plugin_use(section, PluginKind::NetworkEnvironment, registry, None)
             }
-            None => Some(PluginUse {
-                plugin: DEFAULT_NETWORK.to_string(),
-                name: DEFAULT_NETWORK.to_string(),
-                services: None,
-                config: serde_json::json!({}),
-                location: self.at(0),
-            }),
+            None => {
+                let (plugin, location) = match &self.defaults.network {
+                    Some((plugin, source)) => (plugin.clone(), source.clone()),
+                    None => (DEFAULT_NETWORK.to_string(), self.at(0)),
+                };
+                Some(PluginUse {
+                    config: self.defaults.plugins.merge(&plugin, &serde_json::json!({})),
+                    name: plugin.clone(),
+                    plugin,
+                    services: None,
+                    location,
+                })
+            }
+        };
+        let network_origin = match (&file_network, &self.defaults.network) {
+            (true, _) => Origin::Experiment,
+            (false, Some(_)) => Origin::Settings,
+            (false, None) => Origin::BuiltIn,
         };
         let network = network.unwrap_or_else(|| PluginUse {
             plugin: String::new(),
@@ -540,7 +565,7 @@ impl Validator<'_> {
             config: serde_json::Value::Null,
             location: String::new(),
         });
-        if !network.plugin.is_empty() {
+        if !network.plugin.is_empty() && !file_network {
             self.check_driver(&network, registry);
         }
         let execution: Vec<PluginUse> = file
@@ -556,8 +581,7 @@ impl Validator<'_> {
             .filter_map(|s| self.plugin_use(s, PluginKind::Reporter, registry, None))
             .collect();
 
-        self.check_reporters(&reports, registry);
-        self.check_stacks(&execution, &services, registry);
+        self.check_scope_names(&execution, &reports, registry);
         if let Some(plugin) = registry.get(PluginKind::NetworkEnvironment, &network.plugin) {
             if plugin
                 .manifest
@@ -575,13 +599,57 @@ impl Validator<'_> {
             path: self.path.to_path_buf(),
             name,
             description: section.description,
+            timeout_origin: if timeout.is_some() {
+                Origin::Experiment
+            } else {
+                Origin::BuiltIn
+            },
             timeout: timeout.unwrap_or(DEFAULT_TIMEOUT),
             output,
             scope,
             network,
+            network_origin,
             execution,
             services,
             reports,
+        }
+    }
+
+    /// The names of a scope list, each kept with its position to be checked once every
+    /// instance is known ([`Validator::check_scope_names`]).
+    fn scope_names(&mut self, key: &'static str, list: Vec<Spanned<String>>) -> Vec<String> {
+        list.into_iter()
+            .map(|name| {
+                let offset = name.span().start;
+                let name = name.into_inner();
+                self.scope_names.push((offset, key, name.clone()));
+                name
+            })
+            .collect()
+    }
+
+    /// Every name in an `enable`, `disable` or `order` list of the file must name a plugin
+    /// that acts as an extension or reporter, or an instance of the file: a typo would
+    /// otherwise silently do nothing.
+    fn check_scope_names(
+        &mut self,
+        execution: &[PluginUse],
+        reports: &[PluginUse],
+        registry: &Registry,
+    ) {
+        let mut known: Vec<String> = [PluginKind::ExecutionEnvironment, PluginKind::Reporter]
+            .into_iter()
+            .flat_map(|kind| registry.names(kind))
+            .map(String::from)
+            .chain(execution.iter().chain(reports).map(|u| u.name.clone()))
+            .collect();
+        known.sort();
+        known.dedup();
+        for (offset, key, name) in std::mem::take(&mut self.scope_names) {
+            if known.binary_search(&name).is_err() {
+                let message = crate::plan::unknown_name(key, &name, &known);
+                self.problem(offset, message);
+            }
         }
     }
 
@@ -709,8 +777,8 @@ impl Validator<'_> {
                 None => base.to_path_buf(),
             };
             let scope = ScopeSettings {
-                enable: s.enable,
-                disable: s.disable,
+                enable: s.enable.map(|list| self.scope_names("enable", list)),
+                disable: self.scope_names("disable", s.disable),
                 ..ScopeSettings::default()
             };
             services.push((
@@ -726,6 +794,7 @@ impl Validator<'_> {
                     role: s.role,
                     expect_exit,
                     scope,
+                    location: self.at(offset),
                 },
             ));
         }
@@ -846,6 +915,7 @@ impl Validator<'_> {
             }
         }
         let config = serde_json::to_value(&section.config).unwrap_or_default();
+        let config = self.defaults.plugins.merge(&section.plugin, &config);
         let use_ = PluginUse {
             name: section.name.unwrap_or_else(|| section.plugin.clone()),
             plugin: section.plugin,
@@ -883,103 +953,21 @@ impl Validator<'_> {
         Some(use_)
     }
 
+    /// The driver the file did not choose (the settings' `drivers`, else the built-in
+    /// default) must exist; the configured `[network]` was checked in `plugin_use`.
     fn check_driver(&mut self, network: &PluginUse, registry: &Registry) {
-        // The configured network section was already checked in `plugin_use`; the default
-        // needs the same check.
-        if network.location == self.at(0) {
-            if let Err(err) =
-                driver::choose(registry, PluginKind::NetworkEnvironment, &network.plugin)
-            {
-                self.problem(
-                    0,
-                    format!("the default network environment is unavailable: {err}"),
-                );
-            }
-        }
-    }
-
-    /// Claims of every reporter: files inside the results folder, each claimed once (by its
-    /// normalised path), stdout once.
-    fn check_reporters(&mut self, reports: &[PluginUse], registry: &Registry) {
-        let mut proxy = Proxy::new();
-        for report in reports {
-            let Some(plugin) = registry.get(PluginKind::Reporter, &report.plugin) else {
-                continue;
-            };
-            if validate_config(&plugin.manifest.config_schema, &report.config).is_err() {
-                continue; // already reported; its claims cannot be computed
-            }
-            let claims = match plugin.claims_in(&self.placement(plugin), &report.config) {
-                Ok(claims) => claims,
-                Err(err) => {
-                    self.problems.push(Problem {
-                        location: report.location.clone(),
-                        message: err.to_string(),
-                    });
-                    continue;
+        if let Err(err) = driver::choose(registry, PluginKind::NetworkEnvironment, &network.plugin)
+        {
+            let message = match &self.defaults.network {
+                Some(_) => {
+                    format!("`[scope] drivers` chooses an unavailable network environment: {err}")
                 }
+                None => format!("the default network environment is unavailable: {err}"),
             };
-            let mut normalised = Vec::with_capacity(claims.len());
-            for claim in claims {
-                match claim {
-                    Resource::File(path) => match results_path::normalise(&path) {
-                        Ok(path) => {
-                            normalised.push(Resource::File(path));
-                        }
-                        Err(why) => self.problems.push(Problem {
-                            location: report.location.clone(),
-                            message: format!(
-                                "`{}` ({}): the report path `{}` {why}",
-                                report.name,
-                                report.plugin,
-                                names::shown(&path.to_string_lossy())
-                            ),
-                        }),
-                    },
-                    other => normalised.push(other),
-                }
-            }
-            if let Err(err) = proxy.add(&report.name, plugin.manifest.clone(), normalised, ()) {
-                self.problems.push(Problem {
-                    location: report.location.clone(),
-                    message: format!("report {err}"),
-                });
-            }
-        }
-    }
-
-    fn check_stacks(
-        &mut self,
-        execution: &[PluginUse],
-        services: &[(usize, ServiceDef)],
-        registry: &Registry,
-    ) {
-        for (offset, service) in services {
-            let mut proxy = Proxy::new();
-            let applying = execution.iter().filter(|e| {
-                e.services
-                    .as_ref()
-                    .is_none_or(|s| s.contains(&service.name))
+            self.problems.push(Problem {
+                location: network.location.clone(),
+                message,
             });
-            for exec in applying {
-                let Some(plugin) = registry.get(PluginKind::ExecutionEnvironment, &exec.plugin)
-                else {
-                    continue;
-                };
-                if validate_config(&plugin.manifest.config_schema, &exec.config).is_err() {
-                    continue;
-                }
-                let claims = plugin
-                    .claims_in(&self.placement(plugin), &exec.config)
-                    .unwrap_or_default();
-                if let Err(err) = proxy.add(&exec.name, plugin.manifest.clone(), claims, ()) {
-                    let at = self.at(*offset);
-                    self.problems.push(Problem {
-                        location: exec.location.clone(),
-                        message: format!("on service `{}` ({at}): {err}", service.name),
-                    });
-                }
-            }
         }
     }
 

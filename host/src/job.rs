@@ -6,6 +6,8 @@
 //! experiment runs in its own scope with its own results folder, event bus and processes.
 //! Nothing is shared between two experiments but the loaded plugin libraries and the
 //! cancellation flag (Ctrl-C stops the whole job; each experiment tears down its own scope).
+//! [`Job::run_plans`] runs experiments already resolved into [`Plan`]s (what the command line
+//! does after `check`): their scopes are resolved, so runner scopes do not apply to them.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -43,6 +45,7 @@ use crate::{
     events::Observer,
     experiment::Experiment,
     isolate::Isolation,
+    plan::Plan,
     registry::Registry,
     run::{self, RunOptions},
     scope::ScopeSettings,
@@ -208,6 +211,49 @@ impl Job {
 
     /// Runs the experiments over the runners and waits for all of them.
     pub fn run_parallel(&self, experiments: Vec<Experiment>) -> JobResult {
+        let names = experiments.iter().map(|e| e.name.clone()).collect();
+        self.spread(experiments, names, |runner, experiment| {
+            let mut outer = self.outer_scopes.clone();
+            outer.push(runner.scope.clone());
+            let options = RunOptions {
+                output_root: experiment
+                    .output
+                    .clone()
+                    .unwrap_or_else(|| self.output_root.clone()),
+                outer_scopes: outer,
+                ..self.options()
+            };
+            run::run(&self.registry, experiment, options)
+        })
+    }
+
+    /// Runs resolved plans over the runners (each into the results root its plan names) and
+    /// waits for all of them.
+    pub fn run_plans(&self, plans: Vec<Plan>) -> JobResult {
+        let names = plans.iter().map(|p| p.experiment.name.clone()).collect();
+        self.spread(plans, names, |_, plan| run::run_plan(plan, self.options()))
+    }
+
+    /// The options every experiment of the job shares.
+    fn options(&self) -> RunOptions {
+        RunOptions {
+            output_root: self.output_root.clone(),
+            timeout: self.timeout,
+            services: RunServices::new(Arc::clone(&self.cancelled)),
+            observers: self.observers.clone(),
+            outer_scopes: self.outer_scopes.clone(),
+            isolation: self.isolation.clone(),
+        }
+    }
+
+    /// Spreads `items` over the runners, one thread each, and collects one outcome per item
+    /// in their order.
+    fn spread<T: Send>(
+        &self,
+        items: Vec<T>,
+        names: Vec<String>,
+        run: impl Fn(&Runner, &T) -> Result<RunResult, run::RunError> + Sync,
+    ) -> JobResult {
         let started = Instant::now();
         let default = [Runner::new("runner-1")];
         let runners: &[Runner] = if self.runners.is_empty() {
@@ -215,22 +261,22 @@ impl Job {
         } else {
             &self.runners
         };
-        let count = experiments.len();
-        let queue: Mutex<VecDeque<(usize, Experiment)>> =
-            Mutex::new(experiments.into_iter().enumerate().collect());
+        let count = items.len();
+        let queue: Mutex<VecDeque<(usize, T)>> =
+            Mutex::new(items.into_iter().enumerate().collect());
         let slots: Mutex<Vec<Option<Outcome>>> = Mutex::new(vec![None; count]);
         thread::scope(|scope| {
             for runner in runners {
-                let (queue, slots) = (&queue, &slots);
+                let (queue, slots, run, names) = (&queue, &slots, &run, &names);
                 thread::Builder::new()
                     .name(format!("runner {}", runner.name))
                     .spawn_scoped(scope, move || loop {
-                        let Some((index, experiment)) =
+                        let Some((index, item)) =
                             queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front()
                         else {
                             break;
                         };
-                        let outcome = self.run_one(runner, &experiment);
+                        let outcome = self.run_one(runner, &names[index], || run(runner, &item));
                         slots.lock().unwrap_or_else(|e| e.into_inner())[index] = Some(outcome);
                     })
                     .expect("a runner thread starts");
@@ -251,26 +297,16 @@ impl Job {
 
     /// Runs one experiment in its own scope; a panic of the host code is caught and becomes
     /// this experiment's error, so the other runners go on.
-    fn run_one(&self, runner: &Runner, experiment: &Experiment) -> Outcome {
+    fn run_one(
+        &self,
+        runner: &Runner,
+        experiment: &str,
+        run: impl FnOnce() -> Result<RunResult, run::RunError>,
+    ) -> Outcome {
         if let Some(progress) = &self.progress {
-            progress.started(&runner.name, &experiment.name);
+            progress.started(&runner.name, experiment);
         }
-        let mut outer = self.outer_scopes.clone();
-        outer.push(runner.scope.clone());
-        let options = RunOptions {
-            output_root: experiment
-                .output
-                .clone()
-                .unwrap_or_else(|| self.output_root.clone()),
-            timeout: self.timeout,
-            services: RunServices::new(Arc::clone(&self.cancelled)),
-            observers: self.observers.clone(),
-            outer_scopes: outer,
-            isolation: self.isolation.clone(),
-        };
-        let ran = catch_unwind(AssertUnwindSafe(|| {
-            run::run(&self.registry, experiment, options)
-        }));
+        let ran = catch_unwind(AssertUnwindSafe(run));
         let (result, error) = match ran {
             Ok(Ok(result)) => (Some(result), None),
             Ok(Err(err)) => (None, Some(err.to_string())),
@@ -287,13 +323,13 @@ impl Job {
             }
         };
         let outcome = Outcome {
-            experiment: experiment.name.clone(),
+            experiment: experiment.to_string(),
             runner: runner.name.clone(),
             result,
             error,
         };
         if let Some(progress) = &self.progress {
-            progress.finished(&runner.name, &experiment.name, outcome.status());
+            progress.finished(&runner.name, experiment, outcome.status());
         }
         outcome
     }

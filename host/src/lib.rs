@@ -22,6 +22,9 @@
 //! | [`contain`] | run marks, cgroups, the subreaper: finding every process of a run |
 //! | [`events`] | the event bus, `events.jsonl`, live output |
 //! | [`experiment`] | the experiment file and its validation |
+//! | [`plan`] | one resolution of an experiment into what the run does, and why |
+//! | [`plugin_defaults`] | per-plugin default configuration from the settings |
+//! | [`embedded`] | plugins compiled into the program, registered without a file |
 //! | [`keys`] | every unknown key of a TOML file at once |
 //! | [`names`] | what an experiment, service or instance name may be |
 //! | [`results_path`] | report paths kept inside the results folder |
@@ -48,6 +51,7 @@ pub mod command;
 pub mod contain;
 pub mod context;
 pub mod dispatch;
+pub mod embedded;
 pub mod events;
 pub mod exit_code;
 pub mod experiment;
@@ -59,6 +63,8 @@ pub mod keys;
 pub mod limits;
 pub mod loader;
 pub mod names;
+pub mod plan;
+pub mod plugin_defaults;
 pub mod ports;
 pub mod preflight;
 pub mod probe;

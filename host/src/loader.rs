@@ -67,6 +67,17 @@ impl LoadedPlugin {
         }
     }
 
+    /// A plugin compiled into this program (see [`crate::embedded`]): its module is already
+    /// there, no file is opened. `path` only names it in messages.
+    pub fn from_module(path: PathBuf, manifest: Manifest, module: PluginModuleRef) -> Self {
+        LoadedPlugin {
+            path,
+            manifest,
+            key: None,
+            module: OnceLock::from(Ok(module)),
+        }
+    }
+
     /// The plugin's root module, opening the library in this process the first time.
     pub fn module(&self) -> Result<PluginModuleRef, LoadError> {
         self.module

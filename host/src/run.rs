@@ -21,19 +21,20 @@ use std::{
 };
 
 use panther_plugin_api::{
-    DeploymentPlan, Event, PluginKind, ProcessState, Role, RunResult, RunStatus, ServiceCommand,
-    ServiceResult, ServiceSpec,
+    DeploymentPlan, Event, ProcessState, Role, RunResult, RunStatus, ServiceCommand, ServiceResult,
+    ServiceSpec,
 };
 
 use crate::{
     context::{InstanceContext, RunServices},
-    dispatch::extension::{Extension, Extensions, Outcome},
+    dispatch::extension::{Extensions, Outcome},
     events::{JsonlWriter, Observer},
-    experiment::{Experiment, PluginUse, ServiceDef},
+    experiment::{Experiment, ServiceDef},
     isolate::{self, CallLimit, Isolation, Placement},
     loader::LoadedPlugin,
+    plan::{self, Layer, Plan, PlanOptions, ServicePlan},
     registry::Registry,
-    scope::{resolve, Owned, Scope, ScopeLevel, ScopeSettings, Slot},
+    scope::{Owned, Scope, ScopeLevel, ScopeSettings, Slot},
 };
 
 /// How long a service gets between SIGTERM and SIGKILL.
@@ -42,7 +43,8 @@ pub const STOP_GRACE: Duration = Duration::from_secs(3);
 /// What the caller decides about a run.
 #[derive(Clone)]
 pub struct RunOptions {
-    /// Results go to `<output_root>/<experiment>/<timestamp>/`.
+    /// Results go to `<output_root>/<experiment>/<timestamp>/` ([`run`] only: a [`Plan`]
+    /// carries its own).
     pub output_root: PathBuf,
     /// Replaces the experiment's timeout.
     pub timeout: Option<Duration>,
@@ -50,7 +52,8 @@ pub struct RunOptions {
     pub services: RunServices,
     /// Observers besides `events.jsonl`.
     pub observers: Vec<Arc<dyn Observer>>,
-    /// Settings of the enclosing scopes (host, job), outermost first.
+    /// Settings of the enclosing scopes (host, job), outermost first ([`run`] only: a
+    /// [`Plan`] has them resolved).
     pub outer_scopes: Vec<ScopeSettings>,
     /// Which plugin instances live in child processes.
     pub isolation: Isolation,
@@ -94,28 +97,64 @@ struct Deployed {
     monitoring: BTreeMap<String, serde_json::Value>,
 }
 
-/// Runs one validated experiment. Teardown always happens; the result says how it went.
+/// Runs one validated experiment: resolves it into a [`Plan`] (host scope first in
+/// `outer_scopes`, the rest job scopes; results under `output_root`), then [`run_plan`].
 pub fn run(
     registry: &Registry,
     experiment: &Experiment,
     options: RunOptions,
 ) -> Result<RunResult, RunError> {
+    let outer = options
+        .outer_scopes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| match i {
+            0 => Layer::host("the host scope", s.clone()),
+            _ => Layer::job(s.clone()),
+        })
+        .collect();
+    let plan_options = PlanOptions {
+        outer,
+        isolation: options.isolation.clone(),
+        output: Some(options.output_root.clone()),
+        ..PlanOptions::default()
+    };
+    let plan = plan::build(registry, experiment, &plan_options).map_err(|err| {
+        let reason = match err {
+            crate::experiment::ExperimentError::Invalid { problems, .. } => problems
+                .iter()
+                .map(|p| p.message.clone())
+                .collect::<Vec<_>>()
+                .join("; "),
+            other => other.to_string(),
+        };
+        RunError::Unsafe {
+            experiment: experiment.path.clone(),
+            reason,
+        }
+    })?;
+    run_plan(&plan, options)
+}
+
+/// Runs one plan. Teardown always happens; the result says how it went.
+pub fn run_plan(plan: &Plan, options: RunOptions) -> Result<RunResult, RunError> {
+    let experiment = &plan.experiment;
     experiment
-        .check_paths(registry, &options.isolation)
+        .check_paths()
         .map_err(|reason| RunError::Unsafe {
             experiment: experiment.path.clone(),
             reason,
         })?;
+    let output_root = &plan.output.0;
     let started = Instant::now();
     let started_at = crate::time::now_rfc3339();
     // Exclusive: a folder (and the run id made from it) belongs to this run alone.
-    let made =
-        crate::run_dir::create(&options.output_root, &experiment.name).map_err(|source| {
-            RunError::Output {
-                path: options.output_root.join(&experiment.name),
-                source,
-            }
-        })?;
+    let made = crate::run_dir::create(output_root, &experiment.name).map_err(|source| {
+        RunError::Output {
+            path: output_root.join(&experiment.name),
+            source,
+        }
+    })?;
     let output_dir = made.path;
     let mkdir = |path: &PathBuf| {
         std::fs::create_dir_all(path).map_err(|source| RunError::Output {
@@ -149,17 +188,8 @@ pub fn run(
         bus.subscribe(Arc::clone(observer));
     }
 
-    let chain: Vec<&ScopeSettings> = options
-        .outer_scopes
-        .iter()
-        .chain([&experiment.scope])
-        .collect();
-    let mut scope = Scope::new(
-        ScopeLevel::Experiment,
-        &experiment.name,
-        resolve(chain.iter().copied()),
-    )
-    .with_bus(Arc::clone(&bus));
+    let mut scope = Scope::new(ScopeLevel::Experiment, &experiment.name, plan.scope.clone())
+        .with_bus(Arc::clone(&bus));
     let scope_name = scope.name.clone();
     bus.emit(
         &scope_name,
@@ -171,7 +201,7 @@ pub fn run(
     );
 
     let mut run = Run {
-        registry,
+        plan,
         experiment,
         options: &options,
         output_dir: output_dir.clone(),
@@ -195,41 +225,33 @@ pub fn run(
 
     // 1. Instances. Reporters first: a broken reporter config is known before anything runs.
     let mut reporters = Vec::new();
-    for report in &experiment.reports {
-        let plugin = registry
-            .get(PluginKind::Reporter, &report.plugin)
-            .expect("validated");
+    for report in plan.active_reporters() {
+        let instance = &report.instance;
         // Report paths may name sub-folders of the results folder (checked to stay inside).
-        let prepared = crate::experiment::report_files(registry, &options.isolation, report)
-            .and_then(|files| {
-                crate::results_path::prepare(&output_dir, &files).map_err(|e| e.to_string())
-            });
-        if let Err(err) = prepared {
+        if let Err(err) = crate::results_path::prepare(&output_dir, &report.files) {
             run.fail(format!(
                 "creating the folders of the report `{}`: {err}",
-                report.name
+                instance.name
             ));
         }
-        match plugin.start_reporter(
-            &run.placement(plugin),
-            &report.name,
-            &report.config,
-            ctx(&report.plugin, &report.name, output_dir.clone()),
+        match report.plugin.start_reporter(
+            &run.placement(&report.plugin),
+            &instance.name,
+            &instance.config,
+            ctx(&instance.plugin, &instance.name, output_dir.clone()),
         ) {
             Ok(reporter) => reporters.push(scope.adopt(Owned::Reporter(reporter))),
             Err(err) => run.fail(err),
         }
     }
-    let network_plugin = registry
-        .get(PluginKind::NetworkEnvironment, &experiment.network.plugin)
-        .expect("validated");
-    let network = match network_plugin.start_network_environment(
-        &run.placement(network_plugin),
-        &experiment.network.name,
-        &experiment.network.config,
+    let network_plan = &plan.network;
+    let network = match network_plan.plugin.start_network_environment(
+        &run.placement(&network_plan.plugin),
+        &network_plan.instance.name,
+        &network_plan.instance.config,
         ctx(
-            &experiment.network.plugin,
-            &experiment.network.name,
+            &network_plan.instance.plugin,
+            &network_plan.instance.name,
             output_dir.clone(),
         ),
     ) {
@@ -242,10 +264,10 @@ pub fn run(
     let execution = run.execution_instances(&mut scope);
 
     // 2. Wrap, with this run's ports in place of the placeholders.
-    let mut deployed: Vec<Deployed> = experiment
+    let mut deployed: Vec<Deployed> = plan
         .services
         .iter()
-        .map(|def| run.wrap(&mut scope, &execution, &ports.apply(def), &services_dir))
+        .map(|service| run.wrap(&mut scope, &execution, service, &ports, &services_dir))
         .collect();
     let slowdown = deployed.iter().map(|d| d.slowdown).fold(1.0, f64::max);
     run.call_limit
@@ -337,7 +359,7 @@ fn run_name(experiment: &Experiment) -> String {
 }
 
 struct Run<'a> {
-    registry: &'a Registry,
+    plan: &'a Plan,
     experiment: &'a Experiment,
     options: &'a RunOptions,
     output_dir: PathBuf,
@@ -388,79 +410,50 @@ impl Run<'_> {
         self.options.services.cancelled.load(Ordering::Relaxed)
     }
 
-    /// Instantiates every configured execution environment that at least one service's scope
-    /// enables (a service may re-enable what the experiment disabled).
-    fn execution_instances(&mut self, scope: &mut Scope) -> Vec<(PluginUse, i32, Slot)> {
-        let mut instances = Vec::new();
-        for exec in &self.experiment.execution {
-            let wanted = self.experiment.services.iter().any(|def| {
-                exec.services.as_ref().is_none_or(|s| s.contains(&def.name))
-                    && self
-                        .service_settings(def)
-                        .is_enabled(&[&exec.name, &exec.plugin])
-            });
-            if !wanted {
-                continue;
-            }
-            let plugin = self
-                .registry
-                .get(PluginKind::ExecutionEnvironment, &exec.plugin)
-                .expect("validated");
+    /// Instantiates every execution environment of the plan (each is used by at least one
+    /// service); the slot of each, by its index in the plan, `None` when it failed to start.
+    fn execution_instances(&mut self, scope: &mut Scope) -> Vec<Option<Slot>> {
+        let mut instances = Vec::with_capacity(self.plan.execution.len());
+        for exec in &self.plan.execution {
+            let use_ = &exec.instance;
             let ctx = InstanceContext::new(
-                &exec.plugin,
-                &exec.name,
+                &use_.plugin,
+                &use_.name,
                 &self.scope_name,
                 self.output_dir.join("monitoring"),
                 self.options.services.clone(),
             )
             .into_ffi();
-            let placement = self.placement(plugin);
-            match plugin.start_execution_environment(&placement, &exec.name, &exec.config, ctx) {
-                Ok(instance) => instances.push((
-                    exec.clone(),
-                    plugin.manifest.priority,
-                    scope.adopt(Owned::Execution(instance)),
-                )),
-                Err(err) => self.fail(err),
+            let placement = self.placement(&exec.plugin);
+            match exec
+                .plugin
+                .start_execution_environment(&placement, &use_.name, &use_.config, ctx)
+            {
+                Ok(instance) => instances.push(Some(scope.adopt(Owned::Execution(instance)))),
+                Err(err) => {
+                    self.fail(err);
+                    instances.push(None);
+                }
             }
         }
         instances
-    }
-
-    /// The settings in force for one service: host, job, experiment, service.
-    fn service_settings(&self, def: &ServiceDef) -> crate::scope::Resolved {
-        let chain = self
-            .options
-            .outer_scopes
-            .iter()
-            .chain([&self.experiment.scope, &def.scope]);
-        resolve(chain)
     }
 
     /// Wraps a service's command with the execution environments that apply to it.
     fn wrap(
         &mut self,
         scope: &mut Scope,
-        execution: &[(PluginUse, i32, Slot)],
-        def: &ServiceDef,
+        execution: &[Option<Slot>],
+        service: &ServicePlan,
+        ports: &crate::ports::Ports,
         services_dir: &std::path::Path,
     ) -> Deployed {
-        let settings = self.service_settings(def);
-        let members = execution
-            .iter()
-            .enumerate()
-            .filter(|(_, (exec, _, _))| {
-                exec.services.as_ref().is_none_or(|s| s.contains(&def.name))
-            })
-            .filter(|(_, (exec, _, _))| settings.is_enabled(&[&exec.name, &exec.plugin]))
-            .map(|(i, (exec, priority, slot))| Extension {
-                name: exec.name.clone(),
-                priority: *priority,
-                configured: settings.position(&[&exec.name, &exec.plugin], i),
-                item: *slot,
-            })
-            .collect();
-        let mut extensions = Extensions::new(members);
+        // This run's ports in place of the placeholders.
+        let def = &ports.apply(&service.def);
+        let settings = &service.settings;
+        let mut extensions = service
+            .extensions
+            .filter_map(|index| execution.get(*index).copied().flatten());
 
         let mut command = ServiceCommand {
             service: def.name.clone(),
@@ -951,26 +944,14 @@ pub struct PlannedService {
     pub ports: BTreeMap<String, u16>,
 }
 
-/// Builds the plan without deploying anything: the execution environments are instantiated
-/// and wrap each command, the network environment is not touched.
-pub fn dry_run(
-    registry: &Registry,
-    experiment: &Experiment,
-    options: RunOptions,
-) -> Result<Vec<PlannedService>, Vec<String>> {
+/// Shows what a plan would deploy, without deploying anything: the execution environments
+/// are instantiated and wrap each command, the network environment is not touched.
+pub fn dry_run(plan: &Plan, options: RunOptions) -> Result<Vec<PlannedService>, Vec<String>> {
+    let experiment = &plan.experiment;
     let scratch = std::env::temp_dir().join(format!("panther-dry-run-{}", std::process::id()));
-    let chain: Vec<&ScopeSettings> = options
-        .outer_scopes
-        .iter()
-        .chain([&experiment.scope])
-        .collect();
-    let mut scope = Scope::new(
-        ScopeLevel::Experiment,
-        &experiment.name,
-        resolve(chain.iter().copied()),
-    );
+    let mut scope = Scope::new(ScopeLevel::Experiment, &experiment.name, plan.scope.clone());
     let mut run = Run {
-        registry,
+        plan,
         experiment,
         options: &options,
         output_dir: scratch.clone(),
@@ -987,16 +968,16 @@ pub fn dry_run(
         Ok(ports) => ports,
         Err(err) => return Err(vec![RunError::Ports(err).to_string()]),
     };
-    let planned = experiment
+    let planned = plan
         .services
         .iter()
-        .map(|def| {
-            let d = run.wrap(&mut scope, &execution, &ports.apply(def), &services_dir);
+        .map(|service| {
+            let d = run.wrap(&mut scope, &execution, service, &ports, &services_dir);
             PlannedService {
                 execution: d.extensions.names().map(String::from).collect(),
                 slowdown: d.slowdown,
                 spec: d.spec,
-                ports: ports.of(def),
+                ports: ports.of(&service.def),
             }
         })
         .collect();

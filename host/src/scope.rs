@@ -106,6 +106,40 @@ impl Resolved {
         allowed && !names.iter().any(|n| self.deny.contains(*n))
     }
 
+    /// Whether an instance acts, where an `enable` list restricts only the type it names:
+    /// `is_same_kind` says whether a name is one of that type's plugins or instances. So
+    /// `enable = ["strace"]` leaves the reporters alone, and `enable = ["json"]` the
+    /// execution environments.
+    pub fn is_enabled_among(&self, names: &[&str], is_same_kind: impl Fn(&str) -> bool) -> bool {
+        let allowed = match &self.allow {
+            Some(allow) if allow.iter().any(|a| is_same_kind(a)) => {
+                names.iter().any(|n| allow.contains(*n))
+            }
+            _ => true,
+        };
+        allowed && !names.iter().any(|n| self.deny.contains(*n))
+    }
+
+    /// The names in `disable` lists in force.
+    pub fn disabled(&self) -> impl Iterator<Item = &str> {
+        self.deny.iter().map(String::as_str)
+    }
+
+    /// The names of the nearest `enable` list, if any.
+    pub fn enabled(&self) -> Option<impl Iterator<Item = &str>> {
+        self.allow.as_ref().map(|a| a.iter().map(String::as_str))
+    }
+
+    /// The order in force.
+    pub fn order(&self) -> &[String] {
+        &self.order
+    }
+
+    /// Whether to stop at the first failing extension.
+    pub fn fail_fast(&self) -> bool {
+        self.fail_fast
+    }
+
     /// Where an extension goes in the configured order: named ones first, in the order named,
     /// the rest after them in the order they were configured.
     pub fn position(&self, names: &[&str], configured: usize) -> usize {
@@ -289,5 +323,18 @@ drivers = { network_environment = "docker_compose" }"#,
         let at_service = resolve([&host, &experiment, &service]);
         assert!(at_service.is_enabled(&["strace"]));
         assert!(!at_service.is_enabled(&["memcheck"]));
+    }
+
+    #[test]
+    fn an_enable_list_restricts_only_the_type_it_names() {
+        let tracers = ["strace", "memcheck"];
+        let is_tracer = |name: &str| tracers.contains(&name);
+        let is_reporter = |name: &str| name == "json" || name == "junit";
+        let only_strace = resolve([&settings(r#"enable = ["strace"]"#)]);
+        assert!(only_strace.is_enabled_among(&["strace"], is_tracer));
+        assert!(!only_strace.is_enabled_among(&["memcheck"], is_tracer));
+        assert!(only_strace.is_enabled_among(&["json"], is_reporter));
+        let no_junit = resolve([&settings(r#"disable = ["junit"]"#)]);
+        assert!(!no_junit.is_enabled_among(&["junit"], is_reporter));
     }
 }

@@ -6,11 +6,18 @@
 //! output = "results"
 //! isolate = false                          # every plugin instance in a child process
 //! isolate_plugin_dirs = ["/opt/untrusted"] # only the plugins of these folders
+//! reporters = ["json", "junit"]           # written unless disabled (the built-in default)
 //! [scope]                 # host-scope settings, inherited by every job and experiment
 //! disable = ["strace"]
+//! drivers = { network_environment = "localhost" }
+//! [plugins.strace]        # default configuration of every strace instance
+//! string_size = 128
 //! ```
 
-use std::path::{Path, PathBuf};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
 
 use serde::Deserialize;
 
@@ -41,9 +48,19 @@ pub struct Settings {
     /// Run the instances of the plugins loaded from these folders in child processes.
     #[serde(default)]
     pub isolate_plugin_dirs: Vec<PathBuf>,
+    /// The reporters added to every run when no instance of their plugin is configured
+    /// (built-in: `json` and `junit`).
+    #[serde(default)]
+    pub reporters: Option<Vec<String>>,
+    /// Default configuration per plugin, merged under every instance's own.
+    #[serde(default)]
+    pub plugins: BTreeMap<String, toml::Table>,
     /// Host-scope settings.
     #[serde(default)]
     pub scope: ScopeSettings,
+    /// The file these settings were read from, if any.
+    #[serde(skip)]
+    pub path: Option<PathBuf>,
 }
 
 /// A settings file that could not be used.
@@ -57,6 +74,14 @@ pub struct SettingsError {
 }
 
 impl Settings {
+    /// How the settings are named in messages: their file, or "the built-in settings".
+    pub fn source(&self) -> String {
+        match &self.path {
+            Some(path) => path.display().to_string(),
+            None => "the built-in settings".to_string(),
+        }
+    }
+
     /// Reads `explicit` when given (it must exist), else the user's config file when it exists,
     /// else the defaults.
     pub fn load(explicit: Option<&Path>) -> Result<Settings, SettingsError> {
@@ -105,7 +130,10 @@ fn parse(path: &Path, text: &str) -> Result<Settings, SettingsError> {
         }
     }
     match settings {
-        Some(settings) if problems.is_empty() => Ok(settings),
+        Some(mut settings) if problems.is_empty() => {
+            settings.path = Some(path.to_path_buf());
+            Ok(settings)
+        }
         _ => Err(SettingsError {
             path: path.to_path_buf(),
             message: problems.join("\n  "),

@@ -592,7 +592,7 @@ fn an_experiment_built_in_code_cannot_write_outside_the_results_folder() {
     let err = run::run(&registry, &escaping, options()).unwrap_err();
     assert!(
         err.to_string()
-            .ends_with("the report path `../escaped.json` of `json` contains `..`; it must stay inside the results folder"),
+            .ends_with("`json` (json): the report path `../escaped.json` contains `..`; it must stay inside the results folder"),
         "{err}"
     );
     assert!(!sandbox.path().join("escaped").exists());

@@ -600,8 +600,10 @@ fn list_info_and_check_open_no_library_and_a_run_opens_only_what_it_uses() {
     assert_eq!(opened(&["list"]), Vec::<String>::new());
     assert_eq!(opened(&["list"]), Vec::<String>::new());
     assert_eq!(opened(&["info", "json"]), Vec::<String>::new());
+    // junit is used too: it is a default reporter.
     let used = [
         "libpanther_plugin_json.so",
+        "libpanther_plugin_junit.so",
         "libpanther_plugin_localhost.so",
     ];
     // `check` asks the plugins about their configuration in plugin servers.

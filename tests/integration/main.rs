@@ -9,6 +9,7 @@
 //! - [`loading`]: discovery, precedence, trust, `list`, `info`, version checks, logs.
 //! - [`hostile_plugins`]: files that crash, exit or hang when opened; the manifest cache.
 //! - [`patterns`]: driver, extension and proxy behaviour through real experiments.
+//! - [`plan`]: one resolution into a plan: scopes, settings, default and command-line reporters.
 //! - [`cli`]: settings files, verbosity, usage errors.
 //! - [`docs`]: the documentation's commands, `new`, the out-of-tree example plugin.
 //! - [`execution`]: execution environments on real programs.
@@ -38,6 +39,7 @@ mod jobs;
 mod lifecycle;
 mod loading;
 mod patterns;
+mod plan;
 mod shadow_ns;
 mod strace;
 mod support;

@@ -84,6 +84,25 @@ impl<T> Extensions<T> {
         outcomes
     }
 
+    /// The same extensions, in the same order, each item replaced by what `f` gives; those
+    /// for which it gives nothing (an instance that could not be started) are left out.
+    pub fn filter_map<U>(&self, mut f: impl FnMut(&T) -> Option<U>) -> Extensions<U> {
+        Extensions {
+            members: self
+                .members
+                .iter()
+                .filter_map(|m| {
+                    f(&m.item).map(|item| Extension {
+                        name: m.name.clone(),
+                        priority: m.priority,
+                        configured: m.configured,
+                        item,
+                    })
+                })
+                .collect(),
+        }
+    }
+
     /// The names, in calling order.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.members.iter().map(|m| m.name.as_str())

@@ -96,6 +96,37 @@ impl<T> Proxy<T> {
         Ok(())
     }
 
+    /// Adds an instance that does not take part (disabled in its scope): only its name must
+    /// be unique; its claims are not compared until it is activated.
+    pub fn add_inactive(
+        &mut self,
+        name: &str,
+        manifest: Manifest,
+        item: T,
+    ) -> Result<(), ProxyError> {
+        if self.instances.iter().any(|i| i.name == name) {
+            return Err(ProxyError::DuplicateName(name.to_string()));
+        }
+        self.instances.push(Instance {
+            name: name.to_string(),
+            manifest,
+            claims: Vec::new(),
+            active: false,
+            item,
+        });
+        Ok(())
+    }
+
+    /// The names of every instance, active or not, in the order they were added.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.instances.iter().map(|i| i.name.as_str())
+    }
+
+    /// Every instance, active or not, in the order they were added.
+    pub fn iter(&self) -> impl Iterator<Item = &Instance<T>> {
+        self.instances.iter()
+    }
+
     fn check(&self, candidate: &Instance<T>) -> Result<(), ProxyError> {
         for other in self
             .instances
@@ -190,6 +221,17 @@ mod tests {
             .add("json", manifest("json"), vec![Resource::Stdout], ())
             .unwrap();
         assert!(proxy.set_active("junit", true).is_err());
+    }
+
+    #[test]
+    fn an_inactive_instance_claims_nothing_until_activated() {
+        let mut proxy = Proxy::new();
+        proxy.add_inactive("junit", manifest("junit"), ()).unwrap();
+        proxy
+            .add("json", manifest("json"), vec![Resource::Stdout], ())
+            .unwrap();
+        assert_eq!(proxy.active().count(), 1);
+        assert!(proxy.add_inactive("json", manifest("json"), ()).is_err());
     }
 
     #[test]
