@@ -139,7 +139,8 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         api_path: Option<PathBuf>,
     },
-    /// Validate experiment files without running anything.
+    /// Validate experiment files without running anything. With -v, also lists the keys
+    /// written in PANTHER's vocabulary that were read under this host's names.
     Check {
         /// Experiment files.
         #[arg(required = true, value_name = "FILE")]
@@ -295,7 +296,7 @@ fn dispatch(cli: Cli) -> u8 {
     match cli.command {
         Command::List { format } => list(&registry, format),
         Command::Info { plugin, format } => info(&registry, &plugin, format),
-        Command::Check { files } => check(&registry, &isolation, &files),
+        Command::Check { files } => check(&registry, &isolation, &files, cli.global.verbose),
         Command::Doctor { format } => doctor(&registry, format),
         Command::Clean { network } => clean(&registry, network.as_deref(), &isolation),
         Command::New { .. } | Command::ServePlugin { .. } => {
@@ -639,11 +640,16 @@ fn ptrace_usable(strace: &std::path::Path) -> Result<(), String> {
     }
 }
 
-fn check(registry: &Registry, isolation: &Isolation, files: &[PathBuf]) -> u8 {
+fn check(registry: &Registry, isolation: &Isolation, files: &[PathBuf], verbose: u8) -> u8 {
     let mut code = OK;
     for file in files {
         match experiment::load_isolated(file, registry, isolation) {
             Ok(exp) => {
+                if verbose > 0 {
+                    for note in &exp.notes {
+                        eprintln!("note: {note}");
+                    }
+                }
                 println!(
                     "{}: ok ({} service{}, network {}, {} execution environment{}, {} report{})",
                     file.display(),

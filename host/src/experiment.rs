@@ -17,6 +17,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::{
+    aliases,
     dispatch::{driver, proxy::Proxy},
     isolate::{CallLimit, Isolation, Placement},
     keys, limits,
@@ -189,6 +190,9 @@ pub struct Experiment {
     pub services: Vec<ServiceDef>,
     /// The reporter instances.
     pub reports: Vec<PluginUse>,
+    /// Keys written in PANTHER's vocabulary and read under this host's names, one note each
+    /// (`check -v` shows them).
+    pub notes: Vec<Problem>,
 }
 
 impl Experiment {
@@ -368,7 +372,10 @@ pub fn load_isolated(
         .iter()
         .map(|u| Problem {
             location: lines.location(path, u.offset),
-            message: u.message.clone(),
+            message: match aliases::host_hint(&u.key) {
+                Some(hint) => format!("unknown field `{}`: {hint}", u.key),
+                None => u.message.clone(),
+            },
         })
         .collect();
     let file: ExperimentFile = match keys::deserialize(&text, &unknown) {
@@ -395,6 +402,7 @@ pub fn load_isolated(
         lines,
         suggestions: 0,
         problems,
+        notes: Vec::new(),
         context: ValidationContext::default(),
         isolation,
     };
@@ -416,6 +424,8 @@ struct Validator<'a> {
     /// so a file with thousands of unknown names stops getting suggestions.
     suggestions: usize,
     problems: Vec<Problem>,
+    /// Accepted aliases (see [`aliases`]).
+    notes: Vec<Problem>,
     /// What plugins' own validation may know of the experiment.
     context: ValidationContext,
     /// Which plugins answer from plugin servers.
@@ -582,6 +592,7 @@ impl Validator<'_> {
             execution,
             services,
             reports,
+            notes: std::mem::take(&mut self.notes),
         }
     }
 
@@ -846,7 +857,7 @@ impl Validator<'_> {
             }
         }
         let config = serde_json::to_value(&section.config).unwrap_or_default();
-        let use_ = PluginUse {
+        let mut use_ = PluginUse {
             name: section.name.unwrap_or_else(|| section.plugin.clone()),
             plugin: section.plugin,
             services: section.services,
@@ -854,7 +865,7 @@ impl Validator<'_> {
             location: self.at(offset),
         };
         match driver::choose(registry, kind, &use_.plugin) {
-            Ok(plugin) => match validate_config(&plugin.manifest.config_schema, &use_.config) {
+            Ok(plugin) => match self.plugin_config(offset, plugin, &mut use_) {
                 Err(errors) => {
                     for error in errors {
                         self.problem(
@@ -881,6 +892,41 @@ impl Validator<'_> {
             Err(err) => self.problem(offset, err.to_string()),
         }
         Some(use_)
+    }
+
+    /// Reads PANTHER's keys in `use_`'s configuration under the plugin's names (see
+    /// [`aliases`]), then checks it against the plugin's schema: every problem of both.
+    fn plugin_config(
+        &mut self,
+        offset: usize,
+        plugin: &LoadedPlugin,
+        use_: &mut PluginUse,
+    ) -> Result<(), Vec<String>> {
+        let manifest = &plugin.manifest;
+        let applied = aliases::apply(
+            &manifest.key_aliases,
+            &manifest.config_schema,
+            &mut use_.config,
+        );
+        for note in applied.notes {
+            let location = self.at(offset);
+            self.notes.push(Problem {
+                location,
+                message: format!("`{}` ({}): {note}", use_.name, use_.plugin),
+            });
+        }
+        let mut errors = applied.errors;
+        errors.extend(
+            validate_config(&manifest.config_schema, &use_.config)
+                .err()
+                .into_iter()
+                .flatten(),
+        );
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
     }
 
     fn check_driver(&mut self, network: &PluginUse, registry: &Registry) {

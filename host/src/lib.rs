@@ -22,6 +22,7 @@
 //! | [`contain`] | run marks, cgroups, the subreaper: finding every process of a run |
 //! | [`events`] | the event bus, `events.jsonl`, live output |
 //! | [`experiment`] | the experiment file and its validation |
+//! | [`aliases`] | PANTHER's keys: accepted under this host's names, or refused with a hint |
 //! | [`keys`] | every unknown key of a TOML file at once |
 //! | [`names`] | what an experiment, service or instance name may be |
 //! | [`results_path`] | report paths kept inside the results folder |
@@ -39,6 +40,7 @@
 
 #![warn(missing_docs)]
 
+pub mod aliases;
 mod bounded_lines;
 pub mod cache;
 mod child_group;
