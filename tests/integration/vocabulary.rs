@@ -474,3 +474,46 @@ fn the_documentation_maps_every_panther_key() {
         assert!(documented(&experiment, key), "`{key}` is not in the table");
     }
 }
+
+/// A plugin built outside the workspace declares aliases of its own, and the host applies
+/// them as it does the shipped plugins'.
+#[test]
+fn an_out_of_tree_plugin_declares_its_own_aliases() {
+    let target = root().join("target/scaffold");
+    let build =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--quiet", "--manifest-path"])
+            .arg(root().join("examples/time-plugin/Cargo.toml"))
+            .env("CARGO_TARGET_DIR", &target)
+            .output()
+            .unwrap();
+    assert!(build.status.success(), "{}", stderr(&build));
+    let plugins = target.join("debug").display().to_string();
+
+    let sandbox = Sandbox::new();
+    let experiment = |name: &str, key: &str| {
+        format!(
+            "[experiment]\nname = \"{name}\"\n\n[[service]]\nname = \"s\"\ncommand = [\"/bin/true\"]\n\n[[execution]]\nplugin = \"time\"\n{key}\n"
+        )
+    };
+    sandbox.write("alias.toml", &experiment("alias", "max_rss_kb = 1000"));
+    let out = sandbox.host(&["-v", "check", "alias.toml", "--plugin-dir", &plugins]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("`time` (time): `max_rss_kb` read as `max_rss_kib`: "),
+        "{}",
+        stderr(&out)
+    );
+
+    sandbox.write(
+        "refused.toml",
+        &experiment("refused", "output_file = \"t.txt\""),
+    );
+    let out = sandbox.host(&["check", "refused.toml", "--plugin-dir", &plugins]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        answer(&stderr(&out), "time", "output_file").is_some_and(|hint| hint.contains("time.txt")),
+        "{}",
+        stderr(&out)
+    );
+}
