@@ -115,7 +115,10 @@ pub mod testing;
 
 pub use context::{Context, ProcessHandle};
 pub use event::Event;
-pub use manifest::{KeyAlias, Manifest, PluginKind, Resource, Tool};
+pub use manifest::{Manifest, PluginKind, Resource, Tool};
+// since 1.3: begin
+pub use manifest::KeyAlias;
+// since 1.3: end
 pub use model::{
     Command, CommandOutput, Deployment, DeploymentPlan, EnvironmentStatus, ProcessState, Readiness,
     ReadyCheck, Role, RunResult, RunStatus, ServiceCommand, ServiceResult, ServiceSpec,
