@@ -498,6 +498,21 @@ fn info(registry: &Registry, name: &str, format: Format) -> u8 {
             .map(|t| format!("{} (Debian: {})", t.program, t.package))
             .collect();
         let _ = writeln!(out, "  tools:         {}", list(&tools));
+        // Keys of other vocabularies (PANTHER's): what is read as what, and what is refused
+        // (`check` prints each refusal's hint).
+        let read: Vec<String> = m
+            .key_aliases
+            .iter()
+            .filter_map(|a| a.to.as_ref().map(|to| format!("{} as {to}", a.key)))
+            .collect();
+        let refused: Vec<String> = m
+            .key_aliases
+            .iter()
+            .filter(|a| a.to.is_none())
+            .map(|a| a.key.clone())
+            .collect();
+        let _ = writeln!(out, "  aliases:       {}", list(&read));
+        let _ = writeln!(out, "  refused keys:  {}", list(&refused));
         let _ = writeln!(out, "  configuration schema:\n{:#}", m.config_schema);
     }
     OK

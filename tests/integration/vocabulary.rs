@@ -5,7 +5,7 @@
 //! PANTHER's keys, kept here independently of the plugins' declarations, and
 //! docs/experiments.md must have a row for each.
 
-use crate::support::{code, root, stderr, Sandbox};
+use crate::support::{code, root, stderr, stdout, Sandbox};
 
 /// A PANTHER environment and its keys.
 struct Environment {
@@ -491,6 +491,23 @@ fn an_out_of_tree_plugin_declares_its_own_aliases() {
     let plugins = target.join("debug").display().to_string();
 
     let sandbox = Sandbox::new();
+    // `info` lists them; its JSON carries them whole.
+    let out = sandbox.host(&["info", "time", "--plugin-dir", &plugins]);
+    assert!(
+        stdout(&out).contains("aliases:       max_rss_kb as max_rss_kib"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("refused keys:  output_file"),
+        "{}",
+        stdout(&out)
+    );
+    let out = sandbox.host(&["info", "time", "--format", "json", "--plugin-dir", &plugins]);
+    let manifest: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(manifest["key_aliases"][0]["key"], "max_rss_kb");
+    assert_eq!(manifest["key_aliases"][0]["to"], "max_rss_kib");
+
     let experiment = |name: &str, key: &str| {
         format!(
             "[experiment]\nname = \"{name}\"\n\n[[service]]\nname = \"s\"\ncommand = [\"/bin/true\"]\n\n[[execution]]\nplugin = \"time\"\n{key}\n"
