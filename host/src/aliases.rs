@@ -112,6 +112,13 @@ pub fn host_hint(key: &str) -> Option<&'static str> {
     HOST.iter().find(|(k, _)| *k == key).map(|(_, hint)| *hint)
 }
 
+/// A hint for a deserialization error that PANTHER's vocabulary causes: its sections name
+/// their plugin with `type`, which leaves ours without `plugin`.
+pub fn error_hint(message: &str) -> Option<&'static str> {
+    (message == "missing field `plugin`")
+        .then_some("a section names its plugin with `plugin = \"…\"`, where PANTHER writes `type`")
+}
+
 /// Applies a plugin's `aliases`, then the [`COMMON`] keys its `schema` does not know, to
 /// `config` (a JSON object; anything else is left to the schema check).
 pub fn apply(aliases: &[KeyAlias], schema: &Value, config: &mut Value) -> Applied {
@@ -301,5 +308,9 @@ mod tests {
         assert!(host_hint("environment_name").unwrap().contains("[network]"));
         assert!(host_hint("cleanup_on_exit").is_some());
         assert_eq!(host_hint("name"), None);
+        assert!(error_hint("missing field `plugin`")
+            .unwrap()
+            .contains("`type`"));
+        assert_eq!(error_hint("missing field `name`"), None);
     }
 }

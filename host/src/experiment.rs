@@ -303,7 +303,11 @@ pub fn diagnostic(path: &Path, text: &str, err: &toml::de::Error) -> String {
         .span()
         .map(|span| location(path, text, span.start))
         .unwrap_or_else(|| path.display().to_string());
-    format!("{location}: {}", err.message().trim_end())
+    let message = err.message().trim_end();
+    match aliases::error_hint(message) {
+        Some(hint) => format!("{location}: {message} ({hint})"),
+        None => format!("{location}: {message}"),
+    }
 }
 
 /// `file:line:column` of a byte offset in `text`.

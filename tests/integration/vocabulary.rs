@@ -534,3 +534,22 @@ fn an_out_of_tree_plugin_declares_its_own_aliases() {
         stderr(&out)
     );
 }
+
+/// PANTHER names an environment's plugin with `type`; a section written so lacks `plugin`,
+/// and the error says which key to use.
+#[test]
+fn a_section_that_names_its_plugin_with_type_is_told_to_use_plugin() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "type.toml",
+        "[experiment]\nname = \"vocabulary\"\n\n[[execution]]\ntype = \"strace\"\n\n[[service]]\nname = \"s\"\ncommand = [\"/bin/true\"]\n",
+    );
+    let out = sandbox.host(&["check", "type.toml"]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 2, "{err}");
+    assert!(
+        err.contains("type.toml:4:1: missing field `plugin`"),
+        "{err}"
+    );
+    assert!(err.contains("where PANTHER writes `type`"), "{err}");
+}
