@@ -553,3 +553,22 @@ fn a_section_that_names_its_plugin_with_type_is_told_to_use_plugin() {
     );
     assert!(err.contains("where PANTHER writes `type`"), "{err}");
 }
+
+/// An accepted alias is what the plugin instance gets at run time: strace traces with the
+/// exclusions written under PANTHER's name.
+#[test]
+fn an_alias_reaches_the_running_plugin() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "run.toml",
+        "[experiment]\nname = \"aliased\"\n\n[[execution]]\nplugin = \"strace\"\nexcluded_syscalls = [\"write\"]\n\n[[service]]\nname = \"s\"\ncommand = [\"/bin/echo\", \"hi\"]\nrole = \"client\"\n",
+    );
+    let out = sandbox.host(&["run", "run.toml"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let data: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(sandbox.results("aliased").join("monitoring/s/strace.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(data["trace_expression"], "!?write", "{data:#}");
+}
