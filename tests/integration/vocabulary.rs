@@ -229,6 +229,12 @@ const ENVIRONMENTS: &[Environment] = &[
         ],
     },
     Environment {
+        plugin: "localhost",
+        network: true,
+        aliases: &[],
+        refused: &["network_name", "subnet", "enable_ipv6"],
+    },
+    Environment {
         plugin: "shadow_ns",
         network: true,
         aliases: &[("general.stop_time", "\"30s\"", "stop_time")],
