@@ -3,7 +3,8 @@
 //! Syntax and type errors come from the TOML reader with `file:line:column`; unknown keys are
 //! all found first ([`keys`]), with the allowed keys, and the rest of the file is still read.
 //! Everything else — names, dependencies and cycles, plugins, their
-//! configuration against each plugin's JSON Schema, claims and incompatibilities, missing
+//! configuration against each plugin's JSON Schema (PANTHER's keys read or refused first, see
+//! [`aliases`]), claims and incompatibilities, missing
 //! programs — is collected into one list of [`Problem`]s, so a user fixes them all at once.
 
 use std::{
