@@ -78,6 +78,7 @@ const ENVIRONMENTS: &[Environment] = &[
             ("string_limit", "128", "string_size"),
         ],
         refused: &[
+            "additional_parameters",
             "strace_binary",
             "trace_all_syscalls",
             "trace_network_syscalls",

@@ -309,6 +309,10 @@ impl Plugin for Strace {
             .refuse_key("network_focus", "write `trace = [\"network\"]`")
             .refuse_key("trace_file_syscalls", "write `trace = [\"file\"]`, next to other classes")
             .refuse_key(
+                "additional_parameters",
+                "the plugin sets strace's options so that the summary can read the trace: `trace`, `exclude`, `kernel_stacks`, `string_size` and `follow_forks` cover -e, -k, -s and -f",
+            )
+            .refuse_key(
                 "strace_binary",
                 "the host finds strace itself (`panther-host doctor` shows where)",
             )
