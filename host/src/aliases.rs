@@ -77,6 +77,20 @@ pub const COMMON: &[(&str, &str)] = &[
         "incompatibility",
         "incompatibilities are declared by the plugins themselves and checked at `check`",
     ),
+    // The network environment base (`NetworkEnvironmentPluginConfig`); the plugins that
+    // make a network of their own answer these themselves.
+    (
+        "network_name",
+        "this network environment makes no network of its own: there is nothing to name",
+    ),
+    (
+        "subnet",
+        "this network environment makes no network of its own: there is no subnet to choose",
+    ),
+    (
+        "enable_ipv6",
+        "this network environment makes no network of its own: there is nothing to enable",
+    ),
 ];
 
 /// Keys PANTHER writes in experiment-level tables that this host keeps elsewhere: the hint

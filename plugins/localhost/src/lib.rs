@@ -47,21 +47,7 @@ impl Plugin for Localhost {
 
     fn manifest() -> Manifest {
         // `local_processes` tells the host it can check that every program exists.
-        Manifest::new("localhost")
-            .capability("local_processes")
-            // PANTHER's network environment base keys.
-            .refuse_key(
-                "network_name",
-                "services are processes on this machine's own network: there is no network to name",
-            )
-            .refuse_key(
-                "subnet",
-                "services are processes on this machine's own network: there is no subnet to choose",
-            )
-            .refuse_key(
-                "enable_ipv6",
-                "services use this machine's network as it is: there is nothing to enable",
-            )
+        Manifest::new("localhost").capability("local_processes")
     }
 
     fn new(config: Config, ctx: Context) -> anyhow::Result<Self> {
