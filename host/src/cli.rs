@@ -141,7 +141,8 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         api_path: Option<PathBuf>,
     },
-    /// Validate experiment files without running anything.
+    /// Validate experiment files without running anything. With -v, also lists the keys
+    /// written in PANTHER's vocabulary that were read under this host's names.
     Check {
         /// Experiment files.
         #[arg(required = true, value_name = "FILE")]
@@ -334,7 +335,7 @@ fn dispatch(cli: Cli) -> u8 {
             // plugin servers, so checking a file runs no plugin code in the host.
             let isolation = isolation.clone().everything();
             let resolver = Resolver::new(&registry, &settings, &isolation, reports, None, None);
-            check(&resolver, &files)
+            check(&resolver, &files, cli.global.verbose)
         }
         Command::Doctor { format } => doctor(&registry, format),
         Command::Clean { network } => clean(&registry, network.as_deref(), &isolation),
@@ -546,6 +547,21 @@ fn info(registry: &Registry, name: &str, format: Format) -> u8 {
             .map(|t| format!("{} (Debian: {})", t.program, t.package))
             .collect();
         let _ = writeln!(out, "  tools:         {}", list(&tools));
+        // Keys of other vocabularies (PANTHER's): what is read as what, and what is refused
+        // (`check` prints each refusal's hint).
+        let read: Vec<String> = m
+            .key_aliases
+            .iter()
+            .filter_map(|a| a.to.as_ref().map(|to| format!("{} as {to}", a.key)))
+            .collect();
+        let refused: Vec<String> = m
+            .key_aliases
+            .iter()
+            .filter(|a| a.to.is_none())
+            .map(|a| a.key.clone())
+            .collect();
+        let _ = writeln!(out, "  aliases:       {}", list(&read));
+        let _ = writeln!(out, "  refused keys:  {}", list(&refused));
         let _ = writeln!(out, "  configuration schema:\n{:#}", m.config_schema);
     }
     OK
@@ -736,11 +752,16 @@ impl<'a> Resolver<'a> {
     }
 }
 
-fn check(resolver: &Resolver<'_>, files: &[PathBuf]) -> u8 {
+fn check(resolver: &Resolver<'_>, files: &[PathBuf], verbose: u8) -> u8 {
     let mut code = OK;
     for file in files {
         match resolver.resolve(file) {
             Ok(plan) => {
+                if verbose > 0 {
+                    for note in &plan.experiment.notes {
+                        eprintln!("note: {note}");
+                    }
+                }
                 let reports = plan.active_reporters().count();
                 println!(
                     "{}: ok ({} service{}, network {}, {} execution environment{}, {} report{})",

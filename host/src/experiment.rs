@@ -3,7 +3,8 @@
 //! Syntax and type errors come from the TOML reader with `file:line:column`; unknown keys are
 //! all found first ([`keys`]), with the allowed keys, and the rest of the file is still read.
 //! Everything else — names, dependencies and cycles, plugins, their
-//! configuration against each plugin's JSON Schema, claims and incompatibilities, missing
+//! configuration against each plugin's JSON Schema (PANTHER's keys read or refused first, see
+//! [`aliases`]), claims and incompatibilities, missing
 //! programs — is collected into one list of [`Problem`]s, so a user fixes them all at once.
 
 use std::{
@@ -17,6 +18,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::{
+    aliases,
     dispatch::driver,
     isolate::{CallLimit, Isolation, Placement},
     keys, limits,
@@ -196,6 +198,9 @@ pub struct Experiment {
     pub services: Vec<ServiceDef>,
     /// The reporter instances.
     pub reports: Vec<PluginUse>,
+    /// Keys written in PANTHER's vocabulary and read under this host's names, one note each
+    /// (`check -v` shows them).
+    pub notes: Vec<Problem>,
 }
 
 impl Experiment {
@@ -283,7 +288,11 @@ pub fn diagnostic(path: &Path, text: &str, err: &toml::de::Error) -> String {
         .span()
         .map(|span| location(path, text, span.start))
         .unwrap_or_else(|| path.display().to_string());
-    format!("{location}: {}", err.message().trim_end())
+    let message = err.message().trim_end();
+    match aliases::error_hint(message) {
+        Some(hint) => format!("{location}: {message} ({hint})"),
+        None => format!("{location}: {message}"),
+    }
 }
 
 /// `file:line:column` of a byte offset in `text`.
@@ -382,7 +391,10 @@ pub fn load_partial(
         .iter()
         .map(|u| Problem {
             location: lines.location(path, u.offset),
-            message: u.message.clone(),
+            message: match aliases::host_hint(&u.key) {
+                Some(hint) => format!("unknown field `{}`: {hint}", u.key),
+                None => u.message.clone(),
+            },
         })
         .collect();
     let file: ExperimentFile = match keys::deserialize(&text, &unknown) {
@@ -409,6 +421,7 @@ pub fn load_partial(
         lines,
         suggestions: 0,
         problems,
+        notes: Vec::new(),
         context: ValidationContext::default(),
         isolation,
         defaults,
@@ -425,6 +438,8 @@ struct Validator<'a> {
     /// so a file with thousands of unknown names stops getting suggestions.
     suggestions: usize,
     problems: Vec<Problem>,
+    /// Accepted aliases (see [`aliases`]).
+    notes: Vec<Problem>,
     /// What plugins' own validation may know of the experiment.
     context: ValidationContext,
     /// Which plugins answer from plugin servers.
@@ -612,6 +627,7 @@ impl Validator<'_> {
             execution,
             services,
             reports,
+            notes: std::mem::take(&mut self.notes),
         }
     }
 
@@ -915,8 +931,7 @@ impl Validator<'_> {
             }
         }
         let config = serde_json::to_value(&section.config).unwrap_or_default();
-        let config = self.defaults.plugins.merge(&section.plugin, &config);
-        let use_ = PluginUse {
+        let mut use_ = PluginUse {
             name: section.name.unwrap_or_else(|| section.plugin.clone()),
             plugin: section.plugin,
             services: section.services,
@@ -924,7 +939,7 @@ impl Validator<'_> {
             location: self.at(offset),
         };
         match driver::choose(registry, kind, &use_.plugin) {
-            Ok(plugin) => match validate_config(&plugin.manifest.config_schema, &use_.config) {
+            Ok(plugin) => match self.plugin_config(offset, plugin, &mut use_) {
                 Err(errors) => {
                     for error in errors {
                         self.problem(
@@ -951,6 +966,44 @@ impl Validator<'_> {
             Err(err) => self.problem(offset, err.to_string()),
         }
         Some(use_)
+    }
+
+    /// Reads PANTHER's keys in `use_`'s configuration under the plugin's names (see
+    /// [`aliases`]), merges the settings' defaults for the plugin under it, then checks it
+    /// against the plugin's schema: every problem of both.
+    fn plugin_config(
+        &mut self,
+        offset: usize,
+        plugin: &LoadedPlugin,
+        use_: &mut PluginUse,
+    ) -> Result<(), Vec<String>> {
+        let manifest = &plugin.manifest;
+        let applied = aliases::apply(
+            &manifest.key_aliases,
+            &manifest.config_schema,
+            &mut use_.config,
+        );
+        for note in applied.notes {
+            let location = self.at(offset);
+            self.notes.push(Problem {
+                location,
+                message: format!("`{}` ({}): {note}", use_.name, use_.plugin),
+            });
+        }
+        // The settings' defaults for the plugin go under what the file says.
+        use_.config = self.defaults.plugins.merge(&use_.plugin, &use_.config);
+        let mut errors = applied.errors;
+        errors.extend(
+            validate_config(&manifest.config_schema, &use_.config)
+                .err()
+                .into_iter()
+                .flatten(),
+        );
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
     }
 
     /// The driver the file did not choose (the settings' `drivers`, else the built-in

@@ -42,6 +42,8 @@ impl Shape {
 pub struct Unknown {
     /// Where its key starts.
     pub offset: usize,
+    /// The key.
+    pub key: String,
     /// What is wrong, as serde says it: ``unknown field `x`, expected one of …``.
     pub message: String,
     /// The text it occupies (key, value, and the body of a table), to blank out.
@@ -148,6 +150,7 @@ fn walk(text: &[u8], table: &dyn TableLike, inline: bool, shape: &Shape, found: 
             spans(text, start, item, &mut blank);
             found.push(Unknown {
                 offset,
+                key: name.to_string(),
                 message: format!("unknown field `{name}`, {}", expected(shape.allowed)),
                 blank,
                 inline,

@@ -25,6 +25,7 @@
 //! | [`plan`] | one resolution of an experiment into what the run does, and why |
 //! | [`plugin_defaults`] | per-plugin default configuration from the settings |
 //! | [`embedded`] | plugins compiled into the program, registered without a file |
+//! | [`aliases`] | PANTHER's keys: accepted under this host's names, or refused with a hint |
 //! | [`keys`] | every unknown key of a TOML file at once |
 //! | [`names`] | what an experiment, service or instance name may be |
 //! | [`results_path`] | report paths kept inside the results folder |
@@ -42,6 +43,7 @@
 
 #![warn(missing_docs)]
 
+pub mod aliases;
 mod bounded_lines;
 pub mod cache;
 mod child_exit;

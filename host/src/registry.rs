@@ -112,7 +112,7 @@ impl Registry {
         let mut to_probe: Vec<(usize, PathBuf, FileKey)> = Vec::new();
         for (i, candidate) in candidates.iter().enumerate() {
             let known = match triage(candidate, &folder_verdicts, &mut cache) {
-                Triage::Known(outcome) => Some(outcome),
+                Triage::Known(outcome) => Some(*outcome),
                 Triage::Probe(path, key) => {
                     to_probe.push((i, path, key));
                     None
@@ -278,8 +278,8 @@ type Outcome = Result<(Manifest, Option<FileKey>), LoadError>;
 
 /// What is known about one candidate before any probe.
 enum Triage {
-    /// Its outcome, from a check or the cache.
-    Known(Outcome),
+    /// Its outcome, from a check or the cache (boxed: a manifest is large).
+    Known(Box<Outcome>),
     /// It must be probed; its path and key, for the cache.
     Probe(PathBuf, FileKey),
 }
@@ -292,7 +292,7 @@ fn triage(
     cache: &mut Cache,
 ) -> Triage {
     let path = &candidate.path;
-    let fail = |kind| Triage::Known(Err(LoadError::new(path, kind)));
+    let fail = |kind| Triage::Known(Box::new(Err(LoadError::new(path, kind))));
     let folder_trusted = match &folder_verdicts[candidate.folder] {
         Ok(trusted) => *trusted,
         Err(why) => return fail(LoadErrorKind::Untrusted(why.clone())),
@@ -314,7 +314,7 @@ fn triage(
     }
     let key = FileKey::from_metadata(meta);
     if let Some(answer) = cache.take(path, &key) {
-        return Triage::Known(outcome(path, answer, key));
+        return Triage::Known(Box::new(outcome(path, answer, key)));
     }
     match preflight::check(path) {
         Ok(()) => Triage::Probe(path.clone(), key),

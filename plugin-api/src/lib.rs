@@ -116,6 +116,9 @@ pub mod testing;
 pub use context::{Context, ProcessHandle};
 pub use event::Event;
 pub use manifest::{Manifest, PluginKind, Resource, Tool};
+// since 1.3: begin
+pub use manifest::KeyAlias;
+// since 1.3: end
 pub use model::{
     Command, CommandOutput, Deployment, DeploymentPlan, EnvironmentStatus, ProcessState, Readiness,
     ReadyCheck, Role, RunResult, RunStatus, ServiceCommand, ServiceResult, ServiceSpec,

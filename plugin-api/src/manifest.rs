@@ -1,7 +1,9 @@
 //! What a plugin says about itself before anything is instantiated.
 //!
 //! [`Manifest`] is read by `panther-host list`, `info` and `check`; [`Resource`] is what an
-//! instance claims exclusively (checked when a proxy instance is added).
+//! instance claims exclusively (checked when a proxy instance is added); [`KeyAlias`] is a
+//! configuration key written in another vocabulary (PANTHER's) that the plugin understands
+//! or answers with a hint.
 
 use std::{fmt, path::PathBuf};
 
@@ -63,6 +65,29 @@ pub struct Tool {
     // since 1.2: end
 }
 
+// since 1.3: begin
+/// A configuration key from another vocabulary, and what the plugin makes of it. Users coming
+/// from PANTHER write its names (`sampling_frequency`, `output_file`); the plugin that owns the
+/// configuration knows best what each one means here, so the mapping lives in its manifest
+/// and a third-party plugin declares its own. Made with [`Manifest::alias_key`] or
+/// [`Manifest::refuse_key`]; non-exhaustive, like [`Tool`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct KeyAlias {
+    /// The foreign key. A dotted path (`general.stop_time`) names a key inside a table;
+    /// tables it leaves empty are removed.
+    pub key: String,
+    /// The key this plugin calls it. `Some`: the configuration is rewritten to it before the
+    /// schema sees it, and [`note`](Self::note) is shown by `check -v`. `None`: the key is
+    /// refused and the note is the error's hint (what to write instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// Why, in a few words: what the key becomes here, or what to write instead.
+    #[serde(default)]
+    pub note: String,
+}
+// since 1.3: end
+
 /// Everything the host knows about a plugin without instantiating it. Made with
 /// [`Manifest::new`] and its builder methods; non-exhaustive, like [`Tool`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -94,6 +119,13 @@ pub struct Manifest {
     /// The JSON Schema of the plugin's configuration. Filled in by `export_plugin!`.
     #[serde(default)]
     pub config_schema: serde_json::Value,
+    // since 1.3: begin
+    /// Keys of another vocabulary this plugin accepts under its own names or refuses with a
+    /// hint, applied by the host before the schema check. Absent from manifests written
+    /// before 1.3, which read as none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_aliases: Vec<KeyAlias>,
+    // since 1.3: end
 }
 
 impl Manifest {
@@ -110,6 +142,9 @@ impl Manifest {
             priority: 0,
             tools: Vec::new(),
             config_schema: serde_json::Value::Null,
+            // since 1.3: begin
+            key_aliases: Vec::new(),
+            // since 1.3: end
         }
     }
 
@@ -166,6 +201,36 @@ impl Manifest {
         self
     }
     // since 1.2: end
+
+    // since 1.3: begin
+    /// Accepts `key` (another vocabulary's name) as this plugin's `to`: the host rewrites the
+    /// configuration before validating it and shows `note` in `check -v`. Writing both keys
+    /// is an error.
+    pub fn alias_key(
+        mut self,
+        key: impl Into<String>,
+        to: impl Into<String>,
+        note: impl Into<String>,
+    ) -> Self {
+        self.key_aliases.push(KeyAlias {
+            key: key.into(),
+            to: Some(to.into()),
+            note: note.into(),
+        });
+        self
+    }
+
+    /// Refuses `key` (another vocabulary's name) with `hint`, which says what to write
+    /// instead or why there is no equivalent.
+    pub fn refuse_key(mut self, key: impl Into<String>, hint: impl Into<String>) -> Self {
+        self.key_aliases.push(KeyAlias {
+            key: key.into(),
+            to: None,
+            note: hint.into(),
+        });
+        self
+    }
+    // since 1.3: end
 
     /// Whether this plugin and `other` refuse to share a scope, and why.
     pub fn conflict_with(&self, other: &Manifest) -> Option<String> {
@@ -229,5 +294,29 @@ mod tests {
         let newer = Manifest::new("gperf_x").tool_with_override("libx.so.1", "libx1", "library");
         let json = serde_json::to_value(&newer.tools[0]).unwrap();
         assert_eq!(json["override_key"], "library");
+    }
+
+    #[test]
+    fn a_manifest_from_before_key_aliases_reads_with_none_and_writes_none() {
+        let mut older = serde_json::to_value(Manifest::new("old")).unwrap();
+        assert!(
+            older.get("key_aliases").is_none(),
+            "empty lists are not written"
+        );
+        older.as_object_mut().unwrap().remove("key_aliases");
+        let manifest: Manifest = serde_json::from_value(older).unwrap();
+        assert!(manifest.key_aliases.is_empty());
+    }
+
+    #[test]
+    fn aliases_and_refusals_cross_as_json() {
+        let manifest = Manifest::new("x")
+            .alias_key("sampling_frequency", "frequency", "same meaning")
+            .refuse_key("output_file", "output goes to the results folder");
+        let json = serde_json::to_value(&manifest).unwrap();
+        assert_eq!(json["key_aliases"][0]["to"], "frequency");
+        assert!(json["key_aliases"][1].get("to").is_none());
+        let back: Manifest = serde_json::from_value(json).unwrap();
+        assert_eq!(back.key_aliases, manifest.key_aliases);
     }
 }

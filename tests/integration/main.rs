@@ -23,6 +23,7 @@
 //! - [`containment`]: daemonizing services, killed hosts, many runs of one experiment at once.
 //! - [`docker`]: `docker_compose` and `localhost_single_container` on the real Docker engine.
 //! - [`shadow_ns`]: emulated links measured from inside an experiment, Shadow configuration.
+//! - [`vocabulary`]: PANTHER's keys: read under this host's names, or refused with a hint.
 
 mod cli;
 mod containment;
@@ -44,3 +45,4 @@ mod shadow_ns;
 mod strace;
 mod support;
 mod valgrind;
+mod vocabulary;

@@ -35,7 +35,11 @@ impl Plugin for Time {
     type Config = Config;
 
     fn manifest() -> Manifest {
-        Manifest::new("time").tool("time", "time")
+        Manifest::new("time")
+            .tool("time", "time")
+            // GNU time's own report says "kbytes": accept that spelling too.
+            .alias_key("max_rss_kb", "max_rss_kib", "GNU time's label for the same number")
+            .refuse_key("output_file", "GNU time's report is `time.txt` in the instance's folder")
     }
 
     fn new(config: Config, _ctx: Context) -> anyhow::Result<Self> {

@@ -163,6 +163,7 @@ fn experiment(services: Vec<ServiceDef>, execution: Vec<PluginUse>) -> Experimen
         execution,
         services,
         reports: Vec::new(),
+        notes: Vec::new(),
     }
 }
 

@@ -316,7 +316,37 @@ impl Plugin for DockerCompose {
     type Config = Config;
 
     fn manifest() -> Manifest {
-        Manifest::new(NAME).capability("containers")
+        Manifest::new(NAME)
+            .capability("containers")
+            .alias_key(
+                "service_prefix",
+                "project_name",
+                "the prefix of the run's container, network and volume names",
+            )
+            .refuse_key(
+                "network_name",
+                "the run's network is named after `project_name`; other networks are declared in the compose file (`compose_file`)",
+            )
+            .refuse_key(
+                "subnet",
+                "declare networks and their subnets in the compose file (`compose_file`)",
+            )
+            .refuse_key(
+                "enable_ipv6",
+                "declare networks with `enable_ipv6` in the compose file (`compose_file`)",
+            )
+            .refuse_key(
+                "volumes",
+                "declare volumes in the compose file (`compose_file`)",
+            )
+            .refuse_key(
+                "environment",
+                "write `env = { ... }` in each `[[service]]`, or `environment:` in the compose file",
+            )
+            .refuse_key(
+                "version",
+                "the Compose Specification has no file version; nothing to choose",
+            )
     }
 
     fn validate(config: &Config, experiment: &ValidationContext) -> Vec<String> {

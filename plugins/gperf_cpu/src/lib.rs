@@ -31,7 +31,8 @@ use panther_gperftools::{
     cpu::{profile_files, CpuProfile},
     library::{check_override, preload, resolve, LibraryMatcher, DEBIAN_PACKAGE, PROFILER_NAMES},
     report::{cpu_report, folded_stacks, write_flamegraph, FunctionStat},
-    symbolize_cpu, SymbolizedCpuProfile, Symbolizer,
+    symbolize_cpu, SymbolizedCpuProfile, Symbolizer, GPERF_GENERATOR_HINT, GPERF_GENERATOR_KEYS,
+    PPROF_FILTER_HINT,
 };
 use panther_plugin_api::{prelude::*, serde_json};
 use watch::{Profiled, Watch};
@@ -166,10 +167,57 @@ impl Plugin for GperfCpu {
     type Config = Config;
 
     fn manifest() -> Manifest {
-        Manifest::new("gperf_cpu")
+        let manifest = Manifest::new("gperf_cpu")
             .capability("ld_preload")
             .capability("cpu_profiler")
             .tool_with_override("libprofiler.so.0", DEBIAN_PACKAGE, "library")
+            .alias_key(
+                "sampling_frequency",
+                "frequency",
+                "PANTHER's name for CPUPROFILE_FREQUENCY",
+            )
+            .alias_key(
+                "profile_frequency",
+                "frequency",
+                "PANTHER's name for CPUPROFILE_FREQUENCY",
+            )
+            .alias_key(
+                "profiler_library",
+                "library",
+                "PANTHER's name for the libprofiler to preload",
+            )
+            .alias_key(
+                "use_realtime_signal",
+                "realtime",
+                "PANTHER's name for CPUPROFILE_REALTIME",
+            )
+            .refuse_key(
+                "output_format",
+                "the report has the top functions, `cpu.folded` and `flamegraph.svg`; the raw profile is kept for pprof",
+            )
+            .refuse_key(
+                "generate_pdf",
+                "`flamegraph.svg` is drawn instead; the raw profile is kept for pprof",
+            )
+            .refuse_key(
+                "profile_children",
+                "processes of the service that keep its environment are profiled, each in its own file",
+            )
+            .refuse_key(
+                "start_profiling_delay",
+                "profiling is switched on when the host starts monitoring the service, right after it is deployed",
+            )
+            .refuse_key("exclude_functions", PPROF_FILTER_HINT)
+            .refuse_key("include_only_functions", PPROF_FILTER_HINT)
+            .refuse_key("pprof_options", PPROF_FILTER_HINT)
+            .refuse_key(
+                "output_file",
+                "the profile is `cpu.prof` in the instance's own folder of the results",
+            );
+        GPERF_GENERATOR_KEYS
+            .iter()
+            .filter(|key| **key != "output_file")
+            .fold(manifest, |m, key| m.refuse_key(*key, GPERF_GENERATOR_HINT))
     }
 
     fn validate(config: &Config, _experiment: &ValidationContext) -> Vec<String> {

@@ -28,7 +28,7 @@ use panther_gperftools::{
     control::check_switch_signal,
     heap::{analyze_heap_run, dump_prefixes, merge_site_stats, HeapCounts, SiteStat},
     library::{check_override, preload, resolve, LibraryMatcher, DEBIAN_PACKAGE, TCMALLOC_NAMES},
-    process, Symbolizer,
+    process, Symbolizer, GPERF_GENERATOR_HINT, GPERF_GENERATOR_KEYS, PPROF_FILTER_HINT,
 };
 use panther_plugin_api::{prelude::*, serde_json};
 
@@ -255,10 +255,76 @@ impl Plugin for GperfHeap {
     type Config = Config;
 
     fn manifest() -> Manifest {
-        Manifest::new("gperf_heap")
+        let manifest = Manifest::new("gperf_heap")
             .capability("ld_preload")
             .capability("heap_profiler")
             .tool_with_override("libtcmalloc.so.4", DEBIAN_PACKAGE, "library")
+            .alias_key(
+                "tcmalloc_library",
+                "library",
+                "PANTHER's name for the libtcmalloc to preload",
+            )
+            .alias_key(
+                "heap_profile_allocation_interval",
+                "allocation_interval",
+                "PANTHER's name for HEAP_PROFILE_ALLOCATION_INTERVAL",
+            )
+            .alias_key(
+                "heap_profile_inuse_interval",
+                "inuse_interval",
+                "PANTHER's name for HEAP_PROFILE_INUSE_INTERVAL",
+            )
+            .refuse_key(
+                "heap_profile_time_interval",
+                "dumps are written by allocation (`allocation_interval`), by in-use growth (`inuse_interval`) and when monitoring stops",
+            )
+            .refuse_key(
+                "heap_check_type",
+                "gperftools' heap checker is not driven here: find leaks with the `memcheck` environment",
+            )
+            .refuse_key(
+                "enable_leak_check",
+                "gperftools' heap checker is not driven here: find leaks with the `memcheck` environment",
+            )
+            .refuse_key(
+                "leak_check_at_exit",
+                "gperftools' heap checker is not driven here: find leaks with the `memcheck` environment",
+            )
+            .refuse_key(
+                "output_file",
+                "the dumps are `heap.*.heap` in the instance's own folder of the results",
+            )
+            .refuse_key(
+                "output_format",
+                "the report has in-use and allocated bytes by function and the peak; the raw dumps are kept for pprof",
+            )
+            .refuse_key(
+                "generate_pdf",
+                "the report has in-use and allocated bytes by function and the peak; the raw dumps are kept for pprof",
+            )
+            .refuse_key(
+                "generate_text_report",
+                "the report is always written (the monitoring data's JSON); the raw dumps are kept for pprof",
+            )
+            .refuse_key(
+                "profile_mmap",
+                "mmap profiling is not offered: the report covers malloc and new",
+            )
+            .refuse_key(
+                "only_mmap_profile",
+                "mmap profiling is not offered: the report covers malloc and new",
+            )
+            .refuse_key(
+                "deep_heap_profile",
+                "not offered here; there is nothing to set",
+            )
+            .refuse_key("exclude_functions", PPROF_FILTER_HINT)
+            .refuse_key("include_only_functions", PPROF_FILTER_HINT)
+            .refuse_key("pprof_options", PPROF_FILTER_HINT);
+        GPERF_GENERATOR_KEYS
+            .iter()
+            .filter(|key| **key != "output_file")
+            .fold(manifest, |m, key| m.refuse_key(*key, GPERF_GENERATOR_HINT))
     }
 
     fn validate(config: &Config, _experiment: &ValidationContext) -> Vec<String> {

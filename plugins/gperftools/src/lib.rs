@@ -30,3 +30,28 @@ pub use error::{Error, Result};
 pub use maps::Mapping;
 pub use process::ProcessId;
 pub use symbolize::{symbolize_cpu, Frame, SymbolizedCpuProfile, Symbolizer};
+
+/// Keys of PANTHER's early `gperf_cpu` and `gperf_heap` configurations, which described GNU
+/// gperf, the perfect-hash generator, instead of gperftools' profilers. Both plugins refuse
+/// them with [`GPERF_GENERATOR_HINT`].
+pub const GPERF_GENERATOR_KEYS: [&str; 11] = [
+    "input_file",
+    "output_file",
+    "language",
+    "keyword_only",
+    "readonly_tables",
+    "switch",
+    "compare_strncmp",
+    "hash_function",
+    "compare_function",
+    "includes",
+    "other_flags",
+];
+
+/// Why [`GPERF_GENERATOR_KEYS`] are refused.
+pub const GPERF_GENERATOR_HINT: &str =
+    "an option of GNU gperf, the perfect-hash generator, not of gperftools' profilers: there is nothing to set";
+
+/// What PANTHER's function filters and pprof options become: nothing, and why.
+pub const PPROF_FILTER_HINT: &str =
+    "the report lists the `top` functions; filter the raw profile with pprof afterwards";

@@ -112,11 +112,34 @@ pub struct Helgrind {
     valgrind: Valgrind,
 }
 
+/// PANTHER's helgrind keys: the shared valgrind ones and the helgrind options this plugin
+/// leaves to `extra_args`.
+fn panther_keys(manifest: Manifest) -> Manifest {
+    let manifest = panther_valgrind::panther_keys(manifest).refuse_key(
+        "cache_size",
+        "helgrind has no such option; there is nothing to set",
+    );
+    [
+        ("conflict_cache_size", "--conflict-cache-size=1000000"),
+        ("track_lockorders", "--track-lockorders=no"),
+        ("check_stack_refs", "--check-stack-refs=no"),
+        ("ignore_thread_creation", "--ignore-thread-creation=yes"),
+        ("free_is_write", "--free-is-write=yes"),
+        ("show_below_main", "--show-below-main=yes"),
+        ("track_fds", "--track-fds=yes"),
+        ("time_stamp", "--time-stamp=yes"),
+    ]
+    .into_iter()
+    .fold(manifest, |m, (key, option)| {
+        panther_valgrind::via_extra_args(m, key, option)
+    })
+}
+
 impl Plugin for Helgrind {
     type Config = Config;
 
     fn manifest() -> Manifest {
-        Manifest::new("helgrind")
+        let manifest = Manifest::new("helgrind")
             .capability("valgrind")
             // One valgrind per process; and valgrind replaces malloc and intercepts pthreads
             // itself, so an LD_PRELOAD profiler would either be bypassed or break it.
@@ -124,7 +147,8 @@ impl Plugin for Helgrind {
             .conflicts_with("ld_preload")
             // Innermost: valgrind must run the program itself, not another wrapper.
             .priority(-50)
-            .tool("valgrind", "valgrind")
+            .tool("valgrind", "valgrind");
+        panther_keys(manifest)
     }
 
     fn validate(config: &Config, _experiment: &ValidationContext) -> Vec<String> {

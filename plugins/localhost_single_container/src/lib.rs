@@ -232,7 +232,34 @@ impl Plugin for SingleContainer {
     type Config = Config;
 
     fn manifest() -> Manifest {
-        Manifest::new(NAME).capability("containers")
+        Manifest::new(NAME)
+            .capability("containers")
+            .alias_key(
+                "volumes",
+                "mounts",
+                "PANTHER's name for the host folders mounted into the container",
+            )
+            .refuse_key(
+                "network_name",
+                "every service shares the one container's network (localhost): there is no network to name",
+            )
+            .refuse_key(
+                "subnet",
+                "every service shares the one container's network (localhost): there is no subnet to choose",
+            )
+            .refuse_key(
+                "enable_ipv6",
+                "every service shares the one container's network (localhost): there is nothing to enable",
+            )
+            .refuse_key(
+                "service_prefix",
+                "the container is named after the run; the services are processes inside it",
+            )
+            .refuse_key("environment", "write `env = { ... }` in each `[[service]]`")
+            .refuse_key(
+                "version",
+                "there is no compose file here, so no file version to choose",
+            )
     }
 
     fn validate(config: &Config, experiment: &ValidationContext) -> Vec<String> {

@@ -210,11 +210,57 @@ pub struct Memcheck {
     valgrind: Valgrind,
 }
 
+/// PANTHER's memcheck keys: the shared valgrind ones, the options this plugin models under
+/// other names, and the valgrind options it leaves to `extra_args`.
+fn panther_keys(manifest: Manifest) -> Manifest {
+    let manifest = panther_valgrind::panther_keys(manifest)
+        .refuse_key(
+            "show_reachable",
+            "write `show_leak_kinds = [\"definite\", \"possible\", \"reachable\"]`",
+        )
+        .refuse_key(
+            "show_possibly_lost",
+            "write `show_leak_kinds = [\"definite\", \"possible\"]` (or without \"possible\")",
+        )
+        .refuse_key(
+            "errors_for_leak_kinds",
+            "what fails the service is set by the `max_*_lost_bytes` and `max_errors` thresholds",
+        );
+    [
+        ("leak_resolution", "--leak-resolution=high"),
+        ("leak_check_heuristics", "--leak-check-heuristics=all"),
+        ("xtree_leak", "--xtree-leak=yes"),
+        ("xtree_leak_file", "--xtree-leak-file=xtleak.kcg.%p"),
+        ("undef_value_errors", "--undef-value-errors=no"),
+        ("partial_loads_ok", "--partial-loads-ok=yes"),
+        (
+            "expensive_definedness_checks",
+            "--expensive-definedness-checks=yes",
+        ),
+        ("keep_stacktraces", "--keep-stacktraces=alloc-and-free"),
+        ("freelist_vol", "--freelist-vol=20000000"),
+        ("freelist_big_blocks", "--freelist-big-blocks=1000000"),
+        ("workaround_gcc296_bugs", "--workaround-gcc296-bugs=yes"),
+        ("ignore_range_below_sp", "--ignore-range-below-sp=8192-8189"),
+        ("show_mismatched_frees", "--show-mismatched-frees=no"),
+        ("show_realloc_size_zero", "--show-realloc-size-zero=no"),
+        ("ignore_ranges", "--ignore-ranges=0xPP-0xQQ"),
+        ("malloc_fill", "--malloc-fill=0xAB"),
+        ("free_fill", "--free-fill=0xCD"),
+        ("xml_user_comment", "--xml-user-comment=TEXT"),
+        ("generate_suppressions", "--gen-suppressions=all"),
+    ]
+    .into_iter()
+    .fold(manifest, |m, (key, option)| {
+        panther_valgrind::via_extra_args(m, key, option)
+    })
+}
+
 impl Plugin for Memcheck {
     type Config = Config;
 
     fn manifest() -> Manifest {
-        Manifest::new("memcheck")
+        let manifest = Manifest::new("memcheck")
             .capability("valgrind")
             // One valgrind per process; and valgrind replaces malloc itself, so an
             // LD_PRELOAD profiler would either be bypassed or break it.
@@ -222,7 +268,8 @@ impl Plugin for Memcheck {
             .conflicts_with("ld_preload")
             // Innermost: valgrind must run the program itself, not another wrapper.
             .priority(-50)
-            .tool("valgrind", "valgrind")
+            .tool("valgrind", "valgrind");
+        panther_keys(manifest)
     }
 
     fn validate(config: &Config, _experiment: &ValidationContext) -> Vec<String> {

@@ -95,6 +95,11 @@ pub struct ShadowNs {
     services: Vec<Running>,
 }
 
+/// The hint for PANTHER's `network` table: the graph is made of links here.
+const LINKS: &str = "describe the network as `links = [{ between = [\"a\", \"b\"], latency = \"10ms\", jitter = \"1ms\", loss = 0.01 }]` between `hosts`";
+/// The hint for PANTHER's `hosts.server` and `hosts.client` tables.
+const HOSTS: &str = "`hosts` maps each host name to its services (`hosts = { a = [\"server\"] }`); addresses are given by the plugin and every service starts in dependency order";
+
 impl Plugin for ShadowNs {
     type Config = Config;
 
@@ -109,6 +114,42 @@ impl Plugin for ShadowNs {
             // that they exist.
             .capability("local_processes")
             .tool("ip", "iproute2")
+            .alias_key(
+                "general.stop_time",
+                "stop_time",
+                "PANTHER's `[general]` table is the section itself here",
+            )
+            .refuse_key(
+                "general.model_unblocked_syscall_latency",
+                "Shadow's own option, not offered: the plugin writes Shadow's configuration itself",
+            )
+            .refuse_key(
+                "experimental.strace_logging_mode",
+                "Shadow's own option, not offered: trace services with the `strace` execution environment",
+            )
+            .refuse_key(
+                "host_option_defaults.pcap_enabled",
+                "packet capture is not offered; the plugin writes Shadow's configuration itself",
+            )
+            .refuse_key("network.latency", LINKS)
+            .refuse_key("network.jitter", LINKS)
+            .refuse_key("network.packet_loss", LINKS)
+            .refuse_key("network", LINKS)
+            .refuse_key(
+                "network_name",
+                "the network is the plugin's own, one namespace per host; there is nothing to name",
+            )
+            .refuse_key(
+                "subnet",
+                "hosts get addresses in 10.213.0.0/24, in name order; there is nothing to choose",
+            )
+            .refuse_key("enable_ipv6", "the emulated and simulated networks are IPv4")
+            .refuse_key("hosts.server.network_node_id", HOSTS)
+            .refuse_key("hosts.server.ip_addr", HOSTS)
+            .refuse_key("hosts.server.start_time", HOSTS)
+            .refuse_key("hosts.client.network_node_id", HOSTS)
+            .refuse_key("hosts.client.ip_addr", HOSTS)
+            .refuse_key("hosts.client.start_time", HOSTS)
     }
 
     fn validate(config: &Config, experiment: &ValidationContext) -> Vec<String> {

@@ -273,6 +273,87 @@ impl Plugin for Strace {
             )
             .capability("ptrace")
             .tool("strace", "strace")
+            .alias_key(
+                "excluded_syscalls",
+                "exclude",
+                "PANTHER's name for the system calls not traced",
+            )
+            .alias_key(
+                "include_kernel_stack",
+                "kernel_stacks",
+                "PANTHER's name for strace -k",
+            )
+            .alias_key(
+                "stack_traces",
+                "kernel_stacks",
+                "PANTHER's name for strace -k, the stack after each call",
+            )
+            .alias_key(
+                "trace_children",
+                "follow_forks",
+                "PANTHER's name for strace -f",
+            )
+            .alias_key(
+                "string_limit",
+                "string_size",
+                "PANTHER's name for strace -s",
+            )
+            .refuse_key(
+                "trace_all_syscalls",
+                "write `trace = [\"all\"]` (the default)",
+            )
+            .refuse_key(
+                "trace_network_syscalls",
+                "write `trace = [\"network\"]`",
+            )
+            .refuse_key("network_focus", "write `trace = [\"network\"]`")
+            .refuse_key("trace_file_syscalls", "write `trace = [\"file\"]`, next to other classes")
+            .refuse_key(
+                "additional_parameters",
+                "the plugin sets strace's options so that the summary can read the trace: `trace`, `exclude`, `kernel_stacks`, `string_size` and `follow_forks` cover -e, -k, -s and -f",
+            )
+            .refuse_key(
+                "strace_binary",
+                "the host finds strace itself (`panther-host doctor` shows where)",
+            )
+            .refuse_key(
+                "timeout",
+                "strace lasts as long as the service; bound the run with `timeout` in `[experiment]`",
+            )
+            .refuse_key("output_file", "each instance writes into its own folder of the results (`monitoring/<service>/<instance>/`)")
+            .refuse_key("output_dir", "each instance writes into its own folder of the results (`monitoring/<service>/<instance>/`)")
+            .refuse_key(
+                "monitored_process",
+                "the environment applies to the services named in its `services` key; `follow_forks` follows their children",
+            )
+            .refuse_key(
+                "output_format",
+                "the trace is written in the one format the summary reads (`strace.json` and the raw trace)",
+            )
+            .refuse_key(
+                "decode_fds",
+                "the trace is written in the one format the summary reads; there is nothing to choose",
+            )
+            .refuse_key(
+                "timestamps",
+                "the trace is written in the one format the summary reads; there is nothing to choose",
+            )
+            .refuse_key(
+                "timestamp_format",
+                "the trace is written in the one format the summary reads; there is nothing to choose",
+            )
+            .refuse_key(
+                "buffer_size",
+                "strace has no such option; there is nothing to set",
+            )
+            .refuse_key(
+                "inject_errors",
+                "fault injection changes what the test means and is not offered",
+            )
+            .refuse_key(
+                "sampling_rate",
+                "strace records every call and does not sample; `resource_metrics` has `sampling_rate`",
+            )
     }
 
     fn validate(config: &Config, _experiment: &ValidationContext) -> Vec<String> {

@@ -118,3 +118,43 @@ impl Valgrind {
         Ok(serde_json::to_value(report)?)
     }
 }
+
+/// PANTHER's keys that its `memcheck` and `helgrind` environments share, declared on
+/// `manifest` (see [`panther_plugin_api::KeyAlias`]).
+pub fn panther_keys(manifest: panther_plugin_api::Manifest) -> panther_plugin_api::Manifest {
+    manifest
+        .alias_key(
+            "additional_parameters",
+            "extra_args",
+            "PANTHER's name for the same list of valgrind options",
+        )
+        .refuse_key(
+            "suppression_file",
+            "write `suppressions = [\"FILE\"]`, a list of files",
+        )
+        .refuse_key(
+            "valgrind_binary",
+            "the host finds valgrind itself (`panther-host doctor` shows where)",
+        )
+        .refuse_key(
+            "output_format",
+            "valgrind always writes XML here: the report is built from it",
+        )
+        .refuse_key(
+            "verbosity",
+            "valgrind's own log is `valgrind.log` in the instance's folder; the host's output is set with -v/-vv",
+        )
+}
+
+/// Refuses PANTHER's `key`, a valgrind option this plugin does not model, with the hint to
+/// pass `option` in `extra_args`.
+pub fn via_extra_args(
+    manifest: panther_plugin_api::Manifest,
+    key: &str,
+    option: &str,
+) -> panther_plugin_api::Manifest {
+    manifest.refuse_key(
+        key,
+        format!("pass valgrind's option in `extra_args`: `extra_args = [\"{option}\"]`"),
+    )
+}
