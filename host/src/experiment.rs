@@ -519,6 +519,7 @@ impl Validator<'_> {
         self.context = ValidationContext {
             base_dir: base.clone(),
             services: services.iter().map(|(_, s)| s.name.clone()).collect(),
+            sites: BTreeMap::new(),
         };
 
         let network = match file.network {
@@ -542,6 +543,7 @@ impl Validator<'_> {
         });
         if !network.plugin.is_empty() {
             self.check_driver(&network, registry);
+            self.sites(&network, registry);
         }
         let execution: Vec<PluginUse> = file
             .execution
@@ -881,6 +883,26 @@ impl Validator<'_> {
             Err(err) => self.problem(offset, err.to_string()),
         }
         Some(use_)
+    }
+
+    /// Asks the network environment where each service runs, so that the execution
+    /// environments validated next can refuse what cannot work there. Skipped when its own
+    /// section was refused: its configuration may not even parse.
+    fn sites(&mut self, network: &PluginUse, registry: &Registry) {
+        let refused = self.problems.iter().any(|p| p.location == network.location);
+        let Some(plugin) = registry.get(PluginKind::NetworkEnvironment, &network.plugin) else {
+            return;
+        };
+        if refused {
+            return;
+        }
+        match plugin.sites_in(&self.placement(plugin), &network.config, &self.context) {
+            Ok(sites) => self.context.sites = sites,
+            Err(err) => self.problems.push(Problem {
+                location: network.location.clone(),
+                message: err.to_string(),
+            }),
+        }
     }
 
     fn check_driver(&mut self, network: &PluginUse, registry: &Registry) {

@@ -242,11 +242,22 @@ pub fn run(
     };
     let execution = run.execution_instances(&mut scope);
 
-    // 2. Wrap, with this run's ports in place of the placeholders.
+    // 2. Wrap, with this run's ports in place of the placeholders, each service knowing
+    //    where it will run.
+    let sites = run.sites(network_plugin);
     let mut deployed: Vec<Deployed> = experiment
         .services
         .iter()
-        .map(|def| run.wrap(&mut scope, &execution, &ports.apply(def), &services_dir))
+        .map(|def| {
+            let site = sites.get(&def.name).cloned().unwrap_or_default();
+            run.wrap(
+                &mut scope,
+                &execution,
+                &ports.apply(def),
+                site,
+                &services_dir,
+            )
+        })
         .collect();
     let slowdown = deployed.iter().map(|d| d.slowdown).fold(1.0, f64::max);
     run.call_limit
@@ -438,12 +449,43 @@ impl Run<'_> {
         resolve(chain)
     }
 
+    /// Where the network environment runs each service, as `check` saw it.
+    fn sites(
+        &mut self,
+        network: &LoadedPlugin,
+    ) -> BTreeMap<String, panther_plugin_api::ServiceSite> {
+        let experiment = panther_plugin_api::ValidationContext {
+            base_dir: self
+                .experiment
+                .path
+                .parent()
+                .map(PathBuf::from)
+                .unwrap_or_default(),
+            services: self
+                .experiment
+                .services
+                .iter()
+                .map(|s| s.name.clone())
+                .collect(),
+            sites: BTreeMap::new(),
+        };
+        let config = &self.experiment.network.config;
+        match network.sites_in(&self.placement(network), config, &experiment) {
+            Ok(sites) => sites,
+            Err(err) => {
+                self.fail(err);
+                BTreeMap::new()
+            }
+        }
+    }
+
     /// Wraps a service's command with the execution environments that apply to it.
     fn wrap(
         &mut self,
         scope: &mut Scope,
         execution: &[(PluginUse, i32, Slot)],
         def: &ServiceDef,
+        site: panther_plugin_api::ServiceSite,
         services_dir: &std::path::Path,
     ) -> Deployed {
         let settings = self.service_settings(def);
@@ -474,6 +516,8 @@ impl Run<'_> {
                 .path
                 .parent()
                 .map(std::path::Path::to_path_buf),
+            site,
+            mounts: Vec::new(),
         };
         let mut slowdown = 1.0;
         let outcomes = extensions.map(settings.failure_policy(), |slot| {
@@ -509,6 +553,7 @@ impl Run<'_> {
             role: def.role,
             log_dir: services_dir.to_path_buf(),
             stop_grace: Some(STOP_GRACE.mul_f64(slowdown)),
+            mounts: command.mounts,
         };
         Deployed {
             def: def.clone(),
@@ -983,11 +1028,22 @@ pub fn dry_run(
         Ok(ports) => ports,
         Err(err) => return Err(vec![RunError::Ports(err).to_string()]),
     };
+    let sites = registry
+        .get(PluginKind::NetworkEnvironment, &experiment.network.plugin)
+        .map(|network| run.sites(network))
+        .unwrap_or_default();
     let planned = experiment
         .services
         .iter()
         .map(|def| {
-            let d = run.wrap(&mut scope, &execution, &ports.apply(def), &services_dir);
+            let site = sites.get(&def.name).cloned().unwrap_or_default();
+            let d = run.wrap(
+                &mut scope,
+                &execution,
+                &ports.apply(def),
+                site,
+                &services_dir,
+            );
             PlannedService {
                 execution: d.extensions.names().map(String::from).collect(),
                 slowdown: d.slowdown,
