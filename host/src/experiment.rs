@@ -519,6 +519,10 @@ impl Validator<'_> {
         self.context = ValidationContext {
             base_dir: base.clone(),
             services: services.iter().map(|(_, s)| s.name.clone()).collect(),
+            commands: services
+                .iter()
+                .map(|(_, s)| (s.name.clone(), s.command.clone()))
+                .collect(),
             sites: BTreeMap::new(),
         };
 

@@ -467,6 +467,9 @@ impl Run<'_> {
                 .iter()
                 .map(|s| s.name.clone())
                 .collect(),
+            commands: (self.experiment.services.iter())
+                .map(|s| (s.name.clone(), s.command.clone()))
+                .collect(),
             sites: BTreeMap::new(),
         };
         let config = &self.experiment.network.config;

@@ -412,6 +412,10 @@ pub struct ValidationContext {
     /// The names of the experiment's services.
     #[serde(default)]
     pub services: Vec<String>,
+    /// Each service's command (program first), as the experiment gives it: what a network
+    /// environment runs, and what it looks at to say how the program is linked. Since 1.2.
+    #[serde(default)]
+    pub commands: BTreeMap<String, Vec<String>>,
     /// Where each service runs, as the network environment says (absent: on this machine).
     /// Execution environments refuse here what cannot work there. Since 1.2.
     #[serde(default)]

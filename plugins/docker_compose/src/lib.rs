@@ -18,14 +18,14 @@ use panther_docker::{
     cleanup, container,
     image::{self, BuildSpec},
     ready::{self, Probe},
-    sanitize_name, Engine, RunLabels,
+    sanitize_name, site, Engine, RunLabels,
 };
 use panther_plugin_api::{prelude::*, ValidationContext};
 
 pub mod compose;
 pub mod project;
 
-use compose::ComposeFile;
+use compose::{ComposeFile, Mount};
 use project::{ContainerDef, Project, Running};
 
 /// The plugin's name, also its label on what it creates.
@@ -258,8 +258,33 @@ impl DockerCompose {
             // The experiment's (wrapped) command replaces the image's entrypoint and command.
             def.entrypoint = Some(spec.argv.clone());
             def.command = None;
+            // What the execution environments brought along (their tools, their output
+            // folders), each target once.
+            for mount in &spec.mounts {
+                let target = mount.target.display().to_string();
+                let taken = def.mounts.iter().any(|m| match m {
+                    Mount::Bind { target: t, .. }
+                    | Mount::Volume { target: t, .. }
+                    | Mount::Anonymous { target: t }
+                    | Mount::Tmpfs { target: t } => *t == target,
+                });
+                if !taken {
+                    def.mounts.push(Mount::Bind {
+                        source: mount.source.clone(),
+                        target,
+                        read_only: mount.read_only,
+                    });
+                }
+            }
             for (key, value) in &spec.env {
                 def.set_env(key, value);
+            }
+            if def.init && !spec.mounts.is_empty() {
+                // The engine's init forwards the stop signal to its child alone; under a
+                // tool that child is the tool, and a tracer ignores it (strace -o) while the
+                // service runs on until SIGKILL. As on localhost, the whole process group
+                // gets it: the service ends on its own and the tool writes its report.
+                def.set_env("TINI_KILL_PROCESS_GROUP", "1");
             }
         }
         let experiment: Vec<&str> = plan.services.iter().map(|s| s.name.as_str()).collect();
@@ -336,6 +361,45 @@ impl Plugin for DockerCompose {
 }
 
 impl NetworkEnvironment for DockerCompose {
+    /// Every service runs in a container: from its compose service's image, or from `image`.
+    /// How its program is linked is read from the build folder when there is one.
+    fn sites(config: &Config, experiment: &ValidationContext) -> BTreeMap<String, ServiceSite> {
+        let base_dir = experiment.base_dir.as_path();
+        let compose = config
+            .compose_file
+            .as_ref()
+            .and_then(|file| compose::load(&base_dir.join(file)).ok());
+        let generated = config.image.as_ref().map(|name| {
+            let build = image::as_context(name, base_dir).map(|dir| BuildSpec {
+                dockerfile: config.dockerfile.clone(),
+                ..BuildSpec::new(dir)
+            });
+            (name.clone(), build)
+        });
+        let mut sites = BTreeMap::new();
+        for service in &experiment.services {
+            let from_compose = compose.as_ref().and_then(|c| c.services.get(service));
+            let (image, build) = match (from_compose, &generated) {
+                (Some(s), _) => {
+                    let name = s
+                        .image
+                        .clone()
+                        .or_else(|| s.build.as_ref().map(|b| b.context.display().to_string()));
+                    (name.unwrap_or_default(), s.build.clone())
+                }
+                (None, Some((name, build))) => (name.clone(), build.clone()),
+                (None, None) => continue,
+            };
+            let program = experiment.commands.get(service).and_then(|c| c.first());
+            let linkage = match (build, program) {
+                (Some(build), Some(program)) => site::linkage_in_build(&build, program),
+                _ => Linkage::Unknown,
+            };
+            sites.insert(service.clone(), ServiceSite::Container { image, linkage });
+        }
+        sites
+    }
+
     fn setup_environment(&mut self, plan: &DeploymentPlan) -> anyhow::Result<()> {
         // Known before anything is created, so that teardown finds it whatever fails next.
         self.run_id = Some(plan.run_id.clone());
