@@ -1,0 +1,309 @@
+//! Execution environments on services in containers whose images do not have the tools: the
+//! host's tools are carried in (mounted with their libraries, started through the mounted
+//! loader) and their results land in the run's results folder as on localhost.
+//!
+//! Every cell runs the echo pair twice over: from a `FROM scratch` image of statically linked
+//! echo programs, and from the dynamic image of `docker.rs` (the workspace's echo programs with
+//! the libraries they link). Neither image holds strace, a shell or anything else.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    sync::OnceLock,
+};
+
+use serde_json::Value;
+
+use crate::docker::{
+    assert_nothing_left, echo_context, require_engine, result_of, run_id, RemoveLeftovers,
+};
+use crate::support::*;
+
+/// A process that waits forever, the static image's `/bin/sleep` (its main process when it
+/// only hosts `docker exec`ed services).
+const HOLD: &str = "#include <unistd.h>\nint main(void) { for (;;) pause(); }\n";
+
+/// A build context like [`echo_context`] with statically linked programs only: the echo
+/// programs built with `crt-static`, and a static `/bin/sleep`. No library, no loader.
+fn static_echo_context() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = root()
+            .join("target/docker-fixtures")
+            .join(format!("echo-static-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let bin = dir.join("rootfs/usr/local/bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::create_dir_all(dir.join("rootfs/bin")).unwrap();
+        std::fs::copy(
+            root().join("tests/fixtures/docker/echo/Dockerfile"),
+            dir.join("Dockerfile"),
+        )
+        .unwrap();
+        for name in ["echo-server", "echo-client"] {
+            let source = root().join(format!("examples/echo/src/bin/{name}.rs"));
+            let output = Command::new("rustc")
+                .args([
+                    "--edition",
+                    "2021",
+                    "-C",
+                    "target-feature=+crt-static",
+                    "-O",
+                ])
+                .arg(&source)
+                .arg("-o")
+                .arg(bin.join(name))
+                .output()
+                .expect("rustc runs");
+            assert!(
+                output.status.success(),
+                "building a static {name}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let hold = dir.join("hold.c");
+        std::fs::write(&hold, HOLD).unwrap();
+        let output = Command::new("cc")
+            .args(["-static", "-O2", "-o"])
+            .arg(dir.join("rootfs/bin/sleep"))
+            .arg(&hold)
+            .output()
+            .expect("cc runs");
+        assert!(
+            output.status.success(),
+            "building a static sleep: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        std::fs::remove_file(&hold).unwrap();
+        dir
+    })
+}
+
+/// Which image the services run from.
+#[derive(Clone, Copy, Debug)]
+enum Image {
+    /// `FROM scratch`, statically linked programs.
+    Static,
+    /// `FROM scratch`, dynamically linked programs with their own libraries.
+    Dynamic,
+}
+
+impl Image {
+    fn context(self) -> &'static Path {
+        match self {
+            Image::Static => static_echo_context(),
+            Image::Dynamic => echo_context(),
+        }
+    }
+}
+
+/// Which network environment runs them.
+#[derive(Clone, Copy, Debug)]
+enum Network {
+    Compose,
+    SingleContainer,
+}
+
+/// An experiment with the echo pair from `image` in `network`, under `execution`.
+fn experiment(name: &str, network: Network, image: Image, execution: &str) -> String {
+    let context = image.context().display();
+    let (section, port, host) = match network {
+        Network::Compose => (
+            format!("plugin = \"docker_compose\"\nimage = \"{context}\""),
+            7000,
+            "server",
+        ),
+        // On the host's network: a free port of this machine.
+        Network::SingleContainer => (
+            format!("plugin = \"localhost_single_container\"\nimage = \"{context}\""),
+            free_port(),
+            "127.0.0.1",
+        ),
+    };
+    format!(
+        r#"[experiment]
+name = "{name}"
+timeout = "60s"
+
+[network]
+{section}
+
+[[service]]
+name = "server"
+command = ["/usr/local/bin/echo-server", "--host", "0.0.0.0", "--port", "{port}"]
+ready = {{ tcp = {port}, timeout = "20s" }}
+
+[[service]]
+name = "client"
+command = ["/usr/local/bin/echo-client", "{host}:{port}", "hello"]
+depends_on = ["server"]
+role = "client"
+
+{execution}
+
+[[report]]
+plugin = "json"
+path = "result.json"
+"#
+    )
+}
+
+/// Runs one cell: checks the experiment, runs it, and returns its results folder and
+/// `result.json`, after checking that it passed and left nothing in the engine.
+fn run_cell(network: Network, image: Image, execution: &str) -> (Sandbox, PathBuf, Value) {
+    require_engine();
+    let sandbox = Sandbox::new();
+    let name = format!(
+        "cell-{}-{}",
+        format!("{network:?}-{image:?}").to_lowercase(),
+        std::process::id()
+    );
+    let file = sandbox.write("e.toml", &experiment(&name, network, image, execution));
+    let file = file.to_str().unwrap();
+    let output = sandbox.host(&["check", file]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let output = sandbox.host(&["run", file]);
+    let run = sandbox.results(&name);
+    let _cleanup = RemoveLeftovers(run_id(&run));
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let result = result_of(&run);
+    assert_eq!(result["status"], "passed", "{result:#}");
+    assert_nothing_left(&run_id(&run));
+    (sandbox, run, result)
+}
+
+fn service<'a>(result: &'a Value, name: &str) -> &'a Value {
+    result["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no service {name}: {result:#}"))
+}
+
+/// The calls of a trace that sent or received exactly the 5 bytes of "hello" (a call may be
+/// split over an `<unfinished ...>` and a `resumed` line when threads interleave).
+fn hello_calls(trace: &str, call: &str) -> usize {
+    trace
+        .lines()
+        .filter(|l| {
+            l.contains(&format!(" {call}(")) || l.contains(&format!("<... {call} resumed>"))
+        })
+        .filter(|l| l.contains("\"hello\", ") && l.contains(") = 5 <"))
+        .count()
+}
+
+fn strace_cell(network: Network, image: Image) {
+    let (_sandbox, run, result) = run_cell(network, image, "[[execution]]\nplugin = \"strace\"");
+    for name in ["server", "client"] {
+        let service = service(&result, name);
+        // The image has no strace: the host's ran, through the mounted loader.
+        let argv: Vec<&str> = service["argv"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert!(
+            argv[0].starts_with("/.panther/tools/strace/ld-")
+                && argv[3] == "/.panther/tools/strace/strace",
+            "{argv:?}"
+        );
+        // The same files and JSON as on localhost.
+        let trace_file = run.join(format!("monitoring/{name}/strace/strace.txt"));
+        let trace = std::fs::read_to_string(&trace_file).unwrap();
+        let summary = &service["monitoring"]["strace"];
+        assert_eq!(summary["raw"], trace_file.display().to_string());
+        let written: Value = serde_json::from_str(
+            &std::fs::read_to_string(run.join(format!("monitoring/{name}/strace.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(&written, summary);
+        assert_eq!(summary["lines"]["unparsed"], 0, "{summary:#}");
+        // The echo itself: "hello" out and back, 5 bytes each way.
+        assert_eq!(hello_calls(&trace, "sendto"), 1, "{name}: {trace}");
+        assert_eq!(hello_calls(&trace, "recvfrom"), 1, "{name}: {trace}");
+    }
+    let server = &service(&result, "server")["monitoring"]["strace"];
+    assert_eq!(server["network"]["bytes_received"], 5, "{server:#}");
+    assert_eq!(server["network"]["bytes_sent"], 5, "{server:#}");
+    // Stopped by the host with SIGTERM, which reached the server under strace (not SIGKILL
+    // after the grace period), and the trace says so to the end.
+    let state = &service(&result, "server")["state"];
+    assert_eq!(state["signal"], 15, "{state}");
+    let trace = std::fs::read_to_string(run.join("monitoring/server/strace/strace.txt")).unwrap();
+    assert!(
+        trace.trim_end().ends_with("+++ killed by SIGTERM +++"),
+        "{}",
+        trace.lines().last().unwrap_or_default()
+    );
+}
+
+fn resource_metrics_cell(network: Network, image: Image) {
+    let execution = "[[execution]]\nplugin = \"resource_metrics\"\nsampling_rate = 100.0";
+    let (_sandbox, run, result) = run_cell(network, image, execution);
+    let server = &service(&result, "server")["monitoring"]["resource_metrics"];
+    assert!(server["samples"].as_u64().unwrap() >= 2, "{server:#}");
+    assert!(
+        server["rss_peak_bytes"].as_u64().unwrap() > 100_000,
+        "{server:#}"
+    );
+    assert!(server["processes_max"].as_u64().unwrap() >= 1, "{server:#}");
+    // Its threads: the listener, then one per connection (the client and, in compose, the
+    // readiness probe), read from the container's processes.
+    assert!(server["threads_max"].as_u64().unwrap() >= 1, "{server:#}");
+    let samples =
+        std::fs::read_to_string(run.join("monitoring/server/resource_metrics/samples.jsonl"))
+            .unwrap();
+    assert_eq!(
+        samples.lines().count() as u64,
+        server["samples"].as_u64().unwrap()
+    );
+    if let Network::Compose = network {
+        // The container has a network namespace of its own: the echo's traffic, and only it.
+        assert!(
+            server["namespace_rx_bytes"].as_u64().unwrap() > 0,
+            "{server:#}"
+        );
+    }
+}
+
+#[test]
+fn strace_in_docker_compose_static_image() {
+    strace_cell(Network::Compose, Image::Static);
+}
+
+#[test]
+fn strace_in_docker_compose_dynamic_image() {
+    strace_cell(Network::Compose, Image::Dynamic);
+}
+
+#[test]
+fn strace_in_single_container_static_image() {
+    strace_cell(Network::SingleContainer, Image::Static);
+}
+
+#[test]
+fn strace_in_single_container_dynamic_image() {
+    strace_cell(Network::SingleContainer, Image::Dynamic);
+}
+
+#[test]
+fn resource_metrics_in_docker_compose_static_image() {
+    resource_metrics_cell(Network::Compose, Image::Static);
+}
+
+#[test]
+fn resource_metrics_in_docker_compose_dynamic_image() {
+    resource_metrics_cell(Network::Compose, Image::Dynamic);
+}
+
+#[test]
+fn resource_metrics_in_single_container_static_image() {
+    resource_metrics_cell(Network::SingleContainer, Image::Static);
+}
+
+#[test]
+fn resource_metrics_in_single_container_dynamic_image() {
+    resource_metrics_cell(Network::SingleContainer, Image::Dynamic);
+}
