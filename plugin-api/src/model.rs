@@ -214,6 +214,8 @@ pub enum ServiceSite {
     /// the host's tools, and the host's view of its processes (the host can read their
     /// `/proc` entries and trace them).
     Container {
+        /// The network environment that runs it (its plugin name), for messages.
+        environment: String,
         /// The image, as the configuration names it (a store name or a build folder).
         image: String,
         /// How the service's program is linked, when that can be told without the engine.

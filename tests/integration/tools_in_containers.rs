@@ -307,3 +307,58 @@ fn resource_metrics_in_single_container_static_image() {
 fn resource_metrics_in_single_container_dynamic_image() {
     resource_metrics_cell(Network::SingleContainer, Image::Dynamic);
 }
+
+/// What `check` says about an experiment with the echo pair from `image` under `execution`.
+fn check_cell(network: Network, image: Image, execution: &str) -> (i32, String) {
+    let sandbox = Sandbox::new();
+    let file = sandbox.write("e.toml", &experiment("refused", network, image, execution));
+    let output = sandbox.host(&["check", file.to_str().unwrap()]);
+    (code(&output), stderr(&output))
+}
+
+#[test]
+fn preloading_into_a_static_program_in_a_container_is_refused_at_check() {
+    for (plugin, library) in [("gperf_cpu", "libprofiler"), ("gperf_heap", "tcmalloc")] {
+        let execution = format!("[[execution]]\nplugin = \"{plugin}\"");
+        let (code, stderr) = check_cell(Network::Compose, Image::Static, &execution);
+        assert_ne!(code, 0, "{stderr}");
+        let context = static_echo_context().display().to_string();
+        let expected = format!(
+            "{plugin} needs a dynamically linked program to preload {library}; service `server` \
+             runs a statically linked program (/usr/local/bin/echo-server in image `{context}`) \
+             in docker_compose"
+        );
+        assert!(stderr.contains(&expected), "{stderr}");
+        assert!(
+            stderr.contains(&format!("`{plugin}` ({plugin})")),
+            "{stderr}"
+        );
+        assert!(stderr.contains("e.toml:"), "the file and line: {stderr}");
+    }
+}
+
+#[test]
+fn tools_not_carried_into_containers_yet_are_refused_at_check() {
+    for network in [Network::Compose, Network::SingleContainer] {
+        for (plugin, tool) in [
+            ("memcheck", "valgrind"),
+            ("helgrind", "valgrind"),
+            ("gperf_cpu", "libprofiler"),
+        ] {
+            let execution = format!("[[execution]]\nplugin = \"{plugin}\"");
+            let (code, stderr) = check_cell(network, Image::Dynamic, &execution);
+            assert_ne!(code, 0, "{stderr}");
+            assert!(
+                stderr.contains(&format!(
+                    "{plugin} cannot bring {tool} into a container: service `server` runs in"
+                )),
+                "{stderr}"
+            );
+        }
+    }
+    // strace and resource_metrics are not refused: they work there (the tests above).
+    let execution =
+        "[[execution]]\nplugin = \"strace\"\n\n[[execution]]\nplugin = \"resource_metrics\"";
+    let (code, stderr) = check_cell(Network::Compose, Image::Static, execution);
+    assert_eq!(code, 0, "{stderr}");
+}

@@ -395,7 +395,14 @@ impl NetworkEnvironment for DockerCompose {
                 (Some(build), Some(program)) => site::linkage_in_build(&build, program),
                 _ => Linkage::Unknown,
             };
-            sites.insert(service.clone(), ServiceSite::Container { image, linkage });
+            sites.insert(
+                service.clone(),
+                ServiceSite::Container {
+                    environment: NAME.to_string(),
+                    image,
+                    linkage,
+                },
+            );
         }
         sites
     }

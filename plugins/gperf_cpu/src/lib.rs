@@ -172,8 +172,9 @@ impl Plugin for GperfCpu {
             .tool_with_override("libprofiler.so.0", DEBIAN_PACKAGE, "library")
     }
 
-    fn validate(config: &Config, _experiment: &ValidationContext) -> Vec<String> {
-        let mut problems = Vec::new();
+    fn validate(config: &Config, experiment: &ValidationContext) -> Vec<String> {
+        let mut problems =
+            panther_toolmount::refuse::preload("gperf_cpu", "libprofiler", experiment);
         if let Some(library) = &config.library {
             problems.extend(check_override(library).err());
         }

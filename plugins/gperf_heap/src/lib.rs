@@ -261,8 +261,8 @@ impl Plugin for GperfHeap {
             .tool_with_override("libtcmalloc.so.4", DEBIAN_PACKAGE, "library")
     }
 
-    fn validate(config: &Config, _experiment: &ValidationContext) -> Vec<String> {
-        let mut problems = Vec::new();
+    fn validate(config: &Config, experiment: &ValidationContext) -> Vec<String> {
+        let mut problems = panther_toolmount::refuse::preload("gperf_heap", "tcmalloc", experiment);
         if let Some(library) = &config.library {
             problems.extend(check_override(library).err());
         }

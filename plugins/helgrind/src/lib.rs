@@ -127,8 +127,12 @@ impl Plugin for Helgrind {
             .tool("valgrind", "valgrind")
     }
 
-    fn validate(config: &Config, _experiment: &ValidationContext) -> Vec<String> {
-        config.problems()
+    fn validate(config: &Config, experiment: &ValidationContext) -> Vec<String> {
+        let mut problems = config.problems();
+        problems.extend(panther_toolmount::refuse::not_carried(
+            "helgrind", "valgrind", experiment,
+        ));
+        problems
     }
 
     fn new(config: Config, _ctx: Context) -> anyhow::Result<Self> {

@@ -284,7 +284,14 @@ impl NetworkEnvironment for SingleContainer {
                 None => Linkage::Unknown,
             };
             let image = image.clone();
-            sites.insert(service.clone(), ServiceSite::Container { image, linkage });
+            sites.insert(
+                service.clone(),
+                ServiceSite::Container {
+                    environment: NAME.to_string(),
+                    image,
+                    linkage,
+                },
+            );
         }
         sites
     }

@@ -225,8 +225,12 @@ impl Plugin for Memcheck {
             .tool("valgrind", "valgrind")
     }
 
-    fn validate(config: &Config, _experiment: &ValidationContext) -> Vec<String> {
-        config.problems()
+    fn validate(config: &Config, experiment: &ValidationContext) -> Vec<String> {
+        let mut problems = config.problems();
+        problems.extend(panther_toolmount::refuse::not_carried(
+            "memcheck", "valgrind", experiment,
+        ));
+        problems
     }
 
     fn new(config: Config, _ctx: Context) -> anyhow::Result<Self> {
