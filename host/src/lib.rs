@@ -57,6 +57,7 @@ pub mod job_report;
 pub mod keys;
 pub mod limits;
 pub mod loader;
+pub mod matrix;
 pub mod names;
 pub mod ports;
 pub mod preflight;

@@ -362,3 +362,49 @@ fn tools_not_carried_into_containers_yet_are_refused_at_check() {
     let (code, stderr) = check_cell(Network::Compose, Image::Static, execution);
     assert_eq!(code, 0, "{stderr}");
 }
+
+#[test]
+fn doctor_shows_which_execution_environment_works_in_which_network_environment() {
+    require_engine();
+    let sandbox = Sandbox::new();
+    let output = sandbox.host(&["doctor"]);
+    let text = stdout(&output);
+    let mut lines = text.lines().skip_while(|l| !l.starts_with("EXECUTION"));
+    let header: Vec<&str> = lines.next().expect("a matrix").split_whitespace().collect();
+    let column = |network: &str| header.iter().position(|h| *h == network).unwrap();
+    let rows: Vec<&str> = lines.collect();
+    let row = |plugin: &str| {
+        let line = rows
+            .iter()
+            .find(|l| l.split_whitespace().next() == Some(plugin))
+            .unwrap_or_else(|| panic!("no row {plugin}: {text}"));
+        // Cells are separated by two spaces at least.
+        line.split("  ")
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    for plugin in ["strace", "resource_metrics"] {
+        let cells = row(plugin);
+        for network in [
+            "DOCKER_COMPOSE",
+            "LOCALHOST_SINGLE_CONTAINER",
+            "LOCALHOST",
+            "SHADOW_NS",
+        ] {
+            assert_eq!(
+                cells[column(network)],
+                "yes",
+                "{plugin} in {network}: {text}"
+            );
+        }
+    }
+    let memcheck = row("memcheck");
+    assert_eq!(
+        memcheck[column("DOCKER_COMPOSE")],
+        "no: not carried",
+        "{text}"
+    );
+    assert_eq!(memcheck[column("LOCALHOST")], "yes", "{text}");
+}

@@ -278,6 +278,7 @@ impl Plugin for Strace {
                  failures by errno, time, processes, signals and socket traffic",
             )
             .capability("ptrace")
+            .capability("in_containers")
             .tool("strace", "strace")
     }
 
