@@ -118,6 +118,7 @@ impl Plugin for Helgrind {
     fn manifest() -> Manifest {
         Manifest::new("helgrind")
             .capability("valgrind")
+            .capability("in_containers")
             // One valgrind per process; and valgrind replaces malloc and intercepts pthreads
             // itself, so an LD_PRELOAD profiler would either be bypassed or break it.
             .conflicts_with("valgrind")
@@ -129,8 +130,10 @@ impl Plugin for Helgrind {
 
     fn validate(config: &Config, experiment: &ValidationContext) -> Vec<String> {
         let mut problems = config.problems();
-        problems.extend(panther_toolmount::refuse::not_carried(
-            "helgrind", "valgrind", experiment,
+        problems.extend(panther_toolmount::refuse::needs_dynamic(
+            "helgrind",
+            "vgpreload_helgrind",
+            experiment,
         ));
         problems
     }

@@ -216,6 +216,7 @@ impl Plugin for Memcheck {
     fn manifest() -> Manifest {
         Manifest::new("memcheck")
             .capability("valgrind")
+            .capability("in_containers")
             // One valgrind per process; and valgrind replaces malloc itself, so an
             // LD_PRELOAD profiler would either be bypassed or break it.
             .conflicts_with("valgrind")
@@ -227,8 +228,10 @@ impl Plugin for Memcheck {
 
     fn validate(config: &Config, experiment: &ValidationContext) -> Vec<String> {
         let mut problems = config.problems();
-        problems.extend(panther_toolmount::refuse::not_carried(
-            "memcheck", "valgrind", experiment,
+        problems.extend(panther_toolmount::refuse::needs_dynamic(
+            "memcheck",
+            "vgpreload_memcheck",
+            experiment,
         ));
         problems
     }

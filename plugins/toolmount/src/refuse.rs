@@ -53,17 +53,31 @@ pub fn not_carried(plugin: &str, tool: &str, experiment: &ValidationContext) -> 
         .collect()
 }
 
+/// For a wrapper carried into containers that preloads `library` into the program (valgrind's
+/// `vgpreload_*.so`): a statically linked program cannot be preloaded.
+pub fn needs_dynamic(plugin: &str, library: &str, experiment: &ValidationContext) -> Vec<String> {
+    placed(experiment)
+        .into_iter()
+        .filter(|p| p.linkage == Linkage::Static)
+        .map(|p| static_program(plugin, library, &p))
+        .collect()
+}
+
+fn static_program(plugin: &str, library: &str, p: &Placed<'_>) -> String {
+    format!(
+        "{plugin} needs a dynamically linked program to preload {library}; service `{}` runs \
+         a statically linked program ({} in image `{}`) in {}",
+        p.service, p.program, p.image, p.environment
+    )
+}
+
 /// For a wrapper that preloads `library` (`LD_PRELOAD`): a statically linked program cannot
 /// be preloaded anywhere; and the library is not carried into containers (yet).
 pub fn preload(plugin: &str, library: &str, experiment: &ValidationContext) -> Vec<String> {
     placed(experiment)
         .into_iter()
         .map(|p| match p.linkage {
-            Linkage::Static => format!(
-                "{plugin} needs a dynamically linked program to preload {library}; service \
-                 `{}` runs a statically linked program ({} in image `{}`) in {}",
-                p.service, p.program, p.image, p.environment
-            ),
+            Linkage::Static => static_program(plugin, library, &p),
             _ => format!(
                 "{plugin} cannot bring {library} into a container: service `{}` runs in {} \
                  (image `{}`); run it with a network environment of local processes \
