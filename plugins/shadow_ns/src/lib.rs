@@ -700,6 +700,7 @@ mod tests {
         let experiment = ValidationContext {
             base_dir: ".".into(),
             services: vec!["s".into(), "t".into()],
+            ..ValidationContext::default()
         };
         let problems = ShadowNs::validate(&c, &experiment);
         assert!(
@@ -711,6 +712,7 @@ mod tests {
         let placed = ValidationContext {
             base_dir: ".".into(),
             services: vec!["s".into()],
+            ..ValidationContext::default()
         };
         assert!(!ShadowNs::validate(&c, &placed)
             .iter()
