@@ -566,3 +566,63 @@ fn memcheck_in_docker_compose_dynamic_image() {
 fn memcheck_in_single_container_dynamic_image() {
     memcheck_cell(Network::SingleContainer);
 }
+
+/// helgrind on the C fixture whose two threads bump a counter without a lock, in a container
+/// of a dynamic image without valgrind: the race, at its source line.
+#[test]
+fn helgrind_in_docker_compose_dynamic_image() {
+    require_engine();
+    let name = format!("helgrind-compose-{}", std::process::id());
+    let context = c_program_context("valgrind_race", &name);
+    let sandbox = Sandbox::new();
+    let experiment = format!(
+        r#"[experiment]
+name = "{name}"
+timeout = "60s"
+
+[network]
+plugin = "docker_compose"
+image = "{context}"
+
+[[service]]
+name = "prog"
+command = ["/usr/local/bin/valgrind_race"]
+role = "client"
+
+[[execution]]
+plugin = "helgrind"
+
+[[report]]
+plugin = "json"
+path = "result.json"
+"#,
+        context = context.display()
+    );
+    let file = sandbox.write("e.toml", &experiment);
+    let output = sandbox.host(&["run", file.to_str().unwrap()]);
+    let run = sandbox.results(&name);
+    let _cleanup = RemoveLeftovers(run_id(&run));
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let result = result_of(&run);
+    let data = &service(&result, "prog")["monitoring"]["helgrind"];
+    let races = data["errors"].as_array().unwrap();
+    assert!(!races.is_empty(), "{data:#}");
+    assert!(races.iter().all(|r| r["kind"] == "Race"), "{data:#}");
+    let source =
+        std::fs::read_to_string(root().join("tests/fixtures/programs/valgrind_race.c")).unwrap();
+    let race_line = source
+        .lines()
+        .position(|l| l.contains("/* RACE_LINE */"))
+        .unwrap()
+        + 1;
+    for race in races {
+        for stack in race["stacks"].as_array().unwrap() {
+            let frame = &stack["frames"][0];
+            assert_eq!(frame["fn"], "bump", "{frame:#}");
+            assert_eq!(frame["file"], "valgrind_race.c", "{frame:#}");
+            assert_eq!(frame["line"], race_line, "{frame:#}");
+        }
+    }
+    assert_nothing_left(&run_id(&run));
+    let _ = std::fs::remove_dir_all(&context);
+}
