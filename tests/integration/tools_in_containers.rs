@@ -471,9 +471,10 @@ fn c_program_context(program: &str, test: &str) -> PathBuf {
 /// memcheck on the C fixture server (it loses 4321 bytes at start and reads past a block),
 /// in a container of a dynamic image without valgrind, stopped by the host: the report is
 /// complete and symbolized against the container's binary, with the source line.
-fn memcheck_cell(network: Network) {
+fn memcheck_cell(network: Network, stacked: &str) -> (Sandbox, PathBuf) {
     require_engine();
-    let name = format!("memcheck-{network:?}-{}", std::process::id()).to_lowercase();
+    let tag = if stacked.is_empty() { "" } else { "-stacked" };
+    let name = format!("memcheck-{network:?}{tag}-{}", std::process::id()).to_lowercase();
     let context = c_program_context("valgrind_server", &name);
     let sandbox = Sandbox::new();
     let section = match network {
@@ -503,6 +504,7 @@ role = "client"
 [[execution]]
 plugin = "memcheck"
 services = ["server"]
+{stacked}
 
 [[report]]
 plugin = "json"
@@ -521,11 +523,12 @@ path = "result.json"
     let result = result_of(&run);
     let server = service(&result, "server");
     let argv = server["argv"].as_array().unwrap();
+    // The host's valgrind, carried (under the carried strace when stacked).
     assert!(
-        argv[3]
+        argv.iter().any(|a| a
             .as_str()
             .unwrap()
-            .starts_with("/.panther/tools/valgrind/valgrind"),
+            .starts_with("/.panther/tools/valgrind/valgrind")),
         "{argv:?}"
     );
     let data = &server["monitoring"]["memcheck"];
@@ -555,16 +558,38 @@ path = "result.json"
         .is_file());
     assert_nothing_left(&run_id(&run));
     let _ = std::fs::remove_dir_all(&context);
+    (sandbox, run)
 }
 
 #[test]
 fn memcheck_in_docker_compose_dynamic_image() {
-    memcheck_cell(Network::Compose);
+    memcheck_cell(Network::Compose, "");
 }
 
 #[test]
 fn memcheck_in_single_container_dynamic_image() {
-    memcheck_cell(Network::SingleContainer);
+    memcheck_cell(Network::SingleContainer, "");
+}
+
+/// memcheck under strace in one container: both carried tools, each with its own loader,
+/// and both reports complete.
+#[test]
+fn memcheck_stacked_under_strace_in_docker_compose() {
+    let stacked =
+        "\n[[execution]]\nplugin = \"strace\"\nservices = [\"server\"]\nfollow_forks = false";
+    let (_sandbox, run) = memcheck_cell(Network::Compose, stacked);
+    let trace = std::fs::read_to_string(run.join("monitoring/server/strace/strace.txt")).unwrap();
+    let first = trace.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("execve(\"/.panther/tools/valgrind/ld-linux-x86-64.so.2\""),
+        "strace starts valgrind through its mounted loader: {first}"
+    );
+    let result = result_of(&run);
+    let strace = &service(&result, "server")["monitoring"]["strace"];
+    assert!(
+        strace["totals"]["calls"].as_u64().unwrap() > 10,
+        "{strace:#}"
+    );
 }
 
 /// helgrind on the C fixture whose two threads bump a counter without a lock, in a container
