@@ -151,6 +151,16 @@ path = "result.json"
 /// Runs one cell: checks the experiment, runs it, and returns its results folder and
 /// `result.json`, after checking that it passed and left nothing in the engine.
 fn run_cell(network: Network, image: Image, execution: &str) -> (Sandbox, PathBuf, Value) {
+    run_cell_with(&[], network, image, execution)
+}
+
+/// [`run_cell`] with host options before the command (`--isolate`).
+fn run_cell_with(
+    options: &[&str],
+    network: Network,
+    image: Image,
+    execution: &str,
+) -> (Sandbox, PathBuf, Value) {
     require_engine();
     let sandbox = Sandbox::new();
     let name = format!(
@@ -160,9 +170,10 @@ fn run_cell(network: Network, image: Image, execution: &str) -> (Sandbox, PathBu
     );
     let file = sandbox.write("e.toml", &experiment(&name, network, image, execution));
     let file = file.to_str().unwrap();
-    let output = sandbox.host(&["check", file]);
+    let with = |command: &'static str| [options, &[command, file]].concat();
+    let output = sandbox.host(&with("check"));
     assert_eq!(code(&output), 0, "{}", stderr(&output));
-    let output = sandbox.host(&["run", file]);
+    let output = sandbox.host(&with("run"));
     let run = sandbox.results(&name);
     let _cleanup = RemoveLeftovers(run_id(&run));
     assert_eq!(code(&output), 0, "{}", stderr(&output));
@@ -266,6 +277,16 @@ fn resource_metrics_cell(network: Network, image: Image) {
             "{server:#}"
         );
     }
+}
+
+/// Isolated plugins answer where the services run from their plugin servers.
+#[test]
+fn strace_in_docker_compose_with_isolated_plugins() {
+    let execution = "[[execution]]\nplugin = \"strace\"";
+    let (_sandbox, run, _) =
+        run_cell_with(&["--isolate"], Network::Compose, Image::Static, execution);
+    let trace = std::fs::read_to_string(run.join("monitoring/server/strace/strace.txt")).unwrap();
+    assert_eq!(hello_calls(&trace, "sendto"), 1, "{trace}");
 }
 
 #[test]
