@@ -110,3 +110,49 @@ pub fn into_container(
     argv.splice(0..1, carried.argv);
     Ok(argv)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wrapper_script_gives_way_to_the_program_it_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("valgrind");
+        std::fs::write(&script, "#!/bin/sh -e\nexec $0.bin \"$@\"\n").unwrap();
+        // No program next to it: the script is all there is.
+        assert_eq!(launcher(&script), script);
+        std::fs::write(dir.path().join("valgrind.bin"), "\x7fELF").unwrap();
+        assert_eq!(launcher(&script), dir.path().join("valgrind.bin"));
+        // A program is carried as it is.
+        let program = dir.path().join("other");
+        std::fs::write(&program, "\x7fELF").unwrap();
+        std::fs::write(dir.path().join("other.bin"), "\x7fELF").unwrap();
+        assert_eq!(launcher(&program), program);
+    }
+
+    #[test]
+    fn the_container_command_names_the_mounted_tool_folder() {
+        let Ok(valgrind) = crate::locate(std::env::var_os("PATH").as_deref()) else {
+            return;
+        };
+        let mut command = ServiceCommand {
+            service: "server".into(),
+            output_dir: PathBuf::from("/results/monitoring/server/memcheck"),
+            ..ServiceCommand::default()
+        };
+        let argv = vec![valgrind.display().to_string(), "--".into(), "/srv".into()];
+        let argv = into_container(&valgrind, argv, &mut command).unwrap();
+        assert!(argv[0].starts_with("/.panther/tools/valgrind/"), "{argv:?}");
+        assert_eq!(&argv[argv.len() - 2..], ["--", "/srv"]);
+        assert_eq!(command.env["VALGRIND_LIB"], "/.panther/tools/valgrind-lib");
+        assert!(command
+            .mounts
+            .iter()
+            .any(|m| m.target == Path::new("/results/monitoring/server/memcheck") && !m.read_only));
+        assert!(command
+            .mounts
+            .iter()
+            .any(|m| m.target == lib_inside() && m.read_only));
+    }
+}
