@@ -578,3 +578,44 @@ impl NetworkEnvironment for DockerCompose {
 }
 
 export_plugin!(NetworkEnvironment: DockerCompose);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use panther_plugin_api::serde_json;
+
+    #[test]
+    fn every_service_runs_in_a_container_and_a_copied_program_says_how_it_is_linked() {
+        let dir = tempfile::tempdir().unwrap();
+        let context = dir.path().join("image");
+        std::fs::create_dir_all(context.join("bin")).unwrap();
+        let sh = std::fs::canonicalize("/bin/sh").unwrap();
+        std::fs::copy(&sh, context.join("bin/server")).unwrap();
+        std::fs::write(
+            context.join("Dockerfile"),
+            "FROM scratch\nCOPY bin/ /usr/local/bin/\n",
+        )
+        .unwrap();
+        let config: Config =
+            serde_json::from_value(serde_json::json!({ "image": "image" })).unwrap();
+        let experiment = ValidationContext {
+            base_dir: dir.path().to_path_buf(),
+            services: vec!["server".into(), "client".into()],
+            commands: [
+                ("server".to_string(), vec!["server".to_string()]),
+                ("client".to_string(), vec!["/opt/client".to_string()]),
+            ]
+            .into(),
+            ..ValidationContext::default()
+        };
+        let sites = DockerCompose::sites(&config, &experiment);
+        let site = |linkage| ServiceSite::Container {
+            environment: NAME.into(),
+            image: "image".into(),
+            linkage,
+        };
+        assert_eq!(sites["server"], site(Linkage::Dynamic));
+        // Not in the image's build folder: nothing can be said before the run.
+        assert_eq!(sites["client"], site(Linkage::Unknown));
+    }
+}
