@@ -63,6 +63,7 @@ fn calls(c: &mut Criterion) {
         cwd: None,
         output_dir: std::env::temp_dir(),
         experiment_dir: None,
+        ..ServiceCommand::default()
     };
     let mut group = c.benchmark_group("one wrap call");
     for (name, isolated) in [("in process", false), ("isolated", true)] {

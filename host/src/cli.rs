@@ -679,6 +679,8 @@ fn doctor(registry: &Registry, format: Format) -> u8 {
         for (plugin, tool, package, status) in &rows {
             let _ = writeln!(out, "{plugin:<18} {tool:<20} {package:<24} {status}");
         }
+        // Where each execution environment works on this machine.
+        let _ = write!(out, "\n{}", crate::matrix::of(registry).table());
     }
     if healthy {
         OK

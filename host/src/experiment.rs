@@ -547,6 +547,11 @@ impl Validator<'_> {
         self.context = ValidationContext {
             base_dir: base.clone(),
             services: services.iter().map(|(_, s)| s.name.clone()).collect(),
+            commands: services
+                .iter()
+                .map(|(_, s)| (s.name.clone(), s.command.clone()))
+                .collect(),
+            sites: BTreeMap::new(),
         };
 
         let file_network = file.network.is_some();
@@ -580,8 +585,12 @@ impl Validator<'_> {
             config: serde_json::Value::Null,
             location: String::new(),
         });
-        if !network.plugin.is_empty() && !file_network {
-            self.check_driver(&network, registry);
+        if !network.plugin.is_empty() {
+            if !file_network {
+                self.check_driver(&network, registry);
+            }
+            // Where each service runs, before the execution environments are validated.
+            self.sites(&network, registry);
         }
         let execution: Vec<PluginUse> = file
             .execution
@@ -966,6 +975,26 @@ impl Validator<'_> {
             Err(err) => self.problem(offset, err.to_string()),
         }
         Some(use_)
+    }
+
+    /// Asks the network environment where each service runs, so that the execution
+    /// environments validated next can refuse what cannot work there. Skipped when its own
+    /// section was refused: its configuration may not even parse.
+    fn sites(&mut self, network: &PluginUse, registry: &Registry) {
+        let refused = self.problems.iter().any(|p| p.location == network.location);
+        let Some(plugin) = registry.get(PluginKind::NetworkEnvironment, &network.plugin) else {
+            return;
+        };
+        if refused {
+            return;
+        }
+        match plugin.sites_in(&self.placement(plugin), &network.config, &self.context) {
+            Ok(sites) => self.context.sites = sites,
+            Err(err) => self.problems.push(Problem {
+                location: network.location.clone(),
+                message: err.to_string(),
+            }),
+        }
     }
 
     /// Reads PANTHER's keys in `use_`'s configuration under the plugin's names (see

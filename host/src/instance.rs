@@ -8,11 +8,13 @@
 //! its siblings choose by [`Placement`].
 
 use abi_stable::std_types::{ROption, RResult, RStr, RString};
-use panther_plugin_api::__private::{ValidateRequest, CLEAN_STALE, VALIDATE};
+use std::collections::BTreeMap;
+
+use panther_plugin_api::__private::{ValidateRequest, CLEAN_STALE, SITES, VALIDATE};
 use panther_plugin_api::{
     abi::{ExecutionEnvironmentBox, HostContextBox, NetworkEnvironmentBox, ReporterBox},
     Deployment, DeploymentPlan, EnvironmentStatus, ProcessState, Resource, RunResult,
-    ServiceCommand, ServiceSpec,
+    ServiceCommand, ServiceSite, ServiceSpec,
 };
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -199,6 +201,49 @@ impl LoadedPlugin {
         );
         self.identity(&self.manifest.name)
             .answer("validating its configuration", reply)
+    }
+
+    /// Where a network environment with this configuration runs each service (services
+    /// left out run on this machine). Plugins built before 1.2 do not know the call: all
+    /// their services run here as far as the host can tell.
+    pub fn sites(
+        &self,
+        config: &serde_json::Value,
+        experiment: &panther_plugin_api::ValidationContext,
+    ) -> Result<BTreeMap<String, ServiceSite>, PluginError> {
+        let id = self.identity(&self.manifest.name);
+        let request = ValidateRequest {
+            config: config.clone(),
+            experiment: experiment.clone(),
+        };
+        let module = self.module_for(&id)?;
+        let answer = (module.call())(RStr::from_str(SITES), RStr::from_str(&json(&request)));
+        id.decode_optional("saying where the services run", answer)
+            .map(Option::unwrap_or_default)
+    }
+
+    /// [`LoadedPlugin::sites`] where `placement` says.
+    pub fn sites_in(
+        &self,
+        placement: &Placement,
+        config: &serde_json::Value,
+        experiment: &panther_plugin_api::ValidationContext,
+    ) -> Result<BTreeMap<String, ServiceSite>, PluginError> {
+        let Placement::Isolated(limits) = placement else {
+            return self.sites(config, experiment);
+        };
+        let request = ValidateRequest {
+            config: config.clone(),
+            experiment: experiment.clone(),
+        };
+        let reply = Remote::module_call(
+            &self.path,
+            self.key(),
+            PluginCall::Sites(json(&request)),
+            limits,
+        );
+        self.identity(&self.manifest.name)
+            .answer("saying where the services run", reply)
     }
 
     /// Builds a network environment instance.

@@ -64,6 +64,7 @@ pub mod job_report;
 pub mod keys;
 pub mod limits;
 pub mod loader;
+pub mod matrix;
 pub mod names;
 pub mod plan;
 pub mod plugin_defaults;

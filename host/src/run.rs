@@ -263,11 +263,16 @@ pub fn run_plan(plan: &Plan, options: RunOptions) -> Result<RunResult, RunError>
     };
     let execution = run.execution_instances(&mut scope);
 
-    // 2. Wrap, with this run's ports in place of the placeholders.
+    // 2. Wrap, with this run's ports in place of the placeholders, each service knowing
+    //    where it will run.
+    let sites = run.sites(&plan.network.plugin);
     let mut deployed: Vec<Deployed> = plan
         .services
         .iter()
-        .map(|service| run.wrap(&mut scope, &execution, service, &ports, &services_dir))
+        .map(|service| {
+            let site = sites.get(&service.def.name).cloned().unwrap_or_default();
+            run.wrap(&mut scope, &execution, service, &ports, site, &services_dir)
+        })
         .collect();
     let slowdown = deployed.iter().map(|d| d.slowdown).fold(1.0, f64::max);
     run.call_limit
@@ -439,6 +444,39 @@ impl Run<'_> {
         instances
     }
 
+    /// Where the network environment runs each service, as `check` saw it.
+    fn sites(
+        &mut self,
+        network: &LoadedPlugin,
+    ) -> BTreeMap<String, panther_plugin_api::ServiceSite> {
+        let experiment = panther_plugin_api::ValidationContext {
+            base_dir: self
+                .experiment
+                .path
+                .parent()
+                .map(PathBuf::from)
+                .unwrap_or_default(),
+            services: self
+                .experiment
+                .services
+                .iter()
+                .map(|s| s.name.clone())
+                .collect(),
+            commands: (self.experiment.services.iter())
+                .map(|s| (s.name.clone(), s.command.clone()))
+                .collect(),
+            sites: BTreeMap::new(),
+        };
+        let config = &self.plan.network.instance.config;
+        match network.sites_in(&self.placement(network), config, &experiment) {
+            Ok(sites) => sites,
+            Err(err) => {
+                self.fail(err);
+                BTreeMap::new()
+            }
+        }
+    }
+
     /// Wraps a service's command with the execution environments that apply to it.
     fn wrap(
         &mut self,
@@ -446,6 +484,7 @@ impl Run<'_> {
         execution: &[Option<Slot>],
         service: &ServicePlan,
         ports: &crate::ports::Ports,
+        site: panther_plugin_api::ServiceSite,
         services_dir: &std::path::Path,
     ) -> Deployed {
         // This run's ports in place of the placeholders.
@@ -466,6 +505,8 @@ impl Run<'_> {
                 .path
                 .parent()
                 .map(std::path::Path::to_path_buf),
+            site,
+            mounts: Vec::new(),
         };
         let mut slowdown = 1.0;
         let outcomes = extensions.map(settings.failure_policy(), |slot| {
@@ -501,6 +542,7 @@ impl Run<'_> {
             role: def.role,
             log_dir: services_dir.to_path_buf(),
             stop_grace: Some(STOP_GRACE.mul_f64(slowdown)),
+            mounts: command.mounts,
         };
         Deployed {
             def: def.clone(),
@@ -968,11 +1010,13 @@ pub fn dry_run(plan: &Plan, options: RunOptions) -> Result<Vec<PlannedService>, 
         Ok(ports) => ports,
         Err(err) => return Err(vec![RunError::Ports(err).to_string()]),
     };
+    let sites = run.sites(&plan.network.plugin);
     let planned = plan
         .services
         .iter()
         .map(|service| {
-            let d = run.wrap(&mut scope, &execution, service, &ports, &services_dir);
+            let site = sites.get(&service.def.name).cloned().unwrap_or_default();
+            let d = run.wrap(&mut scope, &execution, service, &ports, site, &services_dir);
             PlannedService {
                 execution: d.extensions.names().map(String::from).collect(),
                 slowdown: d.slowdown,

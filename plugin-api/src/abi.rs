@@ -19,7 +19,9 @@
 //! directions keep working: older plugins in newer hosts, newer plugins in older hosts.
 //!
 //! Named calls by version: 1.1 added `validate` (module) and `clean_stale` (network
-//! environment).
+//! environment); 1.2 added `sites` (module of a network environment: where each service
+//! runs). Data that crosses as JSON grows the same way, with defaults: 1.2 added
+//! `ServiceCommand::site` and `mounts`, `ServiceSpec::mounts` and `ValidationContext::sites`.
 
 // `#[sabi_trait]` expands to impls inside a const block, which rustc flags; the code is
 // abi_stable's, not ours.

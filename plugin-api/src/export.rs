@@ -131,8 +131,29 @@ pub extern "C" fn module_call<P: Plugin>(
     }
 }
 
+/// `PluginModule::call` of a network environment: [`module_call`] plus [`SITES`].
+pub extern "C" fn network_module_call<P: NetworkEnvironment>(
+    name: RStr<'_>,
+    payload: RStr<'_>,
+) -> RResult<ROption<RString>, FfiError> {
+    match name.as_str() {
+        // since 1.2: begin
+        SITES => guard("saying where the services run", || {
+            let request: ValidateRequest = parse(payload, "validation request")?;
+            let config: P::Config =
+                serde_json::from_value(request.config).context("invalid configuration")?;
+            Ok(RSome(to_json(&P::sites(&config, &request.experiment))?))
+        }),
+        // since 1.2: end
+        _ => module_call::<P>(name, payload),
+    }
+}
+
 /// The name of the module call that validates a configuration (since 1.1).
 pub const VALIDATE: &str = "validate";
+/// The name of the network-environment module call that says where each service runs,
+/// with a [`ValidateRequest`] as payload (since 1.2).
+pub const SITES: &str = "sites";
 /// The name of the network-environment call that cleans up after earlier runs (since 1.1).
 pub const CLEAN_STALE: &str = "clean_stale";
 
@@ -343,7 +364,8 @@ macro_rules! export_plugin {
             NetworkEnvironment,
             $crate::__private::new_network_environment::<$plugin>,
             $crate::__private::not_an_execution_environment::<__PantherPackage>,
-            $crate::__private::not_a_reporter::<__PantherPackage>
+            $crate::__private::not_a_reporter::<__PantherPackage>,
+            $crate::__private::network_module_call::<$plugin>
         );
     };
     (ExecutionEnvironment: $plugin:ty) => {
@@ -352,7 +374,8 @@ macro_rules! export_plugin {
             ExecutionEnvironment,
             $crate::__private::not_a_network_environment::<__PantherPackage>,
             $crate::__private::new_execution_environment::<$plugin>,
-            $crate::__private::not_a_reporter::<__PantherPackage>
+            $crate::__private::not_a_reporter::<__PantherPackage>,
+            $crate::__private::module_call::<$plugin>
         );
     };
     (Reporter: $plugin:ty) => {
@@ -361,7 +384,8 @@ macro_rules! export_plugin {
             Reporter,
             $crate::__private::not_a_network_environment::<__PantherPackage>,
             $crate::__private::not_an_execution_environment::<__PantherPackage>,
-            $crate::__private::new_reporter::<$plugin>
+            $crate::__private::new_reporter::<$plugin>,
+            $crate::__private::module_call::<$plugin>
         );
     };
 }
@@ -370,7 +394,7 @@ macro_rules! export_plugin {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __export_root_module {
-    ($plugin:ty, $kind:ident, $net:expr, $exec:expr, $report:expr) => {
+    ($plugin:ty, $kind:ident, $net:expr, $exec:expr, $report:expr, $call:expr) => {
         #[doc(hidden)]
         pub struct __PantherPackage;
 
@@ -397,7 +421,7 @@ macro_rules! __export_root_module {
                     new_network_environment: $net,
                     new_execution_environment: $exec,
                     new_reporter: $report,
-                    call: $crate::__private::module_call::<$plugin>,
+                    call: $call,
                 })
             }
             extern "C" fn erased_root_module() -> $crate::__private::RootModuleResult {

@@ -120,9 +120,9 @@ pub use manifest::{Manifest, PluginKind, Resource, Tool};
 pub use manifest::KeyAlias;
 // since 1.3: end
 pub use model::{
-    Command, CommandOutput, Deployment, DeploymentPlan, EnvironmentStatus, ProcessState, Readiness,
-    ReadyCheck, Role, RunResult, RunStatus, ServiceCommand, ServiceResult, ServiceSpec,
-    ValidationContext,
+    Command, CommandOutput, Deployment, DeploymentPlan, EnvironmentStatus, HostMount, Linkage,
+    ProcessState, Readiness, ReadyCheck, Role, RunResult, RunStatus, ServiceCommand, ServiceResult,
+    ServiceSite, ServiceSpec, ValidationContext,
 };
 pub use plugin::{ExecutionEnvironment, NetworkEnvironment, Plugin, Reporter};
 
@@ -139,9 +139,10 @@ pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");
 pub mod prelude {
     pub use crate::{
         export_plugin, Command, CommandOutput, Context, Deployment, DeploymentPlan,
-        EnvironmentStatus, Event, ExecutionEnvironment, Manifest, NetworkEnvironment, Plugin,
-        ProcessHandle, ProcessState, Readiness, ReadyCheck, Reporter, Resource, Role, RunResult,
-        RunStatus, ServiceCommand, ServiceResult, ServiceSpec, ValidationContext,
+        EnvironmentStatus, Event, ExecutionEnvironment, HostMount, Linkage, Manifest,
+        NetworkEnvironment, Plugin, ProcessHandle, ProcessState, Readiness, ReadyCheck, Reporter,
+        Resource, Role, RunResult, RunStatus, ServiceCommand, ServiceResult, ServiceSite,
+        ServiceSpec, ValidationContext,
     };
     pub use anyhow::{self, bail, Context as _};
     pub use schemars::{self, JsonSchema};

@@ -188,6 +188,106 @@ pub struct ServiceCommand {
     /// suppressions file, a library) are relative to it. Since 1.1.
     #[serde(default)]
     pub experiment_dir: Option<PathBuf>,
+    /// Where the service will run, as the network environment describes it: a wrapper that
+    /// starts a host tool must bring that tool into a container (see [`ServiceSite`]). Set
+    /// by the host before wrapping. Since 1.2.
+    #[serde(default)]
+    pub site: ServiceSite,
+    /// Host files and folders the wrapped command needs where the service runs: the
+    /// network environment mounts them (a local process sees them already). A wrapper adds
+    /// the tool it starts and the folders it writes to. Since 1.2.
+    #[serde(default)]
+    pub mounts: Vec<HostMount>,
+}
+
+/// Where a service's process runs. Network environments say it for each service
+/// ([`NetworkEnvironment::sites`](crate::NetworkEnvironment::sites)); execution environments
+/// read it in [`ValidationContext::sites`] (to refuse what cannot work) and in
+/// [`ServiceCommand::site`] (to wrap accordingly). Since 1.2.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ServiceSite {
+    /// A process on this machine, with this machine's files: host tools run as they are.
+    #[default]
+    Host,
+    /// A container on this machine's engine: its own root file system, which has none of
+    /// the host's tools, and the host's view of its processes (the host can read their
+    /// `/proc` entries and trace them).
+    Container {
+        /// The network environment that runs it (its plugin name), for messages.
+        environment: String,
+        /// The image, as the configuration names it (a store name or a build folder).
+        image: String,
+        /// How the service's program is linked, when that can be told without the engine.
+        #[serde(default)]
+        linkage: Linkage,
+    },
+}
+
+impl ServiceSite {
+    /// Whether the service runs in a container.
+    pub fn is_container(&self) -> bool {
+        matches!(self, ServiceSite::Container { .. })
+    }
+}
+
+/// How a program is linked: a wrapper that preloads a library (`LD_PRELOAD`) needs a
+/// dynamically linked one. Since 1.2.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Linkage {
+    /// Started through a dynamic loader (`PT_INTERP`): preloading works.
+    Dynamic,
+    /// Statically linked: no loader, nothing can be preloaded.
+    Static,
+    /// Not known before the run (an image only the engine holds).
+    #[default]
+    Unknown,
+}
+
+impl Linkage {
+    /// How it reads in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Linkage::Dynamic => "dynamically linked",
+            Linkage::Static => "statically linked",
+            Linkage::Unknown => "of unknown linkage",
+        }
+    }
+}
+
+/// A host path a wrapped command needs where it runs (see [`ServiceCommand::mounts`]).
+/// Since 1.2.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostMount {
+    /// The file or folder on this machine.
+    pub source: PathBuf,
+    /// Where it appears inside the container.
+    pub target: PathBuf,
+    /// Mounted read-only (tools) or writable (folders the tool writes its results to).
+    pub read_only: bool,
+}
+
+impl HostMount {
+    /// `source` at `target`, read-only.
+    pub fn read_only(source: impl Into<PathBuf>, target: impl Into<PathBuf>) -> Self {
+        HostMount {
+            source: source.into(),
+            target: target.into(),
+            read_only: true,
+        }
+    }
+
+    /// A writable folder at the same path inside as outside, so that the paths a tool
+    /// writes mean the same on both sides.
+    pub fn same_path(folder: impl Into<PathBuf>) -> Self {
+        let folder = folder.into();
+        HostMount {
+            source: folder.clone(),
+            target: folder,
+            read_only: false,
+        }
+    }
 }
 
 /// When a service counts as ready.
@@ -269,6 +369,11 @@ pub struct ServiceSpec {
     /// to write their reports. Since 1.1.
     #[serde(default, with = "humantime_serde")]
     pub stop_grace: Option<Duration>,
+    /// Host paths its wrapped command needs where it runs, collected from the execution
+    /// environments' [`ServiceCommand::mounts`]: a network environment that runs services
+    /// in containers mounts them; one that runs local processes ignores them. Since 1.2.
+    #[serde(default)]
+    pub mounts: Vec<HostMount>,
 }
 
 /// Everything a network environment is asked to deploy.
@@ -309,6 +414,21 @@ pub struct ValidationContext {
     /// The names of the experiment's services.
     #[serde(default)]
     pub services: Vec<String>,
+    /// Each service's command (program first), as the experiment gives it: what a network
+    /// environment runs, and what it looks at to say how the program is linked. Since 1.2.
+    #[serde(default)]
+    pub commands: BTreeMap<String, Vec<String>>,
+    /// Where each service runs, as the network environment says (absent: on this machine).
+    /// Execution environments refuse here what cannot work there. Since 1.2.
+    #[serde(default)]
+    pub sites: BTreeMap<String, ServiceSite>,
+}
+
+impl ValidationContext {
+    /// Where `service` runs.
+    pub fn site(&self, service: &str) -> ServiceSite {
+        self.sites.get(service).cloned().unwrap_or_default()
+    }
 }
 
 /// The state of every deployed service.

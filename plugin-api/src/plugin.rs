@@ -11,7 +11,7 @@ use crate::{
     manifest::{Manifest, Resource},
     model::{
         Deployment, DeploymentPlan, EnvironmentStatus, ProcessState, RunResult, ServiceCommand,
-        ServiceSpec, ValidationContext,
+        ServiceSite, ServiceSpec, ValidationContext,
     },
 };
 
@@ -59,6 +59,18 @@ pub trait Plugin: Sized + Send + 'static {
 /// runs, in reverse order; and [`teardown_environment`](Self::teardown_environment) always,
 /// also after a failure, a timeout or Ctrl-C.
 pub trait NetworkEnvironment: Plugin {
+    /// Where each service of the experiment will run, by name, when not as a process on this
+    /// machine: execution environments read it to refuse at `check` what cannot work there
+    /// and to bring their tools along. Like [`Plugin::validate`], called before anything is
+    /// instantiated: read files, touch no engine. Services left out run on this machine.
+    fn sites(
+        config: &Self::Config,
+        experiment: &ValidationContext,
+    ) -> std::collections::BTreeMap<String, ServiceSite> {
+        let _ = (config, experiment);
+        std::collections::BTreeMap::new()
+    }
+
     /// Prepares for the plan: networks, images, folders.
     fn setup_environment(&mut self, plan: &DeploymentPlan) -> anyhow::Result<()>;
     /// Starts one service and says how to find it.

@@ -180,6 +180,7 @@ impl TestHost {
             role: Role::Client,
             log_dir: self.output_dir().to_path_buf(),
             stop_grace: None,
+            mounts: Vec::new(),
         }
     }
 

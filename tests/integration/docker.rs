@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::support::*;
 
 /// Runs the `docker` CLI (the tests look at the engine with it; the plugins never run it).
-fn docker(args: &[&str]) -> String {
+pub(crate) fn docker(args: &[&str]) -> String {
     let output = Command::new("docker")
         .args(args)
         .output()
@@ -31,7 +31,7 @@ fn docker(args: &[&str]) -> String {
 }
 
 /// Fails the test, loudly, when the engine cannot be reached.
-fn require_engine() {
+pub(crate) fn require_engine() {
     let output = Command::new("docker")
         .args(["version", "--format", "{{.Server.Version}}"])
         .output();
@@ -49,7 +49,7 @@ fn require_engine() {
 /// A build context holding the echo programs, `/bin/sleep` and the libraries `ldd` names for
 /// them, plus `tests/fixtures/docker/echo/Dockerfile`: an image `FROM scratch` that needs no
 /// registry. Assembled once per test process under `target/docker-fixtures/`.
-fn echo_context() -> &'static Path {
+pub(crate) fn echo_context() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let parent = root().join("target/docker-fixtures");
@@ -146,7 +146,7 @@ fn labelled(label: &str) -> Vec<String> {
 }
 
 /// Removes whatever a run left when dropped, so that a failing test leaves nothing either.
-struct RemoveLeftovers(String);
+pub(crate) struct RemoveLeftovers(pub(crate) String);
 
 impl Drop for RemoveLeftovers {
     fn drop(&mut self) {
@@ -186,12 +186,12 @@ impl Drop for RemoveLeftovers {
     }
 }
 
-fn assert_nothing_left(run_id: &str) {
+pub(crate) fn assert_nothing_left(run_id: &str) {
     let left = labelled(&format!("panther.run={run_id}"));
     assert!(left.is_empty(), "run {run_id} left {left:?}");
 }
 
-fn run_id(run: &Path) -> String {
+pub(crate) fn run_id(run: &Path) -> String {
     events(run)
         .iter()
         .find(|e| e["event"] == "experiment_started")
@@ -208,7 +208,7 @@ fn deployed_pids(run: &Path) -> Vec<u32> {
         .collect()
 }
 
-fn result_of(run: &Path) -> Value {
+pub(crate) fn result_of(run: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(run.join("result.json")).unwrap()).unwrap()
 }
 

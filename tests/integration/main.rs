@@ -22,6 +22,8 @@
 //! - [`lifecycle`]: Ctrl-C, timeouts and crashes leave no process behind.
 //! - [`containment`]: daemonizing services, killed hosts, many runs of one experiment at once.
 //! - [`docker`]: `docker_compose` and `localhost_single_container` on the real Docker engine.
+//! - [`tools_in_containers`]: strace and resource_metrics on services in containers whose
+//!   images do not have the tools.
 //! - [`shadow_ns`]: emulated links measured from inside an experiment, Shadow configuration.
 //! - [`vocabulary`]: PANTHER's keys: read under this host's names, or refused with a hint.
 
@@ -44,5 +46,6 @@ mod plan;
 mod shadow_ns;
 mod strace;
 mod support;
+mod tools_in_containers;
 mod valgrind;
 mod vocabulary;

@@ -78,6 +78,13 @@ pub fn serve(file: &Path, expected: Option<FileKey>) -> u8 {
                     Ok(Some(to_json(&problems)))
                 })
             }
+            PluginCall::Sites(request) => module(file, expected, &mut plugin).and_then(|plugin| {
+                let request: ValidateRequest = parse(&request, "validation request")?;
+                let sites = plugin
+                    .sites(&request.config, &request.experiment)
+                    .map_err(|e| e.message)?;
+                Ok(Some(to_json(&sites)))
+            }),
             PluginCall::New {
                 kind,
                 instance: name,

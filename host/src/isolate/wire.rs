@@ -65,6 +65,11 @@ pub enum PluginCall {
     ///
     /// [`ValidateRequest`]: panther_plugin_api::__private::ValidateRequest
     Validate(String),
+    /// A network environment module's `sites` with a [`ValidateRequest`] (JSON): needs no
+    /// instance.
+    ///
+    /// [`ValidateRequest`]: panther_plugin_api::__private::ValidateRequest
+    Sites(String),
     /// `slowdown` (answered as a number in text).
     Slowdown,
     /// `setup_environment(plan)`.

@@ -14,6 +14,7 @@
 //! - [`labels`]: what every object a run creates is labelled with, and
 //!   [`cleanup`]: removing everything with a run's label (teardown) or left by a host that
 //!   is gone (`panther-host clean`).
+//! - [`site`]: how the program of a service is linked, told from the build folder.
 //! - [`ready`]: readiness checks shared with the way `localhost` waits for its services.
 
 pub mod builds;
@@ -23,6 +24,7 @@ mod engine;
 pub mod exec;
 pub mod image;
 pub mod labels;
+pub mod site;
 pub use panther_plugin_api::readiness as ready;
 
 pub use bollard;

@@ -18,14 +18,14 @@ use panther_docker::{
     cleanup, container,
     image::{self, BuildSpec},
     ready::{self, Probe},
-    sanitize_name, Engine, RunLabels,
+    sanitize_name, site, Engine, RunLabels,
 };
 use panther_plugin_api::{prelude::*, ValidationContext};
 
 pub mod compose;
 pub mod project;
 
-use compose::ComposeFile;
+use compose::{ComposeFile, Mount};
 use project::{ContainerDef, Project, Running};
 
 /// The plugin's name, also its label on what it creates.
@@ -258,8 +258,33 @@ impl DockerCompose {
             // The experiment's (wrapped) command replaces the image's entrypoint and command.
             def.entrypoint = Some(spec.argv.clone());
             def.command = None;
+            // What the execution environments brought along (their tools, their output
+            // folders), each target once.
+            for mount in &spec.mounts {
+                let target = mount.target.display().to_string();
+                let taken = def.mounts.iter().any(|m| match m {
+                    Mount::Bind { target: t, .. }
+                    | Mount::Volume { target: t, .. }
+                    | Mount::Anonymous { target: t }
+                    | Mount::Tmpfs { target: t } => *t == target,
+                });
+                if !taken {
+                    def.mounts.push(Mount::Bind {
+                        source: mount.source.clone(),
+                        target,
+                        read_only: mount.read_only,
+                    });
+                }
+            }
             for (key, value) in &spec.env {
                 def.set_env(key, value);
+            }
+            if def.init && !spec.mounts.is_empty() {
+                // The engine's init forwards the stop signal to its child alone; under a
+                // tool that child is the tool, and a tracer ignores it (strace -o) while the
+                // service runs on until SIGKILL. As on localhost, the whole process group
+                // gets it: the service ends on its own and the tool writes its report.
+                def.set_env("TINI_KILL_PROCESS_GROUP", "1");
             }
         }
         let experiment: Vec<&str> = plan.services.iter().map(|s| s.name.as_str()).collect();
@@ -366,6 +391,52 @@ impl Plugin for DockerCompose {
 }
 
 impl NetworkEnvironment for DockerCompose {
+    /// Every service runs in a container: from its compose service's image, or from `image`.
+    /// How its program is linked is read from the build folder when there is one.
+    fn sites(config: &Config, experiment: &ValidationContext) -> BTreeMap<String, ServiceSite> {
+        let base_dir = experiment.base_dir.as_path();
+        let compose = config
+            .compose_file
+            .as_ref()
+            .and_then(|file| compose::load(&base_dir.join(file)).ok());
+        let generated = config.image.as_ref().map(|name| {
+            let build = image::as_context(name, base_dir).map(|dir| BuildSpec {
+                dockerfile: config.dockerfile.clone(),
+                ..BuildSpec::new(dir)
+            });
+            (name.clone(), build)
+        });
+        let mut sites = BTreeMap::new();
+        for service in &experiment.services {
+            let from_compose = compose.as_ref().and_then(|c| c.services.get(service));
+            let (image, build) = match (from_compose, &generated) {
+                (Some(s), _) => {
+                    let name = s
+                        .image
+                        .clone()
+                        .or_else(|| s.build.as_ref().map(|b| b.context.display().to_string()));
+                    (name.unwrap_or_default(), s.build.clone())
+                }
+                (None, Some((name, build))) => (name.clone(), build.clone()),
+                (None, None) => continue,
+            };
+            let program = experiment.commands.get(service).and_then(|c| c.first());
+            let linkage = match (build, program) {
+                (Some(build), Some(program)) => site::linkage_in_build(&build, program),
+                _ => Linkage::Unknown,
+            };
+            sites.insert(
+                service.clone(),
+                ServiceSite::Container {
+                    environment: NAME.to_string(),
+                    image,
+                    linkage,
+                },
+            );
+        }
+        sites
+    }
+
     fn setup_environment(&mut self, plan: &DeploymentPlan) -> anyhow::Result<()> {
         // Known before anything is created, so that teardown finds it whatever fails next.
         self.run_id = Some(plan.run_id.clone());
@@ -537,3 +608,44 @@ impl NetworkEnvironment for DockerCompose {
 }
 
 export_plugin!(NetworkEnvironment: DockerCompose);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use panther_plugin_api::serde_json;
+
+    #[test]
+    fn every_service_runs_in_a_container_and_a_copied_program_says_how_it_is_linked() {
+        let dir = tempfile::tempdir().unwrap();
+        let context = dir.path().join("image");
+        std::fs::create_dir_all(context.join("bin")).unwrap();
+        let sh = std::fs::canonicalize("/bin/sh").unwrap();
+        std::fs::copy(&sh, context.join("bin/server")).unwrap();
+        std::fs::write(
+            context.join("Dockerfile"),
+            "FROM scratch\nCOPY bin/ /usr/local/bin/\n",
+        )
+        .unwrap();
+        let config: Config =
+            serde_json::from_value(serde_json::json!({ "image": "image" })).unwrap();
+        let experiment = ValidationContext {
+            base_dir: dir.path().to_path_buf(),
+            services: vec!["server".into(), "client".into()],
+            commands: [
+                ("server".to_string(), vec!["server".to_string()]),
+                ("client".to_string(), vec!["/opt/client".to_string()]),
+            ]
+            .into(),
+            ..ValidationContext::default()
+        };
+        let sites = DockerCompose::sites(&config, &experiment);
+        let site = |linkage| ServiceSite::Container {
+            environment: NAME.into(),
+            image: "image".into(),
+            linkage,
+        };
+        assert_eq!(sites["server"], site(Linkage::Dynamic));
+        // Not in the image's build folder: nothing can be said before the run.
+        assert_eq!(sites["client"], site(Linkage::Unknown));
+    }
+}

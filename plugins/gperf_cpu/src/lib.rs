@@ -220,8 +220,9 @@ impl Plugin for GperfCpu {
             .fold(manifest, |m, key| m.refuse_key(*key, GPERF_GENERATOR_HINT))
     }
 
-    fn validate(config: &Config, _experiment: &ValidationContext) -> Vec<String> {
-        let mut problems = Vec::new();
+    fn validate(config: &Config, experiment: &ValidationContext) -> Vec<String> {
+        let mut problems =
+            panther_toolmount::refuse::preload("gperf_cpu", "libprofiler", experiment);
         if let Some(library) = &config.library {
             problems.extend(check_override(library).err());
         }

@@ -327,8 +327,8 @@ impl Plugin for GperfHeap {
             .fold(manifest, |m, key| m.refuse_key(*key, GPERF_GENERATOR_HINT))
     }
 
-    fn validate(config: &Config, _experiment: &ValidationContext) -> Vec<String> {
-        let mut problems = Vec::new();
+    fn validate(config: &Config, experiment: &ValidationContext) -> Vec<String> {
+        let mut problems = panther_toolmount::refuse::preload("gperf_heap", "tcmalloc", experiment);
         if let Some(library) = &config.library {
             problems.extend(check_override(library).err());
         }

@@ -141,6 +141,7 @@ impl Plugin for Helgrind {
     fn manifest() -> Manifest {
         let manifest = Manifest::new("helgrind")
             .capability("valgrind")
+            .capability("in_containers")
             // One valgrind per process; and valgrind replaces malloc and intercepts pthreads
             // itself, so an LD_PRELOAD profiler would either be bypassed or break it.
             .conflicts_with("valgrind")
@@ -151,8 +152,14 @@ impl Plugin for Helgrind {
         panther_keys(manifest)
     }
 
-    fn validate(config: &Config, _experiment: &ValidationContext) -> Vec<String> {
-        config.problems()
+    fn validate(config: &Config, experiment: &ValidationContext) -> Vec<String> {
+        let mut problems = config.problems();
+        problems.extend(panther_toolmount::refuse::needs_dynamic(
+            "helgrind",
+            "vgpreload_helgrind",
+            experiment,
+        ));
+        problems
     }
 
     fn new(config: Config, _ctx: Context) -> anyhow::Result<Self> {

@@ -18,7 +18,7 @@ use panther_docker::{
     exec::{self, Exec, ExecSpec},
     image::{self, BuildSpec},
     ready::{self, Probe},
-    sanitize_name, Engine, RunLabels,
+    sanitize_name, site, Engine, RunLabels,
 };
 use panther_plugin_api::{prelude::*, ValidationContext};
 
@@ -280,6 +280,49 @@ impl Plugin for SingleContainer {
 }
 
 impl NetworkEnvironment for SingleContainer {
+    /// Every service runs in the one container. A program on a folder mounted at the same
+    /// path is read on this machine; one the image brings, from the build folder.
+    fn sites(config: &Config, experiment: &ValidationContext) -> BTreeMap<String, ServiceSite> {
+        let Some(image) = config.image.clone() else {
+            return BTreeMap::new();
+        };
+        let base_dir = absolute(&experiment.base_dir);
+        let mut mounted = vec![base_dir.clone()];
+        mounted.extend(
+            config
+                .mounts
+                .iter()
+                .map(|m| absolute(&base_dir.join(split_mount(m).0))),
+        );
+        let build = image::as_context(&image, &base_dir).map(|dir| BuildSpec {
+            dockerfile: config.dockerfile.clone(),
+            ..BuildSpec::new(dir)
+        });
+        let mut sites = BTreeMap::new();
+        for service in &experiment.services {
+            let program = experiment.commands.get(service).and_then(|c| c.first());
+            let linkage = match program {
+                Some(p) if mounted.iter().any(|m| Path::new(p).starts_with(m)) => {
+                    site::host_linkage(Path::new(p))
+                }
+                Some(p) => build
+                    .as_ref()
+                    .map_or(Linkage::Unknown, |b| site::linkage_in_build(b, p)),
+                None => Linkage::Unknown,
+            };
+            let image = image.clone();
+            sites.insert(
+                service.clone(),
+                ServiceSite::Container {
+                    environment: NAME.to_string(),
+                    image,
+                    linkage,
+                },
+            );
+        }
+        sites
+    }
+
     fn setup_environment(&mut self, plan: &DeploymentPlan) -> anyhow::Result<()> {
         self.run_id = Some(plan.run_id.clone());
         let labels = RunLabels::new(&plan.run_id, &plan.experiment, NAME);
@@ -302,8 +345,27 @@ impl NetworkEnvironment for SingleContainer {
             let (path, read_only) = split_mount(mount);
             folders.push((absolute(&base_dir.join(path)), read_only));
         }
+        // What the execution environments brought along: folders they write to at the same
+        // path (usually inside the results folder, mounted already), and their tools.
+        let mut tools: Vec<String> = Vec::new();
+        for mount in plan.services.iter().flat_map(|s| &s.mounts) {
+            if mount.source == mount.target {
+                folders.push((absolute(&mount.source), mount.read_only));
+                continue;
+            }
+            let bind = format!(
+                "{}:{}{}",
+                mount.source.display(),
+                mount.target.display(),
+                if mount.read_only { ":ro" } else { "" }
+            );
+            if !tools.contains(&bind) {
+                tools.push(bind);
+            }
+        }
         folders.retain(|(p, _)| p.is_absolute() && p.exists());
-        let binds = same_path_binds(&folders);
+        let mut binds = same_path_binds(&folders);
+        binds.extend(tools);
         let keepalive = self.config.keepalive.clone();
         let keepalive_given = keepalive.is_some();
         let dockerfile = self.config.dockerfile.clone();

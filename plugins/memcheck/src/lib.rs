@@ -262,6 +262,7 @@ impl Plugin for Memcheck {
     fn manifest() -> Manifest {
         let manifest = Manifest::new("memcheck")
             .capability("valgrind")
+            .capability("in_containers")
             // One valgrind per process; and valgrind replaces malloc itself, so an
             // LD_PRELOAD profiler would either be bypassed or break it.
             .conflicts_with("valgrind")
@@ -272,8 +273,14 @@ impl Plugin for Memcheck {
         panther_keys(manifest)
     }
 
-    fn validate(config: &Config, _experiment: &ValidationContext) -> Vec<String> {
-        config.problems()
+    fn validate(config: &Config, experiment: &ValidationContext) -> Vec<String> {
+        let mut problems = config.problems();
+        problems.extend(panther_toolmount::refuse::needs_dynamic(
+            "memcheck",
+            "vgpreload_memcheck",
+            experiment,
+        ));
+        problems
     }
 
     fn new(config: Config, _ctx: Context) -> anyhow::Result<Self> {

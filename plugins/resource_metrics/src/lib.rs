@@ -119,7 +119,9 @@ impl Plugin for ResourceMetrics {
     type Config = Config;
 
     fn manifest() -> Manifest {
-        Manifest::new("resource_metrics").capability("sampler")
+        Manifest::new("resource_metrics")
+            .capability("sampler")
+            .capability("in_containers")
     }
 
     fn new(config: Config, _ctx: Context) -> anyhow::Result<Self> {

@@ -741,6 +741,7 @@ mod tests {
         let experiment = ValidationContext {
             base_dir: ".".into(),
             services: vec!["s".into(), "t".into()],
+            ..ValidationContext::default()
         };
         let problems = ShadowNs::validate(&c, &experiment);
         assert!(
@@ -752,6 +753,7 @@ mod tests {
         let placed = ValidationContext {
             base_dir: ".".into(),
             services: vec!["s".into()],
+            ..ValidationContext::default()
         };
         assert!(!ShadowNs::validate(&c, &placed)
             .iter()

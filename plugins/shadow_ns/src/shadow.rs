@@ -420,6 +420,7 @@ mod tests {
             role,
             log_dir: "/tmp".into(),
             stop_grace: None,
+            mounts: Vec::new(),
         }
     }
 

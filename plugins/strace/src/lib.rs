@@ -12,6 +12,12 @@
 //! also ignores SIGTERM: when the host stops a service, the service itself receives the
 //! signal, and strace exits with it.
 //!
+//! In a container (a [`ServiceSite::Container`] service) the image has no strace: the host's
+//! is carried in with its libraries ([`panther_toolmount`]) and started through the mounted
+//! loader, and the instance's output folder is mounted at the same path, so the trace file,
+//! the summary and the JSON are the same as on localhost. The process ids in the trace are
+//! the container's.
+//!
 //! Stacking: a process can have only one tracer. An instance that follows forks and wraps a
 //! command already run under strace would take the inner strace's child for itself and the
 //! inner strace could not start; such a stack is refused in [`ExecutionEnvironment::wrap`]
@@ -272,6 +278,7 @@ impl Plugin for Strace {
                  failures by errno, time, processes, signals and socket traffic",
             )
             .capability("ptrace")
+            .capability("in_containers")
             .tool("strace", "strace")
             .alias_key(
                 "excluded_syscalls",
@@ -454,7 +461,8 @@ impl ExecutionEnvironment for Strace {
 
     fn wrap(&mut self, command: ServiceCommand) -> anyhow::Result<ServiceCommand> {
         let strace = locate_strace(std::env::var_os("PATH").as_deref())?;
-        if self.config.follow_forks && command.argv.first().is_some_and(|p| is_strace(p)) {
+        let program = panther_toolmount::program_of(&command.argv);
+        if self.config.follow_forks && program.is_some_and(is_strace) {
             bail!(
                 "service `{}` already runs under strace (an execution environment applied \
                  before this one); a process has only one tracer, so with follow_forks = true \
@@ -467,7 +475,23 @@ impl ExecutionEnvironment for Strace {
         let dir = std::path::absolute(&command.output_dir)
             .with_context(|| format!("resolving {}", command.output_dir.display()))?;
         let file = dir.join(TRACE_FILE);
-        let mut argv = vec![strace.display().to_string()];
+        let mut mounts = command.mounts.clone();
+        let mut argv = if command.site.is_container() {
+            // The image has no strace: bring the host's, and make the trace file's folder
+            // the same path inside, so the trace lands where it does on localhost.
+            let carried = panther_toolmount::carry("strace", &strace).with_context(|| {
+                format!(
+                    "bringing {} into the container of service `{}`",
+                    strace.display(),
+                    command.service
+                )
+            })?;
+            panther_toolmount::merge_mounts(&mut mounts, &carried.mounts)?;
+            panther_toolmount::merge_mounts(&mut mounts, &[HostMount::same_path(&dir)])?;
+            carried.argv
+        } else {
+            vec![strace.display().to_string()]
+        };
         argv.extend(options(&self.config, &self.expression));
         argv.push("-o".into());
         argv.push(file.display().to_string());
@@ -479,7 +503,11 @@ impl ExecutionEnvironment for Strace {
             "wrapping with strace"
         );
         self.traces.insert(command.service.clone(), file);
-        Ok(ServiceCommand { argv, ..command })
+        Ok(ServiceCommand {
+            argv,
+            mounts,
+            ..command
+        })
     }
 
     fn get_monitoring_data(&mut self, service: &str) -> anyhow::Result<serde_json::Value> {

@@ -15,6 +15,15 @@
 //! where `DIR` is the folder the host reserves for the instance's files about the service
 //! (`results/.../monitoring/<service>/<instance>/`). Every option is its own argv element.
 //!
+//! # In a container
+//!
+//! The image has no valgrind: the launcher is carried in with its libraries
+//! ([`panther_toolmount`]), valgrind's tool folder (`memcheck-amd64-linux`, the preloaded
+//! `vgpreload_*.so`, the default suppressions) is mounted read-only and named by
+//! `VALGRIND_LIB`, and the output folder and suppressions files appear at the same paths.
+//! Valgrind runs inside, so it reads the debug information of the container's binaries, and
+//! its preloaded libraries use the container's C library.
+//!
 //! # Child processes
 //!
 //! Valgrind runs the program in its own process, so the pid the host monitors is the
@@ -49,6 +58,7 @@
 pub mod xml;
 
 mod args;
+mod carry;
 mod collect;
 
 use std::{collections::HashMap, path::PathBuf};
@@ -88,13 +98,21 @@ impl Valgrind {
     /// path) and its options, writing into `command.output_dir`.
     pub fn wrap(&mut self, mut command: ServiceCommand) -> anyhow::Result<ServiceCommand> {
         let program = locate(std::env::var_os("PATH").as_deref())?;
-        command.argv = self.options.argv(
+        if command.site.is_container() {
+            command.output_dir = std::path::absolute(&command.output_dir)?;
+        }
+        let argv = self.options.argv(
             self.tool,
             &program,
             &command.output_dir,
             command.cwd.as_deref(),
             &command.argv,
         )?;
+        command.argv = if command.site.is_container() {
+            carry::into_container(&program, argv, &mut command)?
+        } else {
+            argv
+        };
         self.output_dirs
             .insert(command.service.clone(), command.output_dir.clone());
         Ok(command)

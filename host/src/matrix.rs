@@ -1,0 +1,124 @@
+//! Which execution environment works in which network environment on this machine, as
+//! `doctor` prints it: a tool must be installed, a container engine reachable, and the tool
+//! must be one that reaches services in containers (its plugin declares the capability
+//! [`IN_CONTAINERS`]). `check` refuses the cells that cannot work for a given experiment
+//! (e.g. a library preloaded into a static program); this says what this machine allows.
+
+use std::path::PathBuf;
+
+use panther_plugin_api::PluginKind;
+
+use crate::{registry::Registry, tools};
+
+/// The capability of an execution environment whose tool reaches services in containers.
+pub const IN_CONTAINERS: &str = "in_containers";
+/// The capability of a network environment that runs services as processes of this machine.
+const LOCAL_PROCESSES: &str = "local_processes";
+/// The capability of a network environment that runs services in containers.
+const CONTAINERS: &str = "containers";
+
+/// The matrix: execution environments (rows) by network environments (columns).
+pub struct Matrix {
+    /// Network environment names, the columns.
+    pub networks: Vec<String>,
+    /// For each execution environment, one cell per network environment.
+    pub rows: Vec<(String, Vec<String>)>,
+}
+
+/// Where the Docker engine listens (`DOCKER_HOST` when it names a socket).
+fn engine_socket() -> PathBuf {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|h| h.strip_prefix("unix://").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("/var/run/docker.sock"))
+}
+
+/// Whether a container engine answers on its socket.
+fn engine_reachable() -> bool {
+    std::os::unix::net::UnixStream::connect(engine_socket()).is_ok()
+}
+
+/// The matrix of the loaded plugins on this machine.
+pub fn of(registry: &Registry) -> Matrix {
+    let engine = engine_reachable();
+    let mut networks: Vec<_> = registry
+        .plugins()
+        .filter(|p| p.manifest.kind == PluginKind::NetworkEnvironment)
+        .collect();
+    networks.sort_by(|a, b| a.manifest.name.cmp(&b.manifest.name));
+    networks.dedup_by(|a, b| a.manifest.name == b.manifest.name);
+    let mut executions: Vec<_> = registry
+        .plugins()
+        .filter(|p| p.manifest.kind == PluginKind::ExecutionEnvironment)
+        .collect();
+    executions.sort_by(|a, b| a.manifest.name.cmp(&b.manifest.name));
+    executions.dedup_by(|a, b| a.manifest.name == b.manifest.name);
+    let has = |caps: &[String], cap: &str| caps.iter().any(|c| c == cap);
+    let rows = executions
+        .iter()
+        .map(|exec| {
+            let missing: Vec<&str> = exec
+                .manifest
+                .tools
+                .iter()
+                .filter(|t| tools::locate(t).is_none())
+                .map(|t| t.program.as_str())
+                .collect();
+            let cells = networks
+                .iter()
+                .map(|net| {
+                    let caps = &net.manifest.capabilities;
+                    if !missing.is_empty() {
+                        format!("no: {} missing", missing.join(", "))
+                    } else if has(caps, LOCAL_PROCESSES) {
+                        "yes".to_string()
+                    } else if has(caps, CONTAINERS) && !engine {
+                        "no: engine unreachable".to_string()
+                    } else if has(caps, CONTAINERS) {
+                        if has(&exec.manifest.capabilities, IN_CONTAINERS) {
+                            "yes".to_string()
+                        } else {
+                            "no: not carried".to_string()
+                        }
+                    } else {
+                        "unknown".to_string()
+                    }
+                })
+                .collect();
+            (exec.manifest.name.clone(), cells)
+        })
+        .collect();
+    Matrix {
+        networks: networks.iter().map(|n| n.manifest.name.clone()).collect(),
+        rows,
+    }
+}
+
+impl Matrix {
+    /// As a table for the terminal.
+    pub fn table(&self) -> String {
+        let width = |cells: &mut dyn Iterator<Item = usize>| cells.max().unwrap_or(0);
+        let first = width(&mut self.rows.iter().map(|(n, _)| n.len())).max(9);
+        let columns: Vec<usize> = (0..self.networks.len())
+            .map(|i| {
+                let cells = width(&mut self.rows.iter().map(|(_, c)| c[i].len()));
+                cells.max(self.networks[i].len())
+            })
+            .collect();
+        let mut out = format!("{:<first$}", "EXECUTION");
+        for (name, w) in self.networks.iter().zip(&columns) {
+            out.push_str(&format!("  {:<w$}", name.to_uppercase()));
+        }
+        out = out.trim_end().to_string();
+        out.push('\n');
+        for (name, cells) in &self.rows {
+            let mut line = format!("{name:<first$}");
+            for (cell, w) in cells.iter().zip(&columns) {
+                line.push_str(&format!("  {cell:<w$}"));
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+}

@@ -1,0 +1,159 @@
+//! What a container will run, told from local files before the engine is involved: how the
+//! program of a service built from a local folder is linked. `check` asks it (through the
+//! network environments' `sites`), so that a wrapper that cannot work on that program (a
+//! library preloaded into a static binary) is refused before anything runs.
+//!
+//! Only what the files say for sure counts: a program the Dockerfile copies from the build
+//! folder (`COPY`/`ADD`, resolved through `ENV PATH` for a bare name) is read; anything else
+//! (an image only the engine holds, a program of the base image) is
+//! [`Linkage::Unknown`].
+
+use std::path::{Path, PathBuf};
+
+use panther_plugin_api::Linkage;
+
+use crate::image::BuildSpec;
+
+/// The `PATH` of an image that sets none (the engine's default).
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// How `program` (a command's first word) is linked in the image `build` makes.
+pub fn linkage_in_build(build: &BuildSpec, program: &str) -> Linkage {
+    let dockerfile = match &build.dockerfile {
+        Some(file) => build.context.join(file),
+        None => build.context.join("Dockerfile"),
+    };
+    let Ok(text) = std::fs::read_to_string(&dockerfile) else {
+        return Linkage::Unknown;
+    };
+    let image = Dockerfile::parse(&text);
+    image
+        .candidates(program)
+        .into_iter()
+        .find_map(|inside| image.source_of(&build.context, &inside))
+        .map_or(Linkage::Unknown, |file| host_linkage(&file))
+}
+
+/// How a file of this machine is linked ([`Linkage::Unknown`] when it cannot be read).
+pub fn host_linkage(file: &Path) -> Linkage {
+    panther_toolmount::linkage(file).unwrap_or(Linkage::Unknown)
+}
+
+/// What the last stage of a Dockerfile copies from the build folder, and its `PATH`.
+#[derive(Debug, Default)]
+struct Dockerfile {
+    path: Option<String>,
+    /// `(sources, destination)` in order.
+    copies: Vec<(Vec<String>, String)>,
+}
+
+impl Dockerfile {
+    fn parse(text: &str) -> Dockerfile {
+        let mut image = Dockerfile::default();
+        let joined = text.replace("\\\n", " ");
+        for line in joined.lines().map(str::trim) {
+            if line.starts_with('#') || line.is_empty() {
+                continue;
+            }
+            let (word, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+            match word.to_ascii_uppercase().as_str() {
+                "FROM" => image = Dockerfile::default(),
+                "ENV" => {
+                    for pair in rest.split_whitespace() {
+                        if let Some(path) = pair.strip_prefix("PATH=") {
+                            image.path = Some(path.trim_matches('"').to_string());
+                        }
+                    }
+                    if let Some(path) = rest.trim().strip_prefix("PATH ") {
+                        image.path = Some(path.trim().trim_matches('"').to_string());
+                    }
+                }
+                "COPY" | "ADD" => {
+                    let words: Vec<String> = match rest.trim().strip_prefix('[') {
+                        Some(array) => array
+                            .trim_end_matches(']')
+                            .split(',')
+                            .map(|w| w.trim().trim_matches('"').to_string())
+                            .collect(),
+                        None => rest.split_whitespace().map(String::from).collect(),
+                    };
+                    if words.iter().any(|w| w.starts_with("--from")) {
+                        continue;
+                    }
+                    let words: Vec<String> =
+                        words.into_iter().filter(|w| !w.starts_with("--")).collect();
+                    if let Some((dest, sources)) = words.split_last() {
+                        image.copies.push((sources.to_vec(), dest.clone()));
+                    }
+                }
+                _ => {}
+            }
+        }
+        image
+    }
+
+    /// Where `program` may be inside the image: itself when it has a `/`, else on `PATH`.
+    fn candidates(&self, program: &str) -> Vec<PathBuf> {
+        if program.contains('/') {
+            return vec![PathBuf::from(program)];
+        }
+        self.path
+            .as_deref()
+            .unwrap_or(DEFAULT_PATH)
+            .split(':')
+            .map(|dir| Path::new(dir).join(program))
+            .collect()
+    }
+
+    /// The build folder's file that ends up at `inside`, the last copy winning.
+    fn source_of(&self, context: &Path, inside: &Path) -> Option<PathBuf> {
+        for (sources, dest) in self.copies.iter().rev() {
+            let into_folder = dest.ends_with('/') || sources.len() > 1;
+            for source in sources {
+                let local = context.join(source.trim_start_matches("./"));
+                let found = if local.is_dir() {
+                    inside.strip_prefix(dest).ok().map(|rest| local.join(rest))
+                } else if into_folder {
+                    let name = local.file_name()?;
+                    (Path::new(dest).join(name) == inside).then_some(local.clone())
+                } else {
+                    (Path::new(dest) == inside).then_some(local.clone())
+                };
+                if let Some(file) = found.filter(|f| f.is_file()) {
+                    return Some(file);
+                }
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn programs_copied_from_the_build_folder_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let context = dir.path();
+        std::fs::create_dir_all(context.join("rootfs/usr/local/bin")).unwrap();
+        let sh = std::fs::canonicalize("/bin/sh").unwrap();
+        std::fs::copy(&sh, context.join("rootfs/usr/local/bin/server")).unwrap();
+        std::fs::write(context.join("tool"), "#!/bin/sh\n").unwrap();
+        std::fs::write(
+            context.join("Dockerfile"),
+            "FROM scratch\nCOPY rootfs/ /\nCOPY tool /opt/\nENV PATH=/usr/local/bin:/bin\n",
+        )
+        .unwrap();
+        let build = BuildSpec::new(context);
+        assert_eq!(linkage_in_build(&build, "server"), Linkage::Dynamic);
+        assert_eq!(
+            linkage_in_build(&build, "/usr/local/bin/server"),
+            Linkage::Dynamic
+        );
+        // Not an ELF program; not in the image; on a PATH the image does not have.
+        assert_eq!(linkage_in_build(&build, "/opt/tool"), Linkage::Unknown);
+        assert_eq!(linkage_in_build(&build, "/bin/nothing"), Linkage::Unknown);
+        assert_eq!(linkage_in_build(&build, "tool"), Linkage::Unknown);
+    }
+}
