@@ -19,9 +19,10 @@
 //! directions keep working: older plugins in newer hosts, newer plugins in older hosts.
 //!
 //! Named calls by version: 1.1 added `validate` (module) and `clean_stale` (network
-//! environment); 1.2 added `sites` (module of a network environment: where each service
-//! runs). Data that crosses as JSON grows the same way, with defaults: 1.2 added
-//! `ServiceCommand::site` and `mounts`, `ServiceSpec::mounts` and `ValidationContext::sites`.
+//! environment); 1.3 added `sites` (module of a network environment: where each service
+//! runs). Data that crosses as JSON grows the same way, with defaults: 1.3 added
+//! `ServiceCommand::site` and `mounts`, `ServiceSpec::mounts`, `ValidationContext::commands`
+//! and `sites`, and the manifest's key aliases.
 
 // `#[sabi_trait]` expands to impls inside a const block, which rustc flags; the code is
 // abi_stable's, not ours.

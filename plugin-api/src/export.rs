@@ -137,14 +137,14 @@ pub extern "C" fn network_module_call<P: NetworkEnvironment>(
     payload: RStr<'_>,
 ) -> RResult<ROption<RString>, FfiError> {
     match name.as_str() {
-        // since 1.2: begin
+        // since 1.3: begin
         SITES => guard("saying where the services run", || {
             let request: ValidateRequest = parse(payload, "validation request")?;
             let config: P::Config =
                 serde_json::from_value(request.config).context("invalid configuration")?;
             Ok(RSome(to_json(&P::sites(&config, &request.experiment))?))
         }),
-        // since 1.2: end
+        // since 1.3: end
         _ => module_call::<P>(name, payload),
     }
 }
@@ -152,7 +152,7 @@ pub extern "C" fn network_module_call<P: NetworkEnvironment>(
 /// The name of the module call that validates a configuration (since 1.1).
 pub const VALIDATE: &str = "validate";
 /// The name of the network-environment module call that says where each service runs,
-/// with a [`ValidateRequest`] as payload (since 1.2).
+/// with a [`ValidateRequest`] as payload (since 1.3).
 pub const SITES: &str = "sites";
 /// The name of the network-environment call that cleans up after earlier runs (since 1.1).
 pub const CLEAN_STALE: &str = "clean_stale";
