@@ -53,6 +53,9 @@ use crate::{
 /// pipes is gone; after that they are left behind (a process outside the run's reach still
 /// holds the pipe) and teardown goes on.
 pub const READER_DRAIN: Duration = Duration::from_secs(1);
+/// How long [`CommandProcessor::status`] waits for an ended process's output to be written
+/// out before it reports the end.
+const OUTPUT_SETTLE: Duration = Duration::from_millis(200);
 
 /// Set by a second Ctrl-C (or SIGTERM, SIGHUP): grace periods end at once.
 static HURRY: AtomicBool = AtomicBool::new(false);
@@ -290,6 +293,9 @@ impl CommandProcessor {
             if let Ok(Some(status)) = managed.child.try_wait() {
                 reap::forget_leader(managed.pid);
                 managed.state = state_of(status);
+                // What it wrote reaches its files before anyone hears that it ended: the
+                // caller may read them next.
+                settle(&managed.readers);
             }
         }
         Ok(managed.state.clone())
@@ -609,6 +615,18 @@ impl Drop for CommandProcessor {
 
 /// Waits for the output readers, at most [`READER_DRAIN`] in all; a reader still blocked
 /// after that (its pipe held by a process out of reach) is left to end on its own.
+/// Waits, briefly, for the output readers of a process that just ended to write out what
+/// is left in its pipes. Bounded and silent: a process it left behind may hold a pipe open,
+/// and then the output is not complete anyway (teardown [`drain`]s it later).
+fn settle(readers: &[Reader]) {
+    let deadline = Instant::now() + OUTPUT_SETTLE;
+    for reader in readers {
+        let left = deadline.saturating_duration_since(Instant::now());
+        // The reader never sends: the channel disconnects when it is done.
+        let _ = reader.done.recv_timeout(left);
+    }
+}
+
 fn drain(readers: Vec<Reader>) {
     let deadline = Instant::now() + READER_DRAIN;
     let mut held = None;

@@ -808,3 +808,41 @@ fn teardown_does_not_wait_for_a_pipe_held_by_a_process_out_of_reach() {
         stderr(&output)
     );
 }
+
+/// When the command processor says a spawned process has ended, everything it wrote is in its
+/// capture files: a plugin reads them next (shadow_ns reads Shadow's log as soon as Shadow
+/// exits). 4 MB leave the pipe well after the writer exits, unless the end waits for them.
+#[test]
+fn a_process_reported_ended_has_all_its_output_in_its_files() {
+    use panther_host::{
+        api::Command,
+        command::{Capture, CommandProcessor},
+        events::EventBus,
+    };
+    const BYTES: u64 = 4_000_000;
+    let sandbox = Sandbox::new();
+    let processor = CommandProcessor::new(
+        std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        std::sync::Arc::new(EventBus::new()),
+    );
+    let capture = Capture {
+        default_dir: sandbox.path(),
+        scope: "test",
+        source: "test",
+    };
+    for round in 0..5 {
+        let mut command = Command::new("sh")
+            .arg("-c")
+            .arg(format!("head -c {BYTES} /dev/zero"));
+        command.log_name = Some(format!("big{round}"));
+        let handle = processor.spawn(&command, &capture).unwrap();
+        while !processor.status(handle).unwrap().is_finished() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let written = std::fs::metadata(sandbox.path().join(format!("big{round}.stdout")))
+            .unwrap()
+            .len();
+        assert_eq!(written, BYTES, "round {round}: the output was cut short");
+    }
+    processor.stop_all(Duration::from_secs(1));
+}
