@@ -21,7 +21,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use crate::{
     isolate::{
         wire::{InstanceKind, PluginCall, Reply},
-        Placement, Remote,
+        Limits, Placement, Remote,
     },
     loader::LoadedPlugin,
 };
@@ -123,6 +123,21 @@ fn json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("host data always serializes")
 }
 
+/// What a plugin is doing when it answers `validate` and `sites`, for its errors.
+const VALIDATING: &str = "validating its configuration";
+const SAYING_WHERE: &str = "saying where the services run";
+
+/// The payload of the `validate` and `sites` calls.
+fn validate_request(
+    config: &serde_json::Value,
+    experiment: &panther_plugin_api::ValidationContext,
+) -> ValidateRequest {
+    ValidateRequest {
+        config: config.clone(),
+        experiment: experiment.clone(),
+    }
+}
+
 impl LoadedPlugin {
     /// The resources an instance with this configuration would claim.
     pub fn claims(&self, config: &serde_json::Value) -> Result<Vec<Resource>, PluginError> {
@@ -145,18 +160,7 @@ impl LoadedPlugin {
         config: &serde_json::Value,
         experiment: &panther_plugin_api::ValidationContext,
     ) -> Result<Vec<String>, PluginError> {
-        let id = Identity {
-            plugin: self.manifest.name.clone(),
-            instance: self.manifest.name.clone(),
-        };
-        let request = ValidateRequest {
-            config: config.clone(),
-            experiment: experiment.clone(),
-        };
-        let module = self.module_for(&id)?;
-        let answer = (module.call())(RStr::from_str(VALIDATE), RStr::from_str(&json(&request)));
-        id.decode_optional("validating its configuration", answer)
-            .map(Option::unwrap_or_default)
+        self.named_call(VALIDATE, VALIDATING, config, experiment)
     }
 
     /// [`LoadedPlugin::claims`] where `placement` says: an isolated plugin answers in a
@@ -169,14 +173,11 @@ impl LoadedPlugin {
         let Placement::Isolated(limits) = placement else {
             return self.claims(config);
         };
-        let reply = Remote::module_call(
-            &self.path,
-            self.key(),
-            PluginCall::Claims(json(config)),
+        self.remote_call(
             limits,
-        );
-        self.identity(&self.manifest.name)
-            .answer("computing its claims", reply)
+            PluginCall::Claims(json(config)),
+            "computing its claims",
+        )
     }
 
     /// [`LoadedPlugin::validate`] where `placement` says.
@@ -189,37 +190,19 @@ impl LoadedPlugin {
         let Placement::Isolated(limits) = placement else {
             return self.validate(config, experiment);
         };
-        let request = ValidateRequest {
-            config: config.clone(),
-            experiment: experiment.clone(),
-        };
-        let reply = Remote::module_call(
-            &self.path,
-            self.key(),
-            PluginCall::Validate(json(&request)),
-            limits,
-        );
-        self.identity(&self.manifest.name)
-            .answer("validating its configuration", reply)
+        let request = json(&validate_request(config, experiment));
+        self.remote_call(limits, PluginCall::Validate(request), VALIDATING)
     }
 
     /// Where a network environment with this configuration runs each service (services
-    /// left out run on this machine). Plugins built before 1.2 do not know the call: all
+    /// left out run on this machine). Plugins built before 1.3 do not know the call: all
     /// their services run here as far as the host can tell.
     pub fn sites(
         &self,
         config: &serde_json::Value,
         experiment: &panther_plugin_api::ValidationContext,
     ) -> Result<BTreeMap<String, ServiceSite>, PluginError> {
-        let id = self.identity(&self.manifest.name);
-        let request = ValidateRequest {
-            config: config.clone(),
-            experiment: experiment.clone(),
-        };
-        let module = self.module_for(&id)?;
-        let answer = (module.call())(RStr::from_str(SITES), RStr::from_str(&json(&request)));
-        id.decode_optional("saying where the services run", answer)
-            .map(Option::unwrap_or_default)
+        self.named_call(SITES, SAYING_WHERE, config, experiment)
     }
 
     /// [`LoadedPlugin::sites`] where `placement` says.
@@ -232,18 +215,37 @@ impl LoadedPlugin {
         let Placement::Isolated(limits) = placement else {
             return self.sites(config, experiment);
         };
-        let request = ValidateRequest {
-            config: config.clone(),
-            experiment: experiment.clone(),
-        };
-        let reply = Remote::module_call(
-            &self.path,
-            self.key(),
-            PluginCall::Sites(json(&request)),
-            limits,
-        );
-        self.identity(&self.manifest.name)
-            .answer("saying where the services run", reply)
+        let request = json(&validate_request(config, experiment));
+        self.remote_call(limits, PluginCall::Sites(request), SAYING_WHERE)
+    }
+
+    /// A named module call (`validate`, `sites`) in this process, with a configuration and
+    /// what the plugin may know of the experiment; a plugin that does not know the name
+    /// answers nothing, which reads as `T`'s default.
+    fn named_call<T: DeserializeOwned + Default>(
+        &self,
+        name: &str,
+        doing: &str,
+        config: &serde_json::Value,
+        experiment: &panther_plugin_api::ValidationContext,
+    ) -> Result<T, PluginError> {
+        let id = self.identity(&self.manifest.name);
+        let request = json(&validate_request(config, experiment));
+        let module = self.module_for(&id)?;
+        let answer = (module.call())(RStr::from_str(name), RStr::from_str(&request));
+        id.decode_optional(doing, answer)
+            .map(Option::unwrap_or_default)
+    }
+
+    /// A module call in a plugin server (one from the pool, else a new one).
+    fn remote_call<T: DeserializeOwned>(
+        &self,
+        limits: &Limits,
+        call: PluginCall,
+        doing: &str,
+    ) -> Result<T, PluginError> {
+        let reply = Remote::module_call(&self.path, self.key(), call, limits);
+        self.identity(&self.manifest.name).answer(doing, reply)
     }
 
     /// Builds a network environment instance.
