@@ -22,25 +22,23 @@ struct Bell {
     rang: Condvar,
 }
 
-/// The bell, with its thread started on first use; `None` where the signal handler or the
-/// thread could not be set up (waiters then simply sleep).
+static BELL: Bell = Bell {
+    generation: Mutex::new(0),
+    rang: Condvar::new(),
+};
+
+/// The bell, once its listening thread runs; `None` where the signal handler or the thread
+/// could not be set up (waiters then simply sleep).
 fn bell() -> Option<&'static Bell> {
-    static BELL: OnceLock<Option<Bell>> = OnceLock::new();
-    static THREAD: std::sync::Once = std::sync::Once::new();
-    let bell = BELL
-        .get_or_init(|| {
-            Some(Bell {
-                generation: Mutex::new(0),
-                rang: Condvar::new(),
-            })
-        })
-        .as_ref()?;
-    THREAD.call_once(|| {
-        if let Err(err) = listen(bell) {
+    static LISTENING: OnceLock<bool> = OnceLock::new();
+    let listening = *LISTENING.get_or_init(|| match listen(&BELL) {
+        Ok(()) => true,
+        Err(err) => {
             tracing::debug!("child exits are polled only: {err}");
+            false
         }
     });
-    Some(bell)
+    listening.then_some(&BELL)
 }
 
 fn listen(bell: &'static Bell) -> std::io::Result<()> {
