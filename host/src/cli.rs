@@ -226,7 +226,9 @@ enum Format {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.global);
-    exit_code::exit(dispatch(cli))
+    let code = dispatch(cli);
+    crate::contain::cgroup::discard_prepared();
+    exit_code::exit(code)
 }
 
 fn init_logging(global: &GlobalOptions) {
@@ -277,6 +279,11 @@ fn dispatch(cli: Cli) -> u8 {
             }
             Err(err) => report_error(&err, INVALID_INPUT),
         };
+    }
+    // The run's cgroup is made now, so that the slow part of joining it passes while the
+    // plugins and the files are read (see `contain::cgroup::prepare`).
+    if matches!(cli.command, Command::Run { dry_run: false, .. }) {
+        crate::contain::cgroup::prepare();
     }
     let settings = match Settings::load(cli.global.config.as_deref()) {
         Ok(settings) => settings,

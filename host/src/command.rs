@@ -390,7 +390,7 @@ impl CommandProcessor {
     fn candidates(&self, seq: Option<u64>) -> Vec<u32> {
         if seq.is_some() {
             if let Some(cgroup) = &self.read_mark().cgroup {
-                return cgroup::members(cgroup.path());
+                return cgroup::members(&cgroup.path());
             }
         }
         let Ok(entries) = std::fs::read_dir("/proc") else {

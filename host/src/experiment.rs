@@ -18,7 +18,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::{
-    aliases,
+    aliases, config_schema,
     dispatch::driver,
     isolate::{CallLimit, Isolation, Placement},
     keys, limits,
@@ -1023,7 +1023,7 @@ impl Validator<'_> {
         use_.config = self.defaults.plugins.merge(&use_.plugin, &use_.config);
         let mut errors = applied.errors;
         errors.extend(
-            validate_config(&manifest.config_schema, &use_.config)
+            config_schema::validate(&manifest.config_schema, &use_.config)
                 .err()
                 .into_iter()
                 .flatten(),
@@ -1181,37 +1181,6 @@ impl Validator<'_> {
         let mut slots: Vec<Option<ServiceDef>> =
             services.into_iter().map(|(_, s)| Some(s)).collect();
         order.into_iter().filter_map(|i| slots[i].take()).collect()
-    }
-}
-
-/// Validates a plugin configuration against its JSON Schema; every violation, by path.
-pub fn validate_config(
-    schema: &serde_json::Value,
-    config: &serde_json::Value,
-) -> Result<(), Vec<String>> {
-    if schema.is_null() {
-        return Ok(());
-    }
-    let validator = jsonschema::validator_for(schema)
-        .map_err(|e| vec![format!("the plugin's schema is invalid: {e}")])?;
-    let errors: Vec<String> = validator
-        .iter_errors(config)
-        .map(|e| {
-            let path = e.instance_path().to_string();
-            if path.is_empty() {
-                e.to_string()
-            } else {
-                format!(
-                    "at `{}`: {e}",
-                    path.trim_start_matches('/').replace('/', ".")
-                )
-            }
-        })
-        .collect();
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors)
     }
 }
 

@@ -50,6 +50,7 @@ mod child_exit;
 mod child_group;
 pub mod cli;
 pub mod command;
+pub mod config_schema;
 pub mod contain;
 pub mod context;
 pub mod dispatch;

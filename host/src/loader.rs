@@ -415,6 +415,16 @@ fn read_manifest(module: PluginModuleRef) -> Result<Manifest, (LoadErrorKind, Op
             Some(manifest.name.clone()),
         ));
     }
+    // Checked once here, where the file is probed and the answer cached, so that a run
+    // only compiles the schemas it validates against (see `config_schema::validate`).
+    if let Err(err) = crate::config_schema::check(&manifest.config_schema) {
+        return Err((
+            LoadErrorKind::Manifest(format!(
+                "its configuration schema is not a valid JSON Schema: {err}"
+            )),
+            Some(manifest.name.clone()),
+        ));
+    }
     Ok(manifest)
 }
 

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use crate::{dispatch::driver, experiment::validate_config, registry::Registry};
+use crate::{config_schema, dispatch::driver, registry::Registry};
 
 /// Default configurations by plugin name, and the file they were written in.
 #[derive(Debug, Clone, Default)]
@@ -84,7 +84,8 @@ impl PluginDefaults {
             }
             for plugin in plugins {
                 let schema = without_required(&plugin.manifest.config_schema);
-                if let Err(errors) = validate_config(&schema, &Value::Object(table.clone())) {
+                if let Err(errors) = config_schema::validate(&schema, &Value::Object(table.clone()))
+                {
                     for error in errors {
                         problems.push(format!(
                             "{}: [plugins.{name}] ({}): {error}",

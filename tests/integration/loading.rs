@@ -17,6 +17,7 @@ fn corpus_listing(sandbox: &Sandbox) -> Value {
             fixture("no_root_module"),
             fixture("panic_at_load"),
             fixture("panic_in_method"),
+            fixture("bad_schema"),
             api_major_fixture().to_path_buf(),
         ],
     );
@@ -66,7 +67,7 @@ fn each_broken_plugin_gets_one_clear_error_and_the_good_ones_load() {
     );
     assert_eq!(
         listing["errors"].as_array().unwrap().len(),
-        4,
+        5,
         "{listing:#}"
     );
 
@@ -84,6 +85,14 @@ fn each_broken_plugin_gets_one_clear_error_and_the_good_ones_load() {
     assert!(
         panic.contains("panic_at_load/src/lib.rs:12"),
         "the panic location is named: {panic}"
+    );
+
+    // A schema no validator accepts is the file's error, found when it is read.
+    let schema = error_for(&listing, "libfixture_bad_schema.so");
+    assert!(
+        schema.starts_with("bad manifest: its configuration schema is not a valid JSON Schema")
+            && schema.contains("at `properties.path.type`: 7"),
+        "{schema}"
     );
 
     let ours = current_api_version();

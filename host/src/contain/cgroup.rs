@@ -14,7 +14,7 @@ use std::{
     fs,
     io::Write,
     path::{Path, PathBuf},
-    sync::OnceLock,
+    sync::{Mutex, OnceLock, RwLock},
     thread,
     time::Duration,
 };
@@ -118,26 +118,75 @@ pub fn parse_host_dir_name(name: &str) -> Option<Owner> {
 /// The cgroup of one run.
 #[derive(Debug)]
 pub struct RunCgroup {
-    dir: PathBuf,
+    /// Its folder; renamed once for a group made before its run ([`prepare`]).
+    dir: RwLock<PathBuf>,
+    /// The run's name for a group made before its run was known. Renaming waits while the
+    /// spawner's move into the group is under way, so it is done after the first spawn,
+    /// which waited for that move anyway.
+    rename_to: Mutex<Option<String>>,
     v2: bool,
     /// On v1, the thread the run's processes are spawned from (see [`super::spawner`]).
     spawner: Option<super::spawner::Spawner>,
 }
 
+/// The name of a group made before its run is known ([`prepare`]).
+const PREPARED_NAME: &str = "starting";
+
+/// A group made when a `run` command starts, taken by its first run.
+static PREPARED: Mutex<Option<RunCgroup>> = Mutex::new(None);
+
+/// Makes a group for the next run now, before the run's id is known, where that saves time:
+/// on cgroup v1 the spawner's one move into it ([`super::spawner`]) waits for an RCU grace
+/// period (about 5 ms here), which then passes while the host reads its plugins and the
+/// experiment instead of before the first service starts. The first [`RunCgroup::create`]
+/// takes it and renames it after its run (v1 allows renaming a group in place). Call
+/// [`discard_prepared`] before the process ends.
+pub fn prepare() {
+    let Some(hierarchy) = hierarchy().filter(|h| !h.v2) else {
+        return;
+    };
+    let group = RunCgroup::make(hierarchy, PREPARED_NAME);
+    *PREPARED.lock().unwrap_or_else(|e| e.into_inner()) = group;
+}
+
+/// Removes the group [`prepare`] made if no run took it.
+pub fn discard_prepared() {
+    let unused = PREPARED.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(group) = unused {
+        group.remove();
+    }
+}
+
+/// A run id as a group's name: one path component.
+fn group_name(run_id: &str) -> String {
+    run_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '/' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 impl RunCgroup {
-    /// Creates the run's group; `None` where this host cannot have cgroups.
+    /// Creates the run's group (or takes the one [`prepare`] made); `None` where this host
+    /// cannot have cgroups.
     pub fn create(run_id: &str) -> Option<RunCgroup> {
         let hierarchy = hierarchy()?;
-        let name: String = run_id
-            .chars()
-            .map(|c| {
-                if c.is_ascii_graphic() && c != '/' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
+        let name = group_name(run_id);
+        let prepared = PREPARED.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(group) = prepared {
+            *group.rename_to.lock().unwrap_or_else(|e| e.into_inner()) = Some(name);
+            return Some(group);
+        }
+        RunCgroup::make(hierarchy, &name)
+    }
+
+    /// Creates the group `name` in this host's folder of `hierarchy`.
+    fn make(hierarchy: &Hierarchy, name: &str) -> Option<RunCgroup> {
         let dir = hierarchy
             .top
             .join(host_dir_name(Owner::current()))
@@ -152,7 +201,8 @@ impl RunCgroup {
                         super::spawner::Spawner::start(&dir.join("tasks"))
                     };
                     return Some(RunCgroup {
-                        dir,
+                        dir: RwLock::new(dir),
+                        rename_to: Mutex::new(None),
                         v2: hierarchy.v2,
                         spawner,
                     });
@@ -164,28 +214,48 @@ impl RunCgroup {
     }
 
     /// The group's folder.
-    pub fn path(&self) -> &Path {
-        &self.dir
+    pub fn path(&self) -> PathBuf {
+        self.dir.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The file a child writes `0` into to join (open it before forking).
     pub fn procs_file(&self) -> PathBuf {
-        self.dir.join("cgroup.procs")
+        self.path().join("cgroup.procs")
     }
 
     /// Kills every process in the group and returns their pids; see [`kill_members`].
     pub fn kill_all(&self) -> Vec<u32> {
-        kill_members(&self.dir, self.v2)
+        kill_members(&self.path(), self.v2)
+    }
+
+    /// Gives a group made before its run the run's name (see [`RunCgroup::rename_to`]).
+    fn take_run_name(&self) {
+        let Some(name) = self
+            .rename_to
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        else {
+            return;
+        };
+        let mut dir = self.dir.write().unwrap_or_else(|e| e.into_inner());
+        let renamed = dir.with_file_name(&name);
+        match fs::rename(&*dir, &renamed) {
+            Ok(()) => *dir = renamed,
+            Err(err) => tracing::debug!("cannot rename the cgroup {}: {err}", dir.display()),
+        }
     }
 
     /// Spawns `command` from inside the group (v1), so that its process starts in it; gives
     /// the command back where no thread of the host is in the group, and the child must join
     /// by itself ([`RunCgroup::procs_file`]).
     pub fn spawn_inside(&self, command: std::process::Command) -> super::spawner::Answer {
-        match &self.spawner {
+        let answer = match &self.spawner {
             Some(spawner) => spawner.spawn(command),
             None => Err(Box::new(command)),
-        }
+        };
+        self.take_run_name();
+        answer
     }
 
     /// Kills what is left and removes the group.
@@ -193,9 +263,10 @@ impl RunCgroup {
         // The spawner thread leaves the group by ending.
         drop(self.spawner.take());
         let killed = self.kill_all();
-        remove_dir(&self.dir);
+        let dir = self.path();
+        remove_dir(&dir);
         // The host folder goes with its last run (it stays while other runs use it).
-        if let Some(parent) = self.dir.parent() {
+        if let Some(parent) = dir.parent() {
             let _ = fs::remove_dir(parent);
         }
         killed
@@ -252,11 +323,16 @@ pub fn kill_members(dir: &Path, v2: bool) -> Vec<u32> {
 
 /// Removes an empty group, retrying while the kernel finishes taking processes out.
 pub fn remove_dir(dir: &Path) {
-    for _ in 0..50 {
+    // Usually at once; a thread of the host that just left may take a moment longer.
+    let mut pause = Duration::from_micros(500);
+    for _ in 0..60 {
         match fs::remove_dir(dir) {
             Ok(()) => return,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return,
-            Err(_) => thread::sleep(Duration::from_millis(10)),
+            Err(_) => {
+                thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(10));
+            }
         }
     }
     tracing::debug!("the cgroup {} could not be removed", dir.display());

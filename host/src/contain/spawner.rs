@@ -13,7 +13,8 @@
 //! by ending, before the group is removed.
 
 use std::{
-    fs, io,
+    fs,
+    io::{self, Write},
     path::Path,
     process::{Child, Command},
     sync::mpsc,
@@ -34,18 +35,20 @@ pub struct Spawner {
 
 impl Spawner {
     /// Starts the thread, which first moves itself into the cgroup whose v1 `tasks` file is
-    /// `tasks` (spawns asked for meanwhile wait for it).
+    /// `tasks` (spawns asked for meanwhile wait for it). The file is opened here, so the
+    /// group may be renamed as soon as this returns.
     pub fn start(tasks: &Path) -> Option<Spawner> {
-        let tasks = tasks.to_path_buf();
+        let shown = tasks.display().to_string();
+        let file = fs::OpenOptions::new().write(true).open(tasks);
         let (jobs, incoming) = mpsc::channel::<Job>();
         let thread = thread::Builder::new()
             .name("panther-spawner".into())
             .spawn(move || {
                 let tid = nix::unistd::gettid().to_string();
-                let joined = match fs::write(&tasks, tid) {
+                let joined = match file.and_then(|mut f| f.write_all(tid.as_bytes())) {
                     Ok(()) => true,
                     Err(err) => {
-                        tracing::debug!("the spawner cannot join {}: {err}", tasks.display());
+                        tracing::debug!("the spawner cannot join {shown}: {err}");
                         false
                     }
                 };

@@ -332,7 +332,7 @@ impl Builder<'_> {
             }
         };
         if let Err(errors) =
-            crate::experiment::validate_config(&plugin.manifest.config_schema, &instance.config)
+            crate::config_schema::validate(&plugin.manifest.config_schema, &instance.config)
         {
             for error in errors {
                 self.problem(
