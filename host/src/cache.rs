@@ -133,6 +133,10 @@ pub struct Entry {
     /// in another one the file is probed again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<String>,
+    /// For a manifest, the layout fingerprint the probe checked the library against
+    /// ([`panther_plugin_api::abi::LAYOUT_FINGERPRINT`] of the probe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout: Option<u64>,
 }
 
 impl Entry {
@@ -223,19 +227,19 @@ impl Cache {
 
     /// Like [`Cache::get`], handing the answer over instead of lending it: each file is
     /// looked up once, and a manifest is not copied.
-    pub fn take(&mut self, path: &Path, key: &FileKey) -> Option<Answer> {
+    pub fn take(&mut self, path: &Path, key: &FileKey) -> Option<(Answer, Option<u64>)> {
         let fits = |e: &Entry| e.key == *key && e.holds_in(&self.environment);
         if let Some(entry) = self.learned.get(path).filter(|e| fits(e)) {
-            return Some(entry.answer.clone());
+            return Some((entry.answer.clone(), entry.layout));
         }
         match self.entries.remove(path) {
-            Some(entry) if fits(&entry) => Some(entry.answer),
+            Some(entry) if fits(&entry) => Some((entry.answer, entry.layout)),
             _ => None,
         }
     }
 
     /// Records what a probe answered about the file at `path`.
-    pub fn put(&mut self, path: PathBuf, key: FileKey, answer: Answer) {
+    pub fn put(&mut self, path: PathBuf, key: FileKey, answer: Answer, layout: Option<u64>) {
         let environment =
             matches!(&answer, Answer::Error { kind, .. } if kind.depends_on_environment())
                 .then(|| self.environment.clone());
@@ -245,6 +249,7 @@ impl Cache {
                 key,
                 answer,
                 environment,
+                layout,
             },
         );
     }
@@ -324,7 +329,7 @@ mod tests {
         std::fs::write(&file, "x").unwrap();
         let key = FileKey::of(&file).unwrap();
         let mut cache = Cache::open(Some(dir.path().into()), header("1"), "env".into());
-        cache.put(file.clone(), key, answer());
+        cache.put(file.clone(), key, answer(), None);
         cache.save().unwrap();
 
         let again = Cache::open(Some(dir.path().into()), header("1"), "env".into());
@@ -353,7 +358,7 @@ mod tests {
             kind: LoadErrorKind::Open("libfoo.so: cannot open shared object file".into()),
         };
         let mut cache = Cache::open(Some(dir.path().into()), header("1"), "a".into());
-        cache.put(file.clone(), key, missing_library);
+        cache.put(file.clone(), key, missing_library, None);
         cache.save().unwrap();
 
         let same = Cache::open(Some(dir.path().into()), header("1"), "a".into());
@@ -364,7 +369,7 @@ mod tests {
 
         // What the file's bytes decide holds everywhere.
         let mut cache = Cache::open(Some(dir.path().into()), header("1"), "a".into());
-        cache.put(file.clone(), key, answer());
+        cache.put(file.clone(), key, answer(), None);
         cache.save().unwrap();
         let other = Cache::open(Some(dir.path().into()), header("1"), "b".into());
         assert!(other.get(&file, &key).is_some());

@@ -41,6 +41,9 @@ pub struct LoadedPlugin {
     /// The file as it was when its manifest was read: opening a file that changed since is
     /// refused rather than trusted blindly.
     key: Option<FileKey>,
+    /// Whether the probe that read the manifest checked the library's layout against the
+    /// same interface as this program's: the check is then not made again here.
+    layout_checked: bool,
     module: OnceLock<Result<PluginModuleRef, LoadError>>,
 }
 
@@ -63,8 +66,19 @@ impl LoadedPlugin {
             path,
             manifest,
             key,
+            layout_checked: false,
             module: OnceLock::new(),
         }
+    }
+
+    /// Records the layout fingerprint the probe checked the library against: when it is this
+    /// program's ([`panther_plugin_api::abi::LAYOUT_FINGERPRINT`]) and the file is the one the
+    /// probe read (its key), opening it skips abi_stable's layout check, which the probe made
+    /// for the same interface.
+    pub fn layout_checked_as(mut self, fingerprint: Option<u64>) -> Self {
+        self.layout_checked =
+            self.key.is_some() && fingerprint == Some(panther_plugin_api::abi::LAYOUT_FINGERPRINT);
+        self
     }
 
     /// A plugin compiled into this program (see [`crate::embedded`]): its module is already
@@ -74,6 +88,7 @@ impl LoadedPlugin {
             path,
             manifest,
             key: None,
+            layout_checked: false,
             module: OnceLock::from(Ok(module)),
         }
     }
@@ -89,7 +104,12 @@ impl LoadedPlugin {
                         _ => return Err(fail(LoadErrorKind::Changed)),
                     }
                 }
-                open(&self.path, &mut |_| {}).map_err(fail)
+                let layout = if self.layout_checked {
+                    Layout::CheckedByProbe
+                } else {
+                    Layout::Check
+                };
+                open_with(&self.path, &mut |_| {}, layout).map_err(fail)
             })
             .clone()
     }
@@ -345,6 +365,24 @@ impl Stage {
 /// Opens a plugin library in this process and checks its ABI: the constructors of the
 /// library run here. `stage` is told before each step.
 pub fn open(path: &Path, stage: &mut dyn FnMut(Stage)) -> Result<PluginModuleRef, LoadErrorKind> {
+    open_with(path, stage, Layout::Check)
+}
+
+/// Whether opening a library checks its layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// abi_stable compares every type of the root module with this program's.
+    Check,
+    /// A probe with this program's interface did that for this very file (see
+    /// [`LoadedPlugin::layout_checked_as`]); the version numbers are still compared.
+    CheckedByProbe,
+}
+
+fn open_with(
+    path: &Path,
+    stage: &mut dyn FnMut(Stage),
+    layout: Layout,
+) -> Result<PluginModuleRef, LoadErrorKind> {
     stage(Stage::Loading);
     let raw = RawLibrary::load_at(path).map_err(classify)?;
     // Never unloaded (see the module docs).
@@ -352,9 +390,15 @@ pub fn open(path: &Path, stage: &mut dyn FnMut(Stage)) -> Result<PluginModuleRef
     stage(Stage::RootModule);
     // SAFETY: the library is leaked above, so the header's 'static references stay valid.
     let header = unsafe { lib_header_from_raw_library(raw) }.map_err(classify)?;
-    header
-        .init_root_module::<PluginModuleRef>()
-        .map_err(classify)
+    match layout {
+        Layout::Check => header.init_root_module::<PluginModuleRef>(),
+        // SAFETY: the layout of this file (same key) was checked by a probe against the same
+        // interface definition (same fingerprint, same abi_stable minor: the cache's header).
+        Layout::CheckedByProbe => unsafe {
+            header.init_root_module_with_unchecked_layout::<PluginModuleRef>()
+        },
+    }
+    .map_err(classify)
 }
 
 /// Opens one plugin file in this process right away, without a probe or the cache: for
@@ -494,6 +538,30 @@ fn classify(err: LibraryError) -> LoadErrorKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The probe's layout check is trusted only for the file it read and for this program's
+    /// interface.
+    #[test]
+    fn the_probes_layout_check_is_trusted_only_for_the_same_file_and_interface() {
+        let path = PathBuf::from("/nowhere/libx.so");
+        let key = FileKey {
+            size: 1,
+            mtime_ns: 2,
+            ctime_ns: 3,
+            inode: 4,
+            dev: 5,
+        };
+        let ours = Some(panther_plugin_api::abi::LAYOUT_FINGERPRINT);
+        let plugin = |key| LoadedPlugin::from_manifest(path.clone(), Manifest::new("x"), key);
+        assert!(plugin(Some(key)).layout_checked_as(ours).layout_checked);
+        let other = ours.map(|f| f ^ 1);
+        assert!(!plugin(Some(key)).layout_checked_as(other).layout_checked);
+        assert!(!plugin(Some(key)).layout_checked_as(None).layout_checked);
+        assert!(
+            !plugin(None).layout_checked_as(ours).layout_checked,
+            "no key"
+        );
+    }
 
     #[test]
     fn opening_a_file_that_changed_or_that_the_loader_refuses_names_the_file() {

@@ -19,7 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use panther_plugin_api::Manifest;
+use panther_plugin_api::{abi, Manifest};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -39,7 +39,18 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 const PARALLEL: usize = 4;
 
 const STAGE_PREFIX: &str = "stage ";
+const LAYOUT_PREFIX: &str = "layout ";
 const RESULT_PREFIX: &str = "result ";
+
+/// A manifest read by a probe child.
+#[derive(Debug, Clone)]
+pub struct Probed {
+    /// What the plugin says about itself.
+    pub manifest: Manifest,
+    /// The layout fingerprint the child checked the library against (its
+    /// [`panther_plugin_api::abi::LAYOUT_FINGERPRINT`]), when it said so.
+    pub layout: Option<u64>,
+}
 
 /// What the child answers on its `result` line.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -103,8 +114,8 @@ pub fn probe_all(
     files: &[PathBuf],
     probe_bin: &Path,
     timeout: Duration,
-) -> Vec<Result<Manifest, LoadError>> {
-    let results: Vec<Mutex<Option<Result<Manifest, LoadError>>>> =
+) -> Vec<Result<Probed, LoadError>> {
+    let results: Vec<Mutex<Option<Result<Probed, LoadError>>>> =
         files.iter().map(|_| Mutex::new(None)).collect();
     let next = std::sync::atomic::AtomicUsize::new(0);
     let workers = PARALLEL.min(files.len());
@@ -131,11 +142,12 @@ pub fn probe_all(
 /// What the parent saw of one child.
 enum Line {
     Stage(String),
+    Layout(u64),
     Result(String),
 }
 
 /// Reads one file's manifest in a `probe_bin` child, within `timeout`.
-pub fn probe(file: &Path, probe_bin: &Path, timeout: Duration) -> Result<Manifest, LoadError> {
+pub fn probe(file: &Path, probe_bin: &Path, timeout: Duration) -> Result<Probed, LoadError> {
     let fail = |kind| LoadError::new(file, kind);
     let mut command = Command::new(probe_bin);
     command
@@ -175,6 +187,8 @@ pub fn probe(file: &Path, probe_bin: &Path, timeout: Duration) -> Result<Manifes
         while let Ok(Some(line)) = crate::bounded_lines::read_line(&mut stdout, MAX_LINE) {
             let parsed = if let Some(stage) = line.strip_prefix(STAGE_PREFIX) {
                 Line::Stage(stage.to_string())
+            } else if let Some(Ok(layout)) = line.strip_prefix(LAYOUT_PREFIX).map(str::parse) {
+                Line::Layout(layout)
             } else if let Some(json) = line.strip_prefix(RESULT_PREFIX) {
                 Line::Result(json.to_string())
             } else {
@@ -188,9 +202,11 @@ pub fn probe(file: &Path, probe_bin: &Path, timeout: Duration) -> Result<Manifes
     let deadline = Instant::now() + timeout;
     let mut stage: Option<String> = None;
     let mut answer: Option<String> = None;
+    let mut layout: Option<u64> = None;
     let timed_out = loop {
         match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             Ok(Line::Stage(s)) => stage = Some(s),
+            Ok(Line::Layout(l)) => layout = Some(l),
             Ok(Line::Result(json)) => {
                 answer = Some(json);
                 break false;
@@ -228,7 +244,7 @@ pub fn probe(file: &Path, probe_bin: &Path, timeout: Duration) -> Result<Manifes
     };
     if let Some(json) = answer {
         return match serde_json::from_str::<Answer>(&json) {
-            Ok(Answer::Manifest(manifest)) => Ok(manifest),
+            Ok(Answer::Manifest(manifest)) => Ok(Probed { manifest, layout }),
             Ok(Answer::Error { plugin, kind }) => Err(LoadError {
                 path: file.to_path_buf(),
                 plugin,
@@ -316,7 +332,11 @@ pub fn serve() -> ExitCode {
             let _ = out.flush();
         };
         match loader::open_and_describe(&path, &mut stage) {
-            Ok(manifest) => Answer::Manifest(manifest),
+            Ok(manifest) => {
+                // The library's layout was checked against this program's.
+                let _ = writeln!(out, "{LAYOUT_PREFIX}{}", abi::LAYOUT_FINGERPRINT);
+                Answer::Manifest(manifest)
+            }
             Err(err) => Answer::Error {
                 plugin: err.plugin,
                 kind: *err.kind,

@@ -133,17 +133,20 @@ impl Registry {
                     .collect(),
             };
             for ((i, path, key), answer) in to_probe.into_iter().zip(answers) {
-                let answer = match answer {
-                    Ok(manifest) => Answer::Manifest(manifest),
-                    Err(err) => Answer::Error {
-                        plugin: err.plugin,
-                        kind: *err.kind,
-                    },
+                let (answer, layout) = match answer {
+                    Ok(probed) => (Answer::Manifest(probed.manifest), probed.layout),
+                    Err(err) => (
+                        Answer::Error {
+                            plugin: err.plugin,
+                            kind: *err.kind,
+                        },
+                        None,
+                    ),
                 };
                 if !matches!(&answer, Answer::Error { kind, .. } if kind.depends_on_permissions()) {
-                    cache.put(path, key, answer.clone());
+                    cache.put(path, key, answer.clone(), layout);
                 }
-                outcomes[i] = Some(outcome(&candidates[i].path, answer, key));
+                outcomes[i] = Some(outcome(&candidates[i].path, answer, key, layout));
             }
         }
         if let Err(err) = cache.save() {
@@ -151,8 +154,9 @@ impl Registry {
         }
         for (candidate, outcome) in candidates.iter().zip(outcomes) {
             match outcome.expect("every candidate has an outcome") {
-                Ok((manifest, key)) => registry.insert_from(
-                    LoadedPlugin::from_manifest(candidate.path.clone(), manifest, key),
+                Ok((manifest, key, layout)) => registry.insert_from(
+                    LoadedPlugin::from_manifest(candidate.path.clone(), manifest, key)
+                        .layout_checked_as(layout),
                     candidate.folder,
                 ),
                 Err(err) => registry.failures.push(err),
@@ -274,7 +278,8 @@ impl Registry {
 }
 
 /// A plugin's manifest and the file's identity when it was read, or why it is unusable.
-type Outcome = Result<(Manifest, Option<FileKey>), LoadError>;
+/// A manifest with its file's key and the layout fingerprint its probe checked it against.
+type Outcome = Result<(Manifest, Option<FileKey>, Option<u64>), LoadError>;
 
 /// What is known about one candidate before any probe.
 enum Triage {
@@ -313,8 +318,8 @@ fn triage(
         return fail(LoadErrorKind::Unreadable(errno.desc().to_string()));
     }
     let key = FileKey::from_metadata(meta);
-    if let Some(answer) = cache.take(path, &key) {
-        return Triage::Known(Box::new(outcome(path, answer, key)));
+    if let Some((answer, layout)) = cache.take(path, &key) {
+        return Triage::Known(Box::new(outcome(path, answer, key, layout)));
     }
     match preflight::check(path) {
         Ok(()) => Triage::Probe(path.clone(), key),
@@ -327,6 +332,7 @@ fn triage(
                         plugin: None,
                         kind: kind.clone(),
                     },
+                    None,
                 );
             }
             fail(kind)
@@ -335,9 +341,9 @@ fn triage(
 }
 
 /// An answer as the registry keeps it.
-fn outcome(path: &Path, answer: Answer, key: FileKey) -> Outcome {
+fn outcome(path: &Path, answer: Answer, key: FileKey, layout: Option<u64>) -> Outcome {
     match answer {
-        Answer::Manifest(manifest) => Ok((manifest, Some(key))),
+        Answer::Manifest(manifest) => Ok((manifest, Some(key), layout)),
         Answer::Error { plugin, kind } => Err(LoadError {
             path: path.to_path_buf(),
             plugin,

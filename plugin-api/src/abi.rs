@@ -37,6 +37,25 @@ use abi_stable::{
     StableAbi,
 };
 
+/// A fingerprint of this file, which defines every type that crosses the boundary typed (the
+/// rest crosses as JSON). Two programs built with the same fingerprint and the same abi_stable
+/// minor version check a library's layout alike: a host may trust a check made by its probe
+/// when their fingerprints agree, instead of checking again in its own process.
+pub const LAYOUT_FINGERPRINT: u64 = fnv1a(include_bytes!("abi.rs"));
+
+/// FNV-1a, 64 bits: enough to tell two versions of one file apart, and computable at compile
+/// time.
+const fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut i = 0;
+    while i < bytes.len() {
+        hash ^= bytes[i] as u64;
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+        i += 1;
+    }
+    hash
+}
+
 /// An error crossing the boundary: the whole cause chain, already formatted.
 pub type FfiError = RString;
 
