@@ -43,6 +43,7 @@ use panther_plugin_api::{Command, CommandOutput, Event, ProcessState};
 use crate::{
     contain::{
         cgroup::{self, RunCgroup},
+        kill,
         mark::{self, Owner},
         reap,
     },
@@ -360,27 +361,12 @@ impl CommandProcessor {
     /// became the host's children. Returns the processes it found.
     fn sweep(&self, seq: Option<u64>, group: Option<u32>) -> Vec<Stray> {
         let run_id = self.run_id();
-        let mut found: Vec<Stray> = Vec::new();
-        for _ in 0..200 {
-            let now = self.find(&run_id, seq, group);
-            if now.is_empty() {
-                break;
-            }
-            for stray in &now {
-                let _ = nix::sys::signal::kill(Pid::from_raw(stray.pid as i32), Signal::SIGKILL);
-            }
-            let pids: Vec<u32> = now.iter().map(|s| s.pid).collect();
-            for stray in now {
-                if !found.iter().any(|f| f.pid == stray.pid) {
-                    found.push(stray);
-                }
-            }
-            thread::sleep(Duration::from_millis(1));
-            reap::reap(&pids);
-        }
-        let pids: Vec<u32> = found.iter().map(|s| s.pid).collect();
-        reap::reap(&pids);
-        found
+        kill::until_none(
+            200,
+            Duration::from_millis(1),
+            || self.find(&run_id, seq, group),
+            |stray| stray.pid,
+        )
     }
 
     /// Where the processes of one process `seq` can be: the members of the run's cgroup,
@@ -393,12 +379,7 @@ impl CommandProcessor {
                 return cgroup::members(&cgroup.path());
             }
         }
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return Vec::new();
-        };
-        entries
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-            .collect()
+        mark::all_pids()
     }
 
     /// Live processes in `group` (when given) or marked with `run_id` (and `seq`).

@@ -19,8 +19,6 @@ use std::{
     time::Duration,
 };
 
-use nix::{sys::signal::Signal, unistd::Pid};
-
 use super::mark::Owner;
 
 /// The folder, under a hierarchy's root, that holds every host's groups.
@@ -298,25 +296,17 @@ pub fn kill_members(dir: &Path, v2: bool) -> Vec<u32> {
             let _ = kill.write_all(b"1");
         }
     }
-    // Bounded: a fork bomb outpacing SIGKILL is not a case this loop can win alone.
-    for _ in 0..200 {
-        let now = members(dir);
-        // Zombies stay listed until reaped; they cannot run again, so they do not count.
-        let running: Vec<u32> = now
+    // Zombies stay listed until reaped; they cannot run again, so they do not count.
+    let running = || -> Vec<u32> {
+        members(dir)
             .into_iter()
             .filter(|&pid| super::mark::stat(pid).is_some_and(|s| s.state != 'Z'))
-            .collect();
-        if running.is_empty() {
-            break;
+            .collect()
+    };
+    for pid in super::kill::until_none(200, Duration::from_millis(2), running, |&pid| pid) {
+        if !seen.contains(&pid) {
+            seen.push(pid);
         }
-        for &pid in &running {
-            let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
-            if !seen.contains(&pid) {
-                seen.push(pid);
-            }
-        }
-        super::reap::reap(&running);
-        thread::sleep(Duration::from_millis(2));
     }
     seen
 }

@@ -111,15 +111,22 @@ pub struct Marked {
     pub process: Option<u64>,
 }
 
-/// Every live process (zombies have no readable environment) that carries a run mark,
-/// except this process itself.
-pub fn scan() -> Vec<Marked> {
-    let me = std::process::id();
+/// The pid of every process, as `/proc` lists them now.
+pub fn all_pids() -> Vec<u32> {
     let Ok(entries) = fs::read_dir("/proc") else {
         return Vec::new();
     };
     entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .collect()
+}
+
+/// Every live process (zombies have no readable environment) that carries a run mark,
+/// except this process itself.
+pub fn scan() -> Vec<Marked> {
+    let me = std::process::id();
+    all_pids()
+        .into_iter()
         .filter(|&pid| pid != me)
         .filter_map(read_mark)
         .collect()

@@ -16,9 +16,12 @@
 //! [`spawner`]: on cgroup v1, the run's processes are spawned from a thread of the host that
 //! sits in the run's cgroup, so they are born in it (one move per run, not per process).
 //!
+//! [`kill`] ends a set of processes that may still be forking, for all of them.
+//!
 //! [`stale`] is the `clean` side: processes and cgroups of hosts that no longer run.
 
 pub mod cgroup;
+pub mod kill;
 pub mod mark;
 pub mod reap;
 pub mod spawner;

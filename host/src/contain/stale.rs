@@ -6,9 +6,7 @@
 //! at once: their run is over and nobody collects what they would flush. Empty cgroups of
 //! gone hosts are removed.
 
-use std::{collections::BTreeMap, fs, thread, time::Duration};
-
-use nix::{sys::signal::Signal, unistd::Pid};
+use std::{collections::BTreeMap, fs, time::Duration};
 
 use super::{cgroup, mark};
 
@@ -89,20 +87,14 @@ pub fn clean() -> Cleaned {
         }
     }
     // Kill until none is left: a stale process may be forking right now.
-    for _ in 0..100 {
-        let left: Vec<u32> = stale
+    let left = || -> Vec<u32> {
+        stale
             .keys()
             .copied()
             .filter(|&pid| mark::stat(pid).is_some_and(|s| s.state != 'Z'))
-            .collect();
-        if left.is_empty() {
-            break;
-        }
-        for pid in left {
-            let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
-        }
-        thread::sleep(Duration::from_millis(2));
-    }
+            .collect()
+    };
+    super::kill::until_none(100, Duration::from_millis(2), left, |&pid| pid);
     let mut cleaned = Cleaned {
         ended: stale.into_values().collect(),
         cgroups: Vec::new(),
