@@ -14,6 +14,7 @@ use panther_docker::image::BuildSpec;
 use serde_yaml_ng::{Mapping, Value};
 
 use crate::{
+    dotenv,
     interpolate::interpolate,
     keys::{self, Place, Verdict},
     positions::{KeyPath, Positions},
@@ -213,36 +214,14 @@ pub fn load(path: &Path, mode: Mode) -> Result<ComposeFile, Vec<String>> {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
-    let dotenv = read_dotenv(&dir.join(".env"));
+    let process = |name: &str| std::env::var(name).ok();
+    let dotenv = dotenv::read(&dir.join(".env"), &process);
     let lookup = |name: &str| {
         std::env::var(name)
             .ok()
             .or_else(|| dotenv.get(name).cloned())
     };
-    parse(&text, path, &lookup, mode)
-}
-
-fn read_dotenv(path: &Path) -> BTreeMap<String, String> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return BTreeMap::new();
-    };
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| {
-            let v = v.trim();
-            let v = v
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
-                .unwrap_or(v);
-            (
-                k.trim().trim_start_matches("export ").trim().to_string(),
-                v.to_string(),
-            )
-        })
-        .collect()
+    read(&text, path, &lookup, mode, true)
 }
 
 /// Reads compose text that came from `path` (for messages and relative paths).
@@ -251,6 +230,17 @@ pub fn parse(
     path: &Path,
     env: &dyn Fn(&str) -> Option<String>,
     mode: Mode,
+) -> Result<ComposeFile, Vec<String>> {
+    read(text, path, env, mode, false)
+}
+
+/// [`parse`]; with `check_files`, build contexts and Dockerfiles must exist.
+fn read(
+    text: &str,
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    mode: Mode,
+    check_files: bool,
 ) -> Result<ComposeFile, Vec<String>> {
     let file = path.display().to_string();
     let mut value: Value = serde_yaml_ng::from_str(text)
@@ -270,6 +260,7 @@ pub fn parse(
         // Read only once the YAML reader accepted the file (it refuses what nests too deep).
         positions: Positions::read(text),
         mode,
+        check_files,
     };
     reader.interpolate_all(&mut value, &mut Vec::new());
     let mut compose = reader.top_level(&value, path);
@@ -289,6 +280,31 @@ struct Reader<'a> {
     env: &'a dyn Fn(&str) -> Option<String>,
     positions: Positions,
     mode: Mode,
+    check_files: bool,
+}
+
+/// A name the engine accepts in container, network and volume names (the Compose
+/// Specification's rule for service names).
+fn is_engine_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// A build context that is not a folder here: a Git repository or an archive by URL.
+fn is_remote_context(context: &str) -> bool {
+    [
+        "http://",
+        "https://",
+        "git://",
+        "git@",
+        "ssh://",
+        "github.com/",
+    ]
+    .iter()
+    .any(|p| context.starts_with(p))
+        || (context.ends_with(".git") && context.contains(':'))
 }
 
 /// `path` extended by `parts`.
@@ -360,6 +376,20 @@ impl Reader<'_> {
         match at {
             Some(at) => format!("{}:{at}", self.file),
             None => self.file.clone(),
+        }
+    }
+
+    /// Refuses a service, network or volume name the engine would refuse.
+    fn check_name(&mut self, path: &[&str], kind: &str) {
+        let name = path[path.len() - 1];
+        if !is_engine_name(name) {
+            self.problem_at(
+                &sub(&[], path),
+                format!(
+                    "{kind} name `{name}` would be refused by the engine: letters, digits, \
+                     `.`, `_` and `-` only"
+                ),
+            );
         }
     }
 
@@ -489,6 +519,7 @@ impl Reader<'_> {
             Some(Value::Mapping(services)) => {
                 for (key, value) in services {
                     let name = key_name(key);
+                    self.check_name(&["services", &name], "service");
                     if let Some(service) = self.service(&name, value) {
                         compose.services.insert(name, service);
                     }
@@ -516,6 +547,7 @@ impl Reader<'_> {
             Value::Mapping(map) => {
                 for (key, v) in map {
                     let name = key_name(key);
+                    self.check_name(&[what, &name], &what[..what.len() - 1]);
                     let parsed = match v {
                         Value::Null => T::default(),
                         Value::Mapping(m) => item(self, &name, m),
@@ -641,7 +673,8 @@ impl Reader<'_> {
             )),
             None => {}
         }
-        if service.image.is_none() && service.build.is_none() {
+        // A `build` that was refused has said why already.
+        if service.image.is_none() && !map.contains_key("build") {
             self.problem(format!("{what} has neither `image` nor `build`"));
         }
         Some(service)
@@ -693,32 +726,84 @@ impl Reader<'_> {
     }
 
     fn build(&mut self, what: &str, path: &[String], value: &Value) -> Option<BuildSpec> {
-        match value {
-            Value::String(context) => Some(BuildSpec::new(tidy(&self.dir.join(context)))),
+        let spec = match value {
+            Value::String(context) => BuildSpec::new(self.build_context(path, context)?),
             Value::Mapping(map) => {
                 self.keys(map, Place::Build, path);
                 let context = map
                     .get("context")
                     .and_then(scalar)
                     .unwrap_or_else(|| ".".into());
+                let context = self.build_context(&sub(path, &["context"]), &context)?;
                 let args = map
                     .get("args")
                     .map(|v| self.string_map(v, &format!("{what}: `build.args`")))
                     .unwrap_or_default();
-                Some(BuildSpec {
-                    context: tidy(&self.dir.join(context)),
+                BuildSpec {
+                    context,
                     dockerfile: map.get("dockerfile").and_then(scalar),
                     args: args.into_iter().collect(),
-                })
+                }
             }
             other => {
                 self.problem(format!(
                     "{what}: `build` must be a folder or a mapping, not {}",
                     kind(other)
                 ));
-                None
+                return None;
+            }
+        };
+        if self.check_files && spec.context.is_dir() {
+            let dockerfile = spec.dockerfile.as_deref().unwrap_or("Dockerfile");
+            let file = spec.context.join(dockerfile);
+            if !file.is_file() {
+                let at = if spec.dockerfile.is_some() {
+                    sub(path, &["dockerfile"])
+                } else {
+                    path.to_vec()
+                };
+                self.problem_at(
+                    &at,
+                    format!(
+                        "{}: the Dockerfile {} does not exist",
+                        describe(path),
+                        file.display()
+                    ),
+                );
+                return None;
             }
         }
+        Some(spec)
+    }
+
+    /// The folder of a build context: relative to the compose file, or `~/…`. A remote
+    /// context (a Git URL) is refused, and, when files are checked, a folder that is not
+    /// there.
+    fn build_context(&mut self, path: &[String], context: &str) -> Option<PathBuf> {
+        if is_remote_context(context) {
+            self.problem_at(
+                path,
+                format!(
+                    "{}: `{context}` is a remote build context: a run here has no network to \
+                     fetch it; clone it and give its folder",
+                    describe(path)
+                ),
+            );
+            return None;
+        }
+        let dir = self.host_path(context);
+        if self.check_files && !dir.is_dir() {
+            self.problem_at(
+                path,
+                format!(
+                    "{}: the build context {} is not a folder",
+                    describe(path),
+                    dir.display()
+                ),
+            );
+            return None;
+        }
+        Some(dir)
     }
 
     fn argv(&mut self, what: &str, value: &Value) -> Option<Vec<String>> {
@@ -924,10 +1009,18 @@ impl Reader<'_> {
         }
     }
 
+    /// A host path as written: absolute, `~` or `~/…` (the user's home), or relative to
+    /// the compose file's folder.
     fn host_path(&self, source: &str) -> PathBuf {
+        let home = || (self.env)("HOME").map(PathBuf::from);
+        if source == "~" {
+            if let Some(home) = home() {
+                return home;
+            }
+        }
         if let Some(rest) = source.strip_prefix("~/") {
-            if let Some(home) = (self.env)("HOME") {
-                return PathBuf::from(home).join(rest);
+            if let Some(home) = home() {
+                return tidy(&home.join(rest));
             }
         }
         tidy(&self.dir.join(source))
@@ -1609,6 +1702,60 @@ volumes:
         ] {
             assert!(all.contains(needle), "{needle} missing in:\n{all}");
         }
+    }
+
+    #[test]
+    fn names_the_engine_refuses_and_remote_contexts_are_refused_and_tilde_is_home() {
+        let problems = read(
+            "services:\n  \"web app\":\n    image: x\n  git:\n    build: https://github.com/example/repo.git\n  ok:\n    build: {context: \"~/ctx\"}\nnetworks:\n  \"bad/net\":\n",
+        )
+        .unwrap_err();
+        let all = problems.join("\n");
+        for needle in [
+            "/exp/compose.yaml:2:3: service name `web app` would be refused by the engine",
+            "/exp/compose.yaml:9:3: network name `bad/net` would be refused by the engine",
+            "/exp/compose.yaml:5:5: service `git`: `build`: `https://github.com/example/repo.git` is a remote build context: a run here has no network",
+        ] {
+            assert!(all.contains(needle), "`{needle}` missing in:\n{all}");
+        }
+        let compose =
+            read("services:\n  ok:\n    build: {context: \"~/ctx\"}\n  home:\n    build: \"~\"\n")
+                .unwrap();
+        let context = |s: &str| compose.services[s].build.as_ref().unwrap().context.clone();
+        assert_eq!(context("ok"), Path::new("/home/u/ctx"));
+        assert_eq!(context("home"), Path::new("/home/u"));
+    }
+
+    #[test]
+    fn build_contexts_and_dockerfiles_must_exist_when_the_file_is_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("ctx")).unwrap();
+        let file = dir.path().join("compose.yaml");
+        std::fs::write(
+            &file,
+            "services:\n  a:\n    build: ./missing\n  b:\n    build: {context: ctx, dockerfile: other.Dockerfile}\n  c:\n    build: ctx\n",
+        )
+        .unwrap();
+        let problems = load(&file, Mode::Warn).unwrap_err();
+        let all = problems.join("\n");
+        let at = file.display();
+        for needle in [
+            format!(
+                "{at}:3:5: service `a`: `build`: the build context {} is not a folder",
+                dir.path().join("missing").display()
+            ),
+            format!(
+                "{at}:5:27: service `b`: `build`: the Dockerfile {} does not exist",
+                dir.path().join("ctx/other.Dockerfile").display()
+            ),
+            format!(
+                "{at}:7:5: service `c`: `build`: the Dockerfile {} does not exist",
+                dir.path().join("ctx/Dockerfile").display()
+            ),
+        ] {
+            assert!(all.contains(&needle), "`{needle}` missing in:\n{all}");
+        }
+        assert_eq!(problems.len(), 3, "{all}");
     }
 
     #[test]

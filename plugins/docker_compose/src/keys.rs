@@ -380,4 +380,43 @@ mod tests {
         assert_eq!(near_miss(Place::Service, "lables"), None);
         assert_eq!(near_miss(Place::Service, "frobnicate"), None);
     }
+
+    /// docs/experiments.md lists every key in its class: users read the table, not this file.
+    #[test]
+    fn the_documentation_lists_every_key_in_its_class() {
+        let docs = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/experiments.md"),
+        )
+        .unwrap();
+        for (place, label) in [
+            (Place::TopLevel, "the top level"),
+            (Place::Service, "a service"),
+            (Place::Build, "a service's `build`"),
+            (Place::Healthcheck, "`healthcheck`"),
+            (Place::DependsOn, "a `depends_on` entry"),
+            (Place::Port, "a `ports` entry (long syntax)"),
+            (Place::VolumeMount, "a `volumes` entry (long syntax)"),
+            (Place::ServiceNetwork, "a service's network"),
+            (Place::Network, "a top-level network"),
+            (Place::Volume, "a top-level volume"),
+        ] {
+            let row = docs
+                .lines()
+                .find(|l| l.starts_with(&format!("| {label} |")))
+                .unwrap_or_else(|| panic!("docs/experiments.md has no row for {label}"));
+            let columns: Vec<&str> = row.split(" | ").collect();
+            for (key, verdict) in table(place) {
+                let column = match verdict {
+                    Supported => 1,
+                    Ignored(_) => 2,
+                    Refused(_) => 3,
+                    Verdict::Unknown => unreachable!("not in a table"),
+                };
+                assert!(
+                    columns[column].contains(&format!("`{key}`")),
+                    "{label}: `{key}` is not in its column ({verdict:?}) of docs/experiments.md"
+                );
+            }
+        }
+    }
 }

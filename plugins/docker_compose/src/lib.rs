@@ -23,6 +23,7 @@ use panther_docker::{
 use panther_plugin_api::{prelude::*, warning, ValidationContext};
 
 pub mod compose;
+pub mod dotenv;
 pub mod interpolate;
 pub mod keys;
 pub mod positions;
