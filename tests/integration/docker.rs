@@ -666,7 +666,9 @@ secrets:
         );
     }
     assert_eq!(
-        err.lines().filter(|l| l.starts_with("warning: ")).count(),
+        err.lines()
+            .filter(|l| l.starts_with("warning: ") && l.contains("(docker_compose): "))
+            .count(),
         7,
         "{err}"
     );
@@ -729,7 +731,11 @@ fn a_required_compose_variable_that_is_not_set_is_refused_at_check_with_its_line
     sandbox.write(".env", "PANTHER_TEST_UNSET=from-dotenv\n");
     let output = check_without_engine(&sandbox, &file);
     assert_eq!(code(&output), 0, "{}", stderr(&output));
-    assert!(!stderr(&output).contains("warning:"), "{}", stderr(&output));
+    assert!(
+        !stderr(&output).contains("(docker_compose): "),
+        "no warning: {}",
+        stderr(&output)
+    );
 }
 
 #[test]
