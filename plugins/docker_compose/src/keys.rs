@@ -107,6 +107,7 @@ const SERVICE: Table = &[
     ("logging", Ignored(LOGS)),
     ("attach", Ignored(LOGS)),
     ("pull_policy", Ignored(NO_PULL)),
+    ("pull_refresh_after", Ignored(NO_PULL)),
     (
         "expose",
         Ignored("every port is reachable from the run's other containers without it"),
@@ -133,6 +134,7 @@ const SERVICE: Table = &[
     ("read_only", Refused(RUNS)),
     ("tmpfs", Refused(RUNS)),
     ("volumes_from", Refused(RUNS)),
+    ("volume_driver", Refused(RUNS)),
     ("extends", Refused(RUNS)),
     ("platform", Refused(IMAGE)),
     ("runtime", Refused(RUNS)),
@@ -193,6 +195,8 @@ const BUILD: Table = &[
     ("cache_to", Ignored(BUILD_CACHE)),
     ("no_cache", Ignored(BUILD_CACHE)),
     ("pull", Ignored(NO_PULL)),
+    ("provenance", Ignored(METADATA)),
+    ("sbom", Ignored(METADATA)),
     (
         "tags",
         Ignored("extra names for the image; the run uses the service's `image:` or its own"),
