@@ -766,6 +766,7 @@ fn check(resolver: &Resolver<'_>, files: &[PathBuf], verbose: u8) -> u8 {
     for file in files {
         match resolver.resolve(file) {
             Ok(plan) => {
+                print_warnings(&plan);
                 if verbose > 0 {
                     for note in &plan.experiment.notes {
                         eprintln!("note: {note}");
@@ -788,6 +789,13 @@ fn check(resolver: &Resolver<'_>, files: &[PathBuf], verbose: u8) -> u8 {
         }
     }
     code
+}
+
+/// What the plugins warned about while validating the experiment, one `warning:` line each.
+fn print_warnings(plan: &Plan) {
+    for warning in &plan.experiment.warnings {
+        eprintln!("warning: {warning}");
+    }
 }
 
 fn plural(n: usize) -> &'static str {
@@ -999,7 +1007,12 @@ fn run_files(
     let mut invalid = false;
     for file in request.files {
         match resolver.resolve(file) {
-            Ok(plan) => plans.push(plan),
+            Ok(plan) => {
+                if !request.quiet {
+                    print_warnings(&plan);
+                }
+                plans.push(plan)
+            }
             Err(err) => invalid = report_experiment_error(&err) == INVALID_INPUT || invalid,
         }
     }

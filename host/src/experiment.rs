@@ -201,6 +201,9 @@ pub struct Experiment {
     /// Keys written in PANTHER's vocabulary and read under this host's names, one note each
     /// (`check -v` shows them).
     pub notes: Vec<Problem>,
+    /// What plugins warned about while validating (a key they ignore, a variable that is not
+    /// set): shown by `check` and `run`, and no reason to refuse the file.
+    pub warnings: Vec<Problem>,
 }
 
 impl Experiment {
@@ -422,6 +425,7 @@ pub fn load_partial(
         suggestions: 0,
         problems,
         notes: Vec::new(),
+        warnings: Vec::new(),
         context: ValidationContext::default(),
         isolation,
         defaults,
@@ -440,6 +444,7 @@ struct Validator<'a> {
     problems: Vec<Problem>,
     /// Accepted aliases (see [`aliases`]).
     notes: Vec<Problem>,
+    warnings: Vec<Problem>,
     /// What plugins' own validation may know of the experiment.
     context: ValidationContext,
     /// Which plugins answer from plugin servers.
@@ -637,6 +642,7 @@ impl Validator<'_> {
             services,
             reports,
             notes: std::mem::take(&mut self.notes),
+            warnings: std::mem::take(&mut self.warnings),
         }
     }
 
@@ -962,10 +968,19 @@ impl Validator<'_> {
                     match plugin.validate_in(&self.placement(plugin), &use_.config, &self.context) {
                         Ok(problems) => {
                             for problem in problems {
-                                self.problem(
-                                    offset,
-                                    format!("`{}` ({}): {problem}", use_.name, use_.plugin),
-                                );
+                                let message = |text: &str| {
+                                    format!("`{}` ({}): {text}", use_.name, use_.plugin)
+                                };
+                                match problem.strip_prefix(panther_plugin_api::WARNING_PREFIX) {
+                                    Some(warning) => {
+                                        let location = self.at(offset);
+                                        self.warnings.push(Problem {
+                                            location,
+                                            message: message(warning),
+                                        });
+                                    }
+                                    None => self.problem(offset, message(&problem)),
+                                }
                             }
                         }
                         Err(err) => self.problem(offset, err.to_string()),

@@ -125,6 +125,9 @@ pub use model::{
     ServiceSite, ServiceSpec, ValidationContext,
 };
 pub use plugin::{ExecutionEnvironment, NetworkEnvironment, Plugin, Reporter};
+// since 1.4: begin
+pub use plugin::{warning, WARNING_PREFIX};
+// since 1.4: end
 
 pub use anyhow;
 pub use schemars;

@@ -15,6 +15,17 @@ use crate::{
     },
 };
 
+// since 1.4: begin
+/// What marks an entry returned by [`Plugin::validate`] as a warning rather than a problem.
+pub const WARNING_PREFIX: &str = "warning: ";
+
+/// A warning for [`Plugin::validate`] to return: something the user should know (a key that
+/// is ignored, a variable that is not set) that does not stop the experiment.
+pub fn warning(message: impl std::fmt::Display) -> String {
+    format!("{WARNING_PREFIX}{message}")
+}
+// since 1.4: end
+
 /// What every plugin has: a manifest, a configuration type, and a constructor.
 pub trait Plugin: Sized + Send + 'static {
     /// The plugin's configuration: one instance's section of the experiment file. Its JSON
@@ -40,6 +51,9 @@ pub trait Plugin: Sized + Send + 'static {
     /// not place. `experiment` gives the experiment file's folder (relative paths resolve
     /// against it) and the services' names. Called by `check` and before every run, before
     /// anything is instantiated: read files, but touch no engine and run no tool.
+    ///
+    /// An entry made with [`warning`] is not a problem: the host shows it (`check` and `run`
+    /// print it as a `warning:` line) and goes on. Hosts before 1.4 take it for a problem.
     fn validate(config: &Self::Config, experiment: &ValidationContext) -> Vec<String> {
         let _ = (config, experiment);
         Vec::new()

@@ -506,7 +506,8 @@ fn a_server_that_crashes_before_it_is_healthy_fails_the_run_and_leaves_nothing()
 }
 
 #[test]
-fn unsupported_compose_keys_and_unknown_dependencies_are_refused_at_check_without_the_engine() {
+fn compose_keys_that_change_what_runs_and_unknown_dependencies_are_refused_at_check_without_the_engine(
+) {
     let sandbox = Sandbox::new();
     let compose = sandbox.write(
         "compose.yaml",
@@ -541,9 +542,7 @@ secrets:
     let err = stderr(&output);
     let compose = compose.display().to_string();
     for needle in [
-        format!("{compose}: service `server`: unsupported key `privileged`"),
-        format!("{compose}: service `server`: `healthcheck`: unsupported key `start_interval`"),
-        format!("{compose}: unsupported top-level key `secrets`"),
+        format!("{compose}:4:5: service `server`: `privileged` is not supported and cannot be ignored: it changes what a service may do"),
         format!(
             "{compose}: service `client` depends on `sever`, which is not a service of this file (did you mean `server`?)"
         ),
@@ -590,6 +589,215 @@ secrets:
         "{}",
         stderr(&output)
     );
+}
+
+/// Runs `check` on `file` with an engine that does not exist: `check` needs none.
+fn check_without_engine(sandbox: &Sandbox, file: &Path) -> std::process::Output {
+    let no_engine = format!("unix://{}", sandbox.path().join("no-docker.sock").display());
+    sandbox
+        .host_command(&["check", file.to_str().unwrap()])
+        .env("DOCKER_HOST", &no_engine)
+        .env_remove("PANTHER_TEST_UNSET")
+        .output()
+        .unwrap()
+}
+
+/// The line (from 1) of the first line of `text` that starts with `start`.
+fn line_of(text: &str, start: &str) -> usize {
+    text.lines()
+        .position(|l| l.starts_with(start))
+        .unwrap_or_else(|| panic!("no line starts with `{start}` in:\n{text}"))
+        + 1
+}
+
+#[test]
+fn compose_keys_that_change_nothing_are_warnings_at_check_and_strict_refuses_them() {
+    let sandbox = Sandbox::new();
+    let text = r#"x-defaults: &defaults
+  logging: { driver: json-file }
+  restart: "no"
+services:
+  server:
+    <<: *defaults
+    image: "echo:${PANTHER_TEST_UNSET}"
+    labels: { role: server }
+    frobnicate: true
+    command: ["echo-server", "--port", "$${NOT_A_VARIABLE}"]
+    healthcheck:
+      test: ["CMD", "true"]
+      start_interval: 1s
+  client:
+    image: anything
+    depends_on:
+      server: { condition: service_healthy, required: true }
+secrets:
+  token: { file: ./token }
+"#;
+    let compose = sandbox.write("compose.yaml", text).display().to_string();
+    let file = sandbox.write(
+        "e.toml",
+        &compose_experiment("warned-compose", SERVER, r#""echo-client", "server:7000""#),
+    );
+    let output = check_without_engine(&sandbox, &file);
+    let err = stderr(&output);
+    assert_eq!(code(&output), 0, "warnings do not refuse the file: {err}");
+    assert!(
+        stdout(&output).contains("ok (2 services"),
+        "{}",
+        stdout(&output)
+    );
+    for needle in [
+        // Merged from the anchor: where the anchor wrote it.
+        format!("{compose}:2:3: service `server`: `logging` is not supported and is ignored: each service's stdout and stderr are captured"),
+        format!("{compose}:7:12: service `server`: `image`: variable `PANTHER_TEST_UNSET` is not set (in the environment or `.env`): replaced by an empty string"),
+        format!("{compose}:8:5: service `server`: `labels` is not supported and is ignored: metadata"),
+        format!("{compose}:9:5: service `server`: `frobnicate` is not a compose key and is ignored"),
+        format!("{compose}:13:7: service `server`: `healthcheck.start_interval` is not supported and is ignored"),
+        format!("{compose}:17:45: service `client`: `depends_on.server.required` is not supported and is ignored"),
+        format!("{compose}:18:1: `secrets` is not supported and is ignored"),
+    ] {
+        let line = err
+            .lines()
+            .find(|l| l.contains(&needle))
+            .unwrap_or_else(|| panic!("`{needle}` missing in:\n{err}"));
+        assert!(
+            line.starts_with("warning: ") && line.contains("`docker_compose` (docker_compose): "),
+            "a warning naming the plugin: {line}"
+        );
+    }
+    assert_eq!(
+        err.lines()
+            .filter(|l| l.starts_with("warning: ") && l.contains("(docker_compose): "))
+            .count(),
+        7,
+        "{err}"
+    );
+    assert!(
+        !err.contains("NOT_A_VARIABLE"),
+        "`$$` is a literal `$`: {err}"
+    );
+
+    // With `strict = true` the same file is refused, each key with its line and column.
+    let strict = sandbox.write(
+        "strict.toml",
+        &experiment(
+            "strict-compose",
+            "plugin = \"docker_compose\"\ncompose_file = \"compose.yaml\"\nstrict = true",
+            SERVER,
+            "",
+            r#""echo-client", "server:7000""#,
+        ),
+    );
+    let output = check_without_engine(&sandbox, &strict);
+    let err = stderr(&output);
+    assert_eq!(code(&output), 2, "{err}");
+    for needle in [
+        format!("{compose}:2:3: service `server`: `logging` is not supported (refused with `strict = true`"),
+        format!("{compose}:8:5: service `server`: `labels` is not supported (refused with `strict = true`"),
+        format!("{compose}:9:5: service `server`: `frobnicate` is not a compose key (refused with `strict = true`"),
+        format!("{compose}:18:1: `secrets` is not supported (refused with `strict = true`"),
+    ] {
+        assert!(err.contains(&needle), "`{needle}` missing in:\n{err}");
+    }
+    assert!(!sandbox.path().join("results").exists(), "nothing ran");
+}
+
+#[test]
+fn a_required_compose_variable_that_is_not_set_is_refused_at_check_with_its_line_and_column() {
+    let sandbox = Sandbox::new();
+    let text = "services:\n  server:\n    image: anything\n    environment:\n      TOKEN: \"${PANTHER_TEST_UNSET:?export PANTHER_TEST_UNSET=the test token}\"\n  client:\n    image: \"${PANTHER_TEST_UNSET:-${ALSO_UNSET:-anything}}\"\n";
+    let compose = sandbox.write("compose.yaml", text).display().to_string();
+    let file = sandbox.write(
+        "e.toml",
+        &compose_experiment(
+            "required-variable",
+            SERVER,
+            r#""echo-client", "server:7000""#,
+        ),
+    );
+    let output = check_without_engine(&sandbox, &file);
+    let err = stderr(&output);
+    assert_eq!(code(&output), 2, "{err}");
+    let needle = format!(
+        "{compose}:5:14: service `server`: `environment.TOKEN`: required variable `PANTHER_TEST_UNSET` is not set: export PANTHER_TEST_UNSET=the test token"
+    );
+    assert!(err.contains(&needle), "`{needle}` missing in:\n{err}");
+    assert!(
+        !err.contains("ALSO_UNSET"),
+        "a nested default is no warning: {err}"
+    );
+
+    // From `.env` beside the compose file, the same file passes.
+    sandbox.write(".env", "PANTHER_TEST_UNSET=from-dotenv\n");
+    let output = check_without_engine(&sandbox, &file);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(
+        !stderr(&output).contains("(docker_compose): "),
+        "no warning: {}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn a_compose_file_written_as_people_write_them_runs_with_its_warnings() {
+    require_engine();
+    let sandbox = Sandbox::new();
+    let image = ImageTag::new("compose-as-written");
+    // The image's name from `.env`, the client's network from an extension field merged in,
+    // a port from a default, and keys that are warned about and left out.
+    let text = compose_file(&sandbox, &image.0)
+        .replace(&format!("image: {}", image.0), "image: ${ECHO_IMAGE}")
+        .replace(
+            "\"--port\", \"7100\"]",
+            "\"--port\", \"${EXTRA_PORT:-7100}\"]\n    labels: [panther.role=extra]",
+        )
+        .replace(
+            "  client:\n    image: ${ECHO_IMAGE}\n    networks: [back]\n",
+            "  client:\n    <<: *client-defaults\n    image: ${ECHO_IMAGE}\n",
+        );
+    let text = format!(
+        "x-client-defaults: &client-defaults\n  networks: [back]\n  logging: {{ driver: none }}\n{text}"
+    );
+    let compose = sandbox.write("compose.yaml", &text).display().to_string();
+    sandbox.write(".env", &format!("ECHO_IMAGE={}\n", image.0));
+    let client = r#""echo-client", "server:7000", "hello", "panther""#;
+    let file = sandbox.write(
+        "e.toml",
+        &compose_experiment("compose-as-written", SERVER, client),
+    );
+
+    let output = sandbox
+        .host_command(&["run", file.to_str().unwrap()])
+        .env_remove("EXTRA_PORT")
+        .env_remove("ECHO_IMAGE")
+        .output()
+        .unwrap();
+    let err = stderr(&output);
+    assert_eq!(code(&output), 0, "{err}");
+    let run = sandbox.results("compose-as-written");
+    let _cleanup = RemoveLeftovers(run_id(&run));
+    assert_eq!(result_of(&run)["status"], "passed");
+    for needle in [
+        format!("{compose}:3:3: service `client`: `logging` is not supported and is ignored"),
+        format!(
+            "{compose}:{}:5: service `extra`: `labels` is not supported and is ignored",
+            line_of(&text, "    labels: [panther.role=extra]")
+        ),
+    ] {
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with("warning: ") && l.contains(&needle)),
+            "`{needle}` missing in:\n{err}"
+        );
+    }
+    let extra_out = std::fs::read_to_string(run.join("services/extra.stdout")).unwrap();
+    assert!(
+        extra_out.starts_with("listening on 0.0.0.0:7100"),
+        "{extra_out}"
+    );
+    let client_out = std::fs::read_to_string(run.join("services/client.stdout")).unwrap();
+    assert!(client_out.contains("echoed \"panther\""), "{client_out}");
+    assert_nothing_left(&run_id(&run));
 }
 
 #[test]

@@ -164,6 +164,7 @@ fn experiment(services: Vec<ServiceDef>, execution: Vec<PluginUse>) -> Experimen
         services,
         reports: Vec::new(),
         notes: Vec::new(),
+        warnings: Vec::new(),
     }
 }
 

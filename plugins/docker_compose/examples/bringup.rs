@@ -65,7 +65,8 @@ fn main() -> anyhow::Result<()> {
     ))?;
     let file = work.path().join("compose.yaml");
     std::fs::write(&file, compose_text(services))?;
-    let compose_file = compose::load(&file).map_err(|p| anyhow::anyhow!("{}", p.join("\n")))?;
+    let compose_file = compose::load(&file, compose::Mode::Warn)
+        .map_err(|p| anyhow::anyhow!("{}", p.join("\n")))?;
     let tool = ComposeTool::find()?;
 
     let mut ours = Vec::new();

@@ -1,6 +1,8 @@
-//! Compose files as users write them (YAML), read into what this plugin supports. Every key
-//! that is not supported is a problem naming the key, the service and the file: nothing is
-//! silently ignored. Reading touches no engine (it runs at `panther-host check`).
+//! Compose files as users write them (YAML), read into what this plugin supports. A key that
+//! is not supported is either refused or, where leaving it out cannot change what a run
+//! means, warned about ([`crate::keys`] says which); both name the file, the line and
+//! column, the service and the key. Reading touches no engine (it runs at `panther-host
+//! check`).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -11,41 +13,12 @@ use std::{
 use panther_docker::image::BuildSpec;
 use serde_yaml_ng::{Mapping, Value};
 
-/// The keys a service may have.
-pub const SERVICE_KEYS: &[&str] = &[
-    "build",
-    "cap_add",
-    "command",
-    "depends_on",
-    "entrypoint",
-    "environment",
-    "healthcheck",
-    "image",
-    "init",
-    "networks",
-    "ports",
-    "restart",
-    "volumes",
-];
-
-/// The top-level keys a compose file may have (besides `x-*` extension fields).
-pub const TOP_LEVEL_KEYS: &[&str] = &["name", "networks", "services", "version", "volumes"];
-
-const BUILD_KEYS: &[&str] = &["args", "context", "dockerfile"];
-const HEALTHCHECK_KEYS: &[&str] = &[
-    "disable",
-    "interval",
-    "retries",
-    "start_period",
-    "test",
-    "timeout",
-];
-const DEPENDS_ON_KEYS: &[&str] = &["condition"];
-const PORT_KEYS: &[&str] = &["host_ip", "protocol", "published", "target"];
-const VOLUME_MOUNT_KEYS: &[&str] = &["read_only", "source", "target", "type"];
-const SERVICE_NETWORK_KEYS: &[&str] = &["aliases"];
-const NETWORK_KEYS: &[&str] = &["driver", "internal", "labels"];
-const VOLUME_KEYS: &[&str] = &["driver", "labels"];
+use crate::{
+    dotenv,
+    interpolate::interpolate,
+    keys::{self, Place, Verdict},
+    positions::{KeyPath, Positions},
+};
 
 /// A compose file, read.
 #[derive(Clone, Debug, Default)]
@@ -62,6 +35,20 @@ pub struct ComposeFile {
     pub networks: BTreeMap<String, NetworkDef>,
     /// Its top-level `volumes:`.
     pub volumes: BTreeMap<String, VolumeDef>,
+    /// What was left out or may not be what the author meant (unsupported keys that cannot
+    /// change what a run means, unset variables), each with its file, line and column.
+    pub warnings: Vec<String>,
+}
+
+/// How keys that are not supported are treated.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// As the Compose Specification says: warned about and left out where that cannot
+    /// change what a run means, refused otherwise.
+    #[default]
+    Warn,
+    /// Every key that is not supported is refused.
+    Strict,
 }
 
 /// One service.
@@ -214,7 +201,7 @@ pub struct VolumeDef {
 /// Reads a compose file; every problem in it, when there are any. Variables (`${VAR}`,
 /// `${VAR:-default}`, …) are taken from the host's environment, then from a `.env` file next
 /// to the compose file.
-pub fn load(path: &Path) -> Result<ComposeFile, Vec<String>> {
+pub fn load(path: &Path, mode: Mode) -> Result<ComposeFile, Vec<String>> {
     // Bind mounts and build contexts must be absolute for the engine.
     let path = &tidy(&if path.is_absolute() {
         path.to_path_buf()
@@ -227,36 +214,14 @@ pub fn load(path: &Path) -> Result<ComposeFile, Vec<String>> {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
-    let dotenv = read_dotenv(&dir.join(".env"));
+    let process = |name: &str| std::env::var(name).ok();
+    let dotenv = dotenv::read(&dir.join(".env"), &process);
     let lookup = |name: &str| {
         std::env::var(name)
             .ok()
             .or_else(|| dotenv.get(name).cloned())
     };
-    parse(&text, path, &lookup)
-}
-
-fn read_dotenv(path: &Path) -> BTreeMap<String, String> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return BTreeMap::new();
-    };
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| {
-            let v = v.trim();
-            let v = v
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
-                .unwrap_or(v);
-            (
-                k.trim().trim_start_matches("export ").trim().to_string(),
-                v.to_string(),
-            )
-        })
-        .collect()
+    read(&text, path, &lookup, mode, true)
 }
 
 /// Reads compose text that came from `path` (for messages and relative paths).
@@ -264,6 +229,18 @@ pub fn parse(
     text: &str,
     path: &Path,
     env: &dyn Fn(&str) -> Option<String>,
+    mode: Mode,
+) -> Result<ComposeFile, Vec<String>> {
+    read(text, path, env, mode, false)
+}
+
+/// [`parse`]; with `check_files`, build contexts and Dockerfiles must exist.
+fn read(
+    text: &str,
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    mode: Mode,
+    check_files: bool,
 ) -> Result<ComposeFile, Vec<String>> {
     let file = path.display().to_string();
     let mut value: Value = serde_yaml_ng::from_str(text)
@@ -278,11 +255,17 @@ pub fn parse(
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from(".")),
         problems: Vec::new(),
+        warnings: Vec::new(),
         env,
+        // Read only once the YAML reader accepted the file (it refuses what nests too deep).
+        positions: Positions::read(text),
+        mode,
+        check_files,
     };
-    reader.interpolate_all(&mut value);
-    let compose = reader.top_level(&value, path);
+    reader.interpolate_all(&mut value, &mut Vec::new());
+    let mut compose = reader.top_level(&value, path);
     if reader.problems.is_empty() {
+        compose.warnings = reader.warnings;
         Ok(compose)
     } else {
         Err(reader.problems)
@@ -293,7 +276,56 @@ struct Reader<'a> {
     file: String,
     dir: PathBuf,
     problems: Vec<String>,
+    warnings: Vec<String>,
     env: &'a dyn Fn(&str) -> Option<String>,
+    positions: Positions,
+    mode: Mode,
+    check_files: bool,
+}
+
+/// A name the engine accepts in container, network and volume names (the Compose
+/// Specification's rule for service names).
+fn is_engine_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// A build context that is not a folder here: a Git repository or an archive by URL.
+fn is_remote_context(context: &str) -> bool {
+    [
+        "http://",
+        "https://",
+        "git://",
+        "git@",
+        "ssh://",
+        "github.com/",
+    ]
+    .iter()
+    .any(|p| context.starts_with(p))
+        || (context.ends_with(".git") && context.contains(':'))
+}
+
+/// `path` extended by `parts`.
+fn sub(path: &[String], parts: &[&str]) -> KeyPath {
+    let mut p = path.to_vec();
+    p.extend(parts.iter().map(|s| s.to_string()));
+    p
+}
+
+/// Where a path is, in words: `service `web`: `environment.PORT`` or `networks.back`.
+fn describe(path: &[String]) -> String {
+    match path {
+        [services, name, rest @ ..] if services == "services" => {
+            if rest.is_empty() {
+                format!("service `{name}`")
+            } else {
+                format!("service `{name}`: `{}`", rest.join("."))
+            }
+        }
+        _ => format!("`{}`", path.join(".")),
+    }
 }
 
 fn key_name(key: &Value) -> String {
@@ -334,31 +366,130 @@ impl Reader<'_> {
         self.problems.push(format!("{}: {message}", self.file));
     }
 
-    /// Checks that a mapping only has allowed keys; `what` says where (e.g. "service `web`").
-    fn keys(&mut self, map: &Mapping, allowed: &[&str], what: &str) {
+    /// `file:line:column` of the value (or key) at `path`; the file alone when unknown.
+    fn at(&self, path: &[String], key: bool) -> String {
+        let at = if key {
+            self.positions.key(path)
+        } else {
+            self.positions.value(path)
+        };
+        match at {
+            Some(at) => format!("{}:{at}", self.file),
+            None => self.file.clone(),
+        }
+    }
+
+    /// Refuses a service, network or volume name the engine would refuse.
+    fn check_name(&mut self, path: &[&str], kind: &str) {
+        let name = path[path.len() - 1];
+        if !is_engine_name(name) {
+            self.problem_at(
+                &sub(&[], path),
+                format!(
+                    "{kind} name `{name}` would be refused by the engine: letters, digits, \
+                     `.`, `_` and `-` only"
+                ),
+            );
+        }
+    }
+
+    /// A problem with the key at `path`.
+    fn problem_at(&mut self, path: &[String], message: impl Into<String>) {
+        let at = self.at(path, true);
+        self.problems.push(format!("{at}: {}", message.into()));
+    }
+
+    /// A warning about the key at `path`.
+    fn warn_at(&mut self, path: &[String], message: impl Into<String>) {
+        let at = self.at(path, true);
+        self.warnings.push(format!("{at}: {}", message.into()));
+    }
+
+    /// Checks the keys of the mapping at `path` against what `place` supports: refuses or
+    /// warns about the others (see [`crate::keys`]).
+    fn keys(&mut self, map: &Mapping, place: Place, path: &[String]) {
         for key in map.keys() {
             let name = key_name(key);
-            if name.starts_with("x-") {
-                continue;
-            }
-            if !allowed.contains(&name.as_str()) {
-                self.problem(format!(
-                    "{what}: unsupported key `{name}` (supported: {})",
-                    allowed.join(", ")
-                ));
+            let key_path = sub(path, &[&name]);
+            let what = describe(&key_path);
+            let supported = || keys::supported(place).join(", ");
+            match (keys::verdict(place, &name), self.mode) {
+                (Verdict::Supported, _) => {}
+                (Verdict::Ignored(why), Mode::Warn) => self.warn_at(
+                    &key_path,
+                    format!("{what} is not supported and is ignored: {why}"),
+                ),
+                (Verdict::Ignored(why), Mode::Strict) => self.problem_at(
+                    &key_path,
+                    format!(
+                        "{what} is not supported (refused with `strict = true`; otherwise \
+                         ignored: {why})"
+                    ),
+                ),
+                (Verdict::Refused(why), _) => self.problem_at(
+                    &key_path,
+                    format!(
+                        "{what} is not supported and cannot be ignored: {why} (supported here: {})",
+                        supported()
+                    ),
+                ),
+                (Verdict::Unknown, mode) => match keys::near_miss(place, &name) {
+                    Some(meant) => self.problem_at(
+                        &key_path,
+                        format!("{what} is not a compose key (did you mean `{meant}`?)"),
+                    ),
+                    None if mode == Mode::Strict => self.problem_at(
+                        &key_path,
+                        format!(
+                            "{what} is not a compose key (refused with `strict = true`; \
+                             supported here: {})",
+                            supported()
+                        ),
+                    ),
+                    None => self.warn_at(
+                        &key_path,
+                        format!("{what} is not a compose key and is ignored"),
+                    ),
+                },
             }
         }
     }
 
-    fn interpolate_all(&mut self, value: &mut Value) {
+    /// Replaces the variables in every value (not in keys, as the specification says).
+    fn interpolate_all(&mut self, value: &mut Value, path: &mut KeyPath) {
         match value {
             Value::String(s) => match interpolate(s, self.env) {
-                Ok(done) => *s = done,
-                Err(e) => self.problem(e),
+                Ok(done) => {
+                    for name in &done.unset {
+                        let at = self.at(path, false);
+                        self.warnings.push(format!(
+                            "{at}: {}: variable `{name}` is not set (in the environment or \
+                             `.env`): replaced by an empty string",
+                            describe(path)
+                        ));
+                    }
+                    *s = done.text;
+                }
+                Err(e) => {
+                    let at = self.at(path, false);
+                    self.problems.push(format!("{at}: {}: {e}", describe(path)));
+                }
             },
-            Value::Sequence(items) => items.iter_mut().for_each(|v| self.interpolate_all(v)),
-            Value::Mapping(map) => map.values_mut().for_each(|v| self.interpolate_all(v)),
-            Value::Tagged(t) => self.interpolate_all(&mut t.value),
+            Value::Sequence(items) => {
+                for (i, v) in items.iter_mut().enumerate() {
+                    path.push(i.to_string());
+                    self.interpolate_all(v, path);
+                    path.pop();
+                }
+            }
+            Value::Mapping(map) => {
+                for (k, v) in map.iter_mut() {
+                    path.push(key_name(k));
+                    self.interpolate_all(v, path);
+                    path.pop();
+                }
+            }
+            Value::Tagged(t) => self.interpolate_all(&mut t.value, path),
             _ => {}
         }
     }
@@ -376,15 +507,7 @@ impl Reader<'_> {
             ));
             return compose;
         };
-        for key in top.keys() {
-            let name = key_name(key);
-            if !name.starts_with("x-") && !TOP_LEVEL_KEYS.contains(&name.as_str()) {
-                self.problem(format!(
-                    "unsupported top-level key `{name}` (supported: {}, and x-* extensions)",
-                    TOP_LEVEL_KEYS.join(", ")
-                ));
-            }
-        }
+        self.keys(top, Place::TopLevel, &[]);
         compose.name = top.get("name").and_then(scalar);
         if let Some(value) = top.get("networks") {
             compose.networks = self.named_map(value, "networks", |r, name, v| r.network(name, v));
@@ -396,6 +519,7 @@ impl Reader<'_> {
             Some(Value::Mapping(services)) => {
                 for (key, value) in services {
                     let name = key_name(key);
+                    self.check_name(&["services", &name], "service");
                     if let Some(service) = self.service(&name, value) {
                         compose.services.insert(name, service);
                     }
@@ -423,6 +547,7 @@ impl Reader<'_> {
             Value::Mapping(map) => {
                 for (key, v) in map {
                     let name = key_name(key);
+                    self.check_name(&[what, &name], &what[..what.len() - 1]);
                     let parsed = match v {
                         Value::Null => T::default(),
                         Value::Mapping(m) => item(self, &name, m),
@@ -444,7 +569,7 @@ impl Reader<'_> {
     }
 
     fn network(&mut self, name: &str, map: &Mapping) -> NetworkDef {
-        self.keys(map, NETWORK_KEYS, &format!("network `{name}`"));
+        self.keys(map, Place::Network, &sub(&[], &["networks", name]));
         NetworkDef {
             driver: map.get("driver").and_then(scalar),
             internal: match map.get("internal") {
@@ -466,7 +591,7 @@ impl Reader<'_> {
     }
 
     fn volume(&mut self, name: &str, map: &Mapping) -> VolumeDef {
-        self.keys(map, VOLUME_KEYS, &format!("volume `{name}`"));
+        self.keys(map, Place::Volume, &sub(&[], &["volumes", name]));
         VolumeDef {
             driver: map.get("driver").and_then(scalar),
             labels: map
@@ -485,13 +610,14 @@ impl Reader<'_> {
                 return None;
             }
         };
-        self.keys(map, SERVICE_KEYS, &what);
+        let path = sub(&[], &["services", name]);
+        self.keys(map, Place::Service, &path);
         let mut service = Service {
             image: map.get("image").and_then(scalar),
             ..Service::default()
         };
         if let Some(v) = map.get("build") {
-            service.build = self.build(&what, v);
+            service.build = self.build(&what, &sub(&path, &["build"]), v);
         }
         if let Some(v) = map.get("command") {
             service.command = self.argv(&format!("{what}: `command`"), v);
@@ -503,37 +629,41 @@ impl Reader<'_> {
             service.environment = self.environment(&what, v);
         }
         if let Some(v) = map.get("ports") {
-            service.ports = self.list(v, &format!("{what}: `ports`"), |r, item| {
-                r.ports(&what, item)
+            service.ports = self.list(v, &format!("{what}: `ports`"), |r, i, item| {
+                r.ports(&what, &sub(&path, &["ports", &i.to_string()]), item)
             });
         }
         if let Some(v) = map.get("volumes") {
-            service.volumes = self.list(v, &format!("{what}: `volumes`"), |r, item| {
-                r.mount(&what, item).into_iter().collect()
+            service.volumes = self.list(v, &format!("{what}: `volumes`"), |r, i, item| {
+                r.mount(&what, &sub(&path, &["volumes", &i.to_string()]), item)
+                    .into_iter()
+                    .collect()
             });
         }
         if let Some(v) = map.get("networks") {
-            service.networks = self.service_networks(&what, v);
+            service.networks = self.service_networks(&what, &path, v);
         }
         if let Some(v) = map.get("depends_on") {
-            service.depends_on = self.depends_on(&what, v);
+            service.depends_on = self.depends_on(&what, &path, v);
         }
         if let Some(v) = map.get("healthcheck") {
-            service.healthcheck = self.healthcheck(&what, v);
+            service.healthcheck = self.healthcheck(&what, &sub(&path, &["healthcheck"]), v);
         }
         if let Some(v) = map.get("restart") {
             service.restart = self.restart(&what, v);
         }
         if let Some(v) = map.get("cap_add") {
-            service.cap_add = self.list(v, &format!("{what}: `cap_add`"), |r, item| {
-                match scalar(item) {
+            service.cap_add = self.list(
+                v,
+                &format!("{what}: `cap_add`"),
+                |r, _, item| match scalar(item) {
                     Some(cap) => vec![cap],
                     None => {
                         r.problem(format!("{what}: `cap_add` items must be strings"));
                         Vec::new()
                     }
-                }
-            });
+                },
+            );
         }
         match map.get("init") {
             Some(Value::Bool(b)) => service.init = Some(*b),
@@ -543,7 +673,8 @@ impl Reader<'_> {
             )),
             None => {}
         }
-        if service.image.is_none() && service.build.is_none() {
+        // A `build` that was refused has said why already.
+        if service.image.is_none() && !map.contains_key("build") {
             self.problem(format!("{what} has neither `image` nor `build`"));
         }
         Some(service)
@@ -553,10 +684,14 @@ impl Reader<'_> {
         &mut self,
         value: &Value,
         what: &str,
-        mut item: impl FnMut(&mut Self, &Value) -> Vec<T>,
+        mut item: impl FnMut(&mut Self, usize, &Value) -> Vec<T>,
     ) -> Vec<T> {
         match value {
-            Value::Sequence(items) => items.iter().flat_map(|v| item(self, v)).collect(),
+            Value::Sequence(items) => items
+                .iter()
+                .enumerate()
+                .flat_map(|(i, v)| item(self, i, v))
+                .collect(),
             Value::Null => Vec::new(),
             other => {
                 self.problem(format!("{what} must be a list, not {}", kind(other)));
@@ -590,33 +725,85 @@ impl Reader<'_> {
         }
     }
 
-    fn build(&mut self, what: &str, value: &Value) -> Option<BuildSpec> {
-        match value {
-            Value::String(context) => Some(BuildSpec::new(tidy(&self.dir.join(context)))),
+    fn build(&mut self, what: &str, path: &[String], value: &Value) -> Option<BuildSpec> {
+        let spec = match value {
+            Value::String(context) => BuildSpec::new(self.build_context(path, context)?),
             Value::Mapping(map) => {
-                self.keys(map, BUILD_KEYS, &format!("{what}: `build`"));
+                self.keys(map, Place::Build, path);
                 let context = map
                     .get("context")
                     .and_then(scalar)
                     .unwrap_or_else(|| ".".into());
+                let context = self.build_context(&sub(path, &["context"]), &context)?;
                 let args = map
                     .get("args")
                     .map(|v| self.string_map(v, &format!("{what}: `build.args`")))
                     .unwrap_or_default();
-                Some(BuildSpec {
-                    context: tidy(&self.dir.join(context)),
+                BuildSpec {
+                    context,
                     dockerfile: map.get("dockerfile").and_then(scalar),
                     args: args.into_iter().collect(),
-                })
+                }
             }
             other => {
                 self.problem(format!(
                     "{what}: `build` must be a folder or a mapping, not {}",
                     kind(other)
                 ));
-                None
+                return None;
+            }
+        };
+        if self.check_files && spec.context.is_dir() {
+            let dockerfile = spec.dockerfile.as_deref().unwrap_or("Dockerfile");
+            let file = spec.context.join(dockerfile);
+            if !file.is_file() {
+                let at = if spec.dockerfile.is_some() {
+                    sub(path, &["dockerfile"])
+                } else {
+                    path.to_vec()
+                };
+                self.problem_at(
+                    &at,
+                    format!(
+                        "{}: the Dockerfile {} does not exist",
+                        describe(path),
+                        file.display()
+                    ),
+                );
+                return None;
             }
         }
+        Some(spec)
+    }
+
+    /// The folder of a build context: relative to the compose file, or `~/…`. A remote
+    /// context (a Git URL) is refused, and, when files are checked, a folder that is not
+    /// there.
+    fn build_context(&mut self, path: &[String], context: &str) -> Option<PathBuf> {
+        if is_remote_context(context) {
+            self.problem_at(
+                path,
+                format!(
+                    "{}: `{context}` is a remote build context: a run here has no network to \
+                     fetch it; clone it and give its folder",
+                    describe(path)
+                ),
+            );
+            return None;
+        }
+        let dir = self.host_path(context);
+        if self.check_files && !dir.is_dir() {
+            self.problem_at(
+                path,
+                format!(
+                    "{}: the build context {} is not a folder",
+                    describe(path),
+                    dir.display()
+                ),
+            );
+            return None;
+        }
+        Some(dir)
     }
 
     fn argv(&mut self, what: &str, value: &Value) -> Option<Vec<String>> {
@@ -675,10 +862,10 @@ impl Reader<'_> {
         }
     }
 
-    fn ports(&mut self, what: &str, value: &Value) -> Vec<Port> {
+    fn ports(&mut self, what: &str, path: &[String], value: &Value) -> Vec<Port> {
         match value {
             Value::Mapping(map) => {
-                self.keys(map, PORT_KEYS, &format!("{what}: a `ports` entry"));
+                self.keys(map, Place::Port, path);
                 let target = map
                     .get("target")
                     .and_then(scalar)
@@ -727,7 +914,7 @@ impl Reader<'_> {
         }
     }
 
-    fn mount(&mut self, what: &str, value: &Value) -> Option<Mount> {
+    fn mount(&mut self, what: &str, path: &[String], value: &Value) -> Option<Mount> {
         match value {
             Value::String(text) => {
                 let parts: Vec<&str> = text.split(':').collect();
@@ -759,11 +946,7 @@ impl Reader<'_> {
                 Some(self.mount_of(source, target.to_string(), read_only))
             }
             Value::Mapping(map) => {
-                self.keys(
-                    map,
-                    VOLUME_MOUNT_KEYS,
-                    &format!("{what}: a `volumes` entry"),
-                );
+                self.keys(map, Place::VolumeMount, path);
                 let Some(target) = map.get("target").and_then(scalar) else {
                     self.problem(format!("{what}: a `volumes` entry needs a `target`"));
                     return None;
@@ -826,16 +1009,29 @@ impl Reader<'_> {
         }
     }
 
+    /// A host path as written: absolute, `~` or `~/…` (the user's home), or relative to
+    /// the compose file's folder.
     fn host_path(&self, source: &str) -> PathBuf {
+        let home = || (self.env)("HOME").map(PathBuf::from);
+        if source == "~" {
+            if let Some(home) = home() {
+                return home;
+            }
+        }
         if let Some(rest) = source.strip_prefix("~/") {
-            if let Some(home) = (self.env)("HOME") {
-                return PathBuf::from(home).join(rest);
+            if let Some(home) = home() {
+                return tidy(&home.join(rest));
             }
         }
         tidy(&self.dir.join(source))
     }
 
-    fn service_networks(&mut self, what: &str, value: &Value) -> Vec<(String, Vec<String>)> {
+    fn service_networks(
+        &mut self,
+        what: &str,
+        path: &[String],
+        value: &Value,
+    ) -> Vec<(String, Vec<String>)> {
         match value {
             Value::Sequence(items) => items
                 .iter()
@@ -854,14 +1050,10 @@ impl Reader<'_> {
                     let aliases = match v {
                         Value::Null => Vec::new(),
                         Value::Mapping(m) => {
-                            self.keys(
-                                m,
-                                SERVICE_NETWORK_KEYS,
-                                &format!("{what}: network `{name}`"),
-                            );
+                            self.keys(m, Place::ServiceNetwork, &sub(path, &["networks", &name]));
                             m.get("aliases")
                                 .map(|a| {
-                                    self.list(a, &format!("{what}: `aliases`"), |_, i| {
+                                    self.list(a, &format!("{what}: `aliases`"), |_, _, i| {
                                         scalar(i).into_iter().collect()
                                     })
                                 })
@@ -888,7 +1080,12 @@ impl Reader<'_> {
         }
     }
 
-    fn depends_on(&mut self, what: &str, value: &Value) -> Vec<(String, Condition)> {
+    fn depends_on(
+        &mut self,
+        what: &str,
+        path: &[String],
+        value: &Value,
+    ) -> Vec<(String, Condition)> {
         match value {
             Value::Sequence(items) => items
                 .iter()
@@ -907,7 +1104,7 @@ impl Reader<'_> {
                     let condition = match v {
                         Value::Null => Condition::Started,
                         Value::Mapping(m) => {
-                            self.keys(m, DEPENDS_ON_KEYS, &format!("{what}: `depends_on.{name}`"));
+                            self.keys(m, Place::DependsOn, &sub(path, &["depends_on", &name]));
                             match m.get("condition").and_then(scalar).as_deref() {
                                 None | Some("service_started") => Condition::Started,
                                 Some("service_healthy") => Condition::Healthy,
@@ -945,7 +1142,7 @@ impl Reader<'_> {
         }
     }
 
-    fn healthcheck(&mut self, what: &str, value: &Value) -> Option<Healthcheck> {
+    fn healthcheck(&mut self, what: &str, path: &[String], value: &Value) -> Option<Healthcheck> {
         let Value::Mapping(map) = value else {
             self.problem(format!(
                 "{what}: `healthcheck` must be a mapping, not {}",
@@ -953,7 +1150,7 @@ impl Reader<'_> {
             ));
             return None;
         };
-        self.keys(map, HEALTHCHECK_KEYS, &format!("{what}: `healthcheck`"));
+        self.keys(map, Place::Healthcheck, path);
         let disabled = matches!(map.get("disable"), Some(Value::Bool(true)));
         let test = match map.get("test") {
             _ if disabled => vec!["NONE".to_string()],
@@ -1222,84 +1419,6 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(total))
 }
 
-/// Replaces `$VAR`, `${VAR}`, `${VAR:-default}`, `${VAR-default}`, `${VAR:?error}`,
-/// `${VAR?error}` and `$$` the way compose does.
-pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
-    if !text.contains('$') {
-        return Ok(text.to_string());
-    }
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        if c != '$' {
-            out.push(c);
-            continue;
-        }
-        match chars.peek().map(|&(_, c)| c) {
-            Some('$') => {
-                chars.next();
-                out.push('$');
-            }
-            Some('{') => {
-                let start = i + 2;
-                let end = text[start..]
-                    .find('}')
-                    .map(|e| start + e)
-                    .ok_or_else(|| format!("unclosed `${{` in `{text}`"))?;
-                let inner = &text[start..end];
-                out.push_str(&expand(inner, env)?);
-                while chars.peek().is_some_and(|&(j, _)| j <= end) {
-                    chars.next();
-                }
-            }
-            Some(c) if c == '_' || c.is_ascii_alphabetic() => {
-                let mut name = String::new();
-                while let Some(&(_, c)) = chars.peek() {
-                    if c == '_' || c.is_ascii_alphanumeric() {
-                        name.push(c);
-                        chars.next();
-                    } else {
-                        break;
-                    }
-                }
-                out.push_str(&env(&name).unwrap_or_default());
-            }
-            _ => out.push('$'),
-        }
-    }
-    Ok(out)
-}
-
-fn expand(inner: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
-    let split = inner.find([':', '-', '?']);
-    let Some(at) = split else {
-        return Ok(env(inner).unwrap_or_default());
-    };
-    let name = &inner[..at];
-    let op = &inner[at..];
-    let value = env(name);
-    let (unset_or_empty, arg, is_error) = if let Some(arg) = op.strip_prefix(":-") {
-        (true, arg, false)
-    } else if let Some(arg) = op.strip_prefix(":?") {
-        (true, arg, true)
-    } else if let Some(arg) = op.strip_prefix('-') {
-        (false, arg, false)
-    } else if let Some(arg) = op.strip_prefix('?') {
-        (false, arg, true)
-    } else {
-        return Err(format!("unsupported variable form `${{{inner}}}`"));
-    };
-    let missing = match &value {
-        None => true,
-        Some(v) => unset_or_empty && v.is_empty(),
-    };
-    match (missing, is_error) {
-        (false, _) => Ok(value.unwrap_or_default()),
-        (true, false) => interpolate(arg, env),
-        (true, true) => Err(format!("required variable `{name}` is not set: {arg}")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1310,7 +1429,16 @@ mod tests {
             "HOME" => Some("/home/u".to_string()),
             _ => None,
         };
-        parse(text, Path::new("/exp/compose.yaml"), &env)
+        parse(text, Path::new("/exp/compose.yaml"), &env, Mode::Warn)
+    }
+
+    fn read_strict(text: &str) -> Result<ComposeFile, Vec<String>> {
+        parse(
+            text,
+            Path::new("/exp/compose.yaml"),
+            &|_| None,
+            Mode::Strict,
+        )
     }
 
     #[test]
@@ -1423,24 +1551,118 @@ volumes:
     }
 
     #[test]
-    fn unsupported_keys_name_the_key_the_service_and_the_file() {
+    fn keys_that_cannot_change_a_run_are_warned_about_with_their_line_and_column() {
+        let compose = read(
+            "x-logging: &logging\n  logging: {driver: json-file}\nservices:\n  web:\n    <<: *logging\n    image: x\n    labels: [a=b]\n    frobnicate: 1\n    healthcheck:\n      test: [CMD, x]\n      start_interval: 1s\nsecrets: {}\n",
+        )
+        .unwrap();
+        let warnings = compose.warnings.join("\n");
+        for needle in [
+            // Merged from the anchor: the anchor's line.
+            "/exp/compose.yaml:2:3: service `web`: `logging` is not supported and is ignored",
+            "/exp/compose.yaml:7:5: service `web`: `labels` is not supported and is ignored: metadata",
+            "/exp/compose.yaml:8:5: service `web`: `frobnicate` is not a compose key and is ignored",
+            "/exp/compose.yaml:11:7: service `web`: `healthcheck.start_interval` is not supported and is ignored",
+            "/exp/compose.yaml:12:1: `secrets` is not supported and is ignored",
+        ] {
+            assert!(warnings.contains(needle), "`{needle}` missing in:\n{warnings}");
+        }
+        assert_eq!(compose.warnings.len(), 5, "{warnings}");
+    }
+
+    #[test]
+    fn keys_that_change_what_runs_and_typos_of_them_are_refused() {
         let problems = read(
-            "services:\n  web:\n    image: x\n    privileged: true\n    healthcheck:\n      test: [CMD, x]\n      start_interval: 1s\nsecrets: {}\n",
+            "services:\n  web:\n    image: x\n    privileged: true\n    comand: [run]\n    user: nobody\n    ports:\n      - {target: 80, mode: host}\n      - {target: 81, publishd: 8081}\ninclude: [other.yaml]\n",
         )
         .unwrap_err();
-        assert_eq!(problems.len(), 3, "{problems:#?}");
+        let all = problems.join("\n");
+        for needle in [
+            "/exp/compose.yaml:4:5: service `web`: `privileged` is not supported and cannot be ignored: it changes what a service may do",
+            "/exp/compose.yaml:5:5: service `web`: `comand` is not a compose key (did you mean `command`?)",
+            "/exp/compose.yaml:6:5: service `web`: `user` is not supported and cannot be ignored",
+            "/exp/compose.yaml:10:1: `include` is not supported and cannot be ignored",
+            // A near miss of a port key; `mode` is ignored (a warning, not a problem).
+            "/exp/compose.yaml:9:22: service `web`: `ports.1.publishd` is not a compose key (did you mean `published`?)",
+        ] {
+            assert!(all.contains(needle), "`{needle}` missing in:\n{all}");
+        }
+        assert_eq!(problems.len(), 5, "{all}");
+    }
+
+    #[test]
+    fn strict_refuses_what_would_be_ignored() {
+        let problems =
+            read_strict("services:\n  web:\n    image: x\n    labels: {a: b}\n    frobnicate: 1\n")
+                .unwrap_err();
+        let all = problems.join("\n");
         assert!(
-            problems[0].contains("unsupported top-level key `secrets`"),
-            "{problems:?}"
+            all.contains("/exp/compose.yaml:4:5: service `web`: `labels` is not supported (refused with `strict = true`; otherwise ignored: metadata"),
+            "{all}"
         );
         assert!(
-            problems[1]
-                .starts_with("/exp/compose.yaml: service `web`: unsupported key `privileged`"),
-            "{problems:?}"
+            all.contains("/exp/compose.yaml:5:5: service `web`: `frobnicate` is not a compose key (refused with `strict = true`"),
+            "{all}"
         );
-        assert!(
-            problems[2].contains("service `web`: `healthcheck`: unsupported key `start_interval`")
+        // Nothing to refuse: strict reads a file like any other.
+        assert!(read_strict("services:\n  web: {image: x}\n")
+            .unwrap()
+            .warnings
+            .is_empty());
+    }
+
+    #[test]
+    fn variables_are_replaced_in_values_and_unset_ones_are_warned_about() {
+        let compose = read(
+            "services:\n  web:\n    image: \"img:${TAG}\"\n    command: [\"--port=${PORT:-1}\", \"$$HOME\", \"${A:-${B:-x}}\"]\n    environment:\n      HOME_DIR: ${HOME}\n      ${KEY}: kept\n",
+        )
+        .unwrap();
+        let web = &compose.services["web"];
+        assert_eq!(web.image.as_deref(), Some("img:"));
+        assert_eq!(
+            web.command.as_deref().unwrap(),
+            ["--port=7000", "$HOME", "x"]
         );
+        assert_eq!(
+            web.environment,
+            [
+                ("HOME_DIR".to_string(), Some("/home/u".to_string())),
+                // Keys are not interpolated.
+                ("${KEY}".to_string(), Some("kept".to_string())),
+            ]
+        );
+        assert_eq!(
+            compose.warnings,
+            ["/exp/compose.yaml:3:12: service `web`: `image`: variable `TAG` is not set (in the environment or `.env`): replaced by an empty string"]
+        );
+        let problems = read(
+            "services:\n  web:\n    image: x\n    environment:\n      - TOKEN=${TOKEN:?set TOKEN to the test token}\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            problems,
+            ["/exp/compose.yaml:5:9: service `web`: `environment.0`: required variable `TOKEN` is not set: set TOKEN to the test token"]
+        );
+    }
+
+    #[test]
+    fn variables_come_from_the_environment_before_the_dot_env_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(".env"),
+            "# comment\nexport IMAGE_FROM_DOTENV=\"from-dotenv:1\"\nPATH=not-this\n",
+        )
+        .unwrap();
+        let file = dir.path().join("compose.yaml");
+        std::fs::write(
+            &file,
+            "services:\n  web:\n    image: ${IMAGE_FROM_DOTENV}\n    command: [\"${PATH:+has-path}\"]\n",
+        )
+        .unwrap();
+        let compose = load(&file, Mode::Warn).unwrap();
+        let web = &compose.services["web"];
+        assert_eq!(web.image.as_deref(), Some("from-dotenv:1"));
+        assert_eq!(web.command.as_deref().unwrap(), ["has-path"]);
     }
 
     #[test]
@@ -1483,16 +1705,61 @@ volumes:
     }
 
     #[test]
-    fn variables_are_interpolated_like_compose_does() {
-        let env = |n: &str| (n == "SET").then(|| "v".to_string());
-        assert_eq!(interpolate("a$SET-${SET}", &env).unwrap(), "av-v");
-        assert_eq!(
-            interpolate("${UNSET:-d}|${UNSET-e}|$$SET", &env).unwrap(),
-            "d|e|$SET"
-        );
-        assert!(interpolate("${UNSET:?needed}", &env)
-            .unwrap_err()
-            .contains("needed"));
+    fn names_the_engine_refuses_and_remote_contexts_are_refused_and_tilde_is_home() {
+        let problems = read(
+            "services:\n  \"web app\":\n    image: x\n  git:\n    build: https://github.com/example/repo.git\n  ok:\n    build: {context: \"~/ctx\"}\nnetworks:\n  \"bad/net\":\n",
+        )
+        .unwrap_err();
+        let all = problems.join("\n");
+        for needle in [
+            "/exp/compose.yaml:2:3: service name `web app` would be refused by the engine",
+            "/exp/compose.yaml:9:3: network name `bad/net` would be refused by the engine",
+            "/exp/compose.yaml:5:5: service `git`: `build`: `https://github.com/example/repo.git` is a remote build context: a run here has no network",
+        ] {
+            assert!(all.contains(needle), "`{needle}` missing in:\n{all}");
+        }
+        let compose =
+            read("services:\n  ok:\n    build: {context: \"~/ctx\"}\n  home:\n    build: \"~\"\n")
+                .unwrap();
+        let context = |s: &str| compose.services[s].build.as_ref().unwrap().context.clone();
+        assert_eq!(context("ok"), Path::new("/home/u/ctx"));
+        assert_eq!(context("home"), Path::new("/home/u"));
+    }
+
+    #[test]
+    fn build_contexts_and_dockerfiles_must_exist_when_the_file_is_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("ctx")).unwrap();
+        let file = dir.path().join("compose.yaml");
+        std::fs::write(
+            &file,
+            "services:\n  a:\n    build: ./missing\n  b:\n    build: {context: ctx, dockerfile: other.Dockerfile}\n  c:\n    build: ctx\n",
+        )
+        .unwrap();
+        let problems = load(&file, Mode::Warn).unwrap_err();
+        let all = problems.join("\n");
+        let at = file.display();
+        for needle in [
+            format!(
+                "{at}:3:5: service `a`: `build`: the build context {} is not a folder",
+                dir.path().join("missing").display()
+            ),
+            format!(
+                "{at}:5:27: service `b`: `build`: the Dockerfile {} does not exist",
+                dir.path().join("ctx/other.Dockerfile").display()
+            ),
+            format!(
+                "{at}:7:5: service `c`: `build`: the Dockerfile {} does not exist",
+                dir.path().join("ctx/Dockerfile").display()
+            ),
+        ] {
+            assert!(all.contains(&needle), "`{needle}` missing in:\n{all}");
+        }
+        assert_eq!(problems.len(), 3, "{all}");
+    }
+
+    #[test]
+    fn durations_read_like_compose_does() {
         assert_eq!(parse_duration("1h2m3s").unwrap(), Duration::from_secs(3723));
     }
 }

@@ -20,12 +20,16 @@ use panther_docker::{
     ready::{self, Probe},
     sanitize_name, site, Engine, RunLabels,
 };
-use panther_plugin_api::{prelude::*, ValidationContext};
+use panther_plugin_api::{prelude::*, warning, ValidationContext};
 
 pub mod compose;
+pub mod dotenv;
+pub mod interpolate;
+pub mod keys;
+pub mod positions;
 pub mod project;
 
-use compose::{ComposeFile, Mount};
+use compose::{ComposeFile, Mode, Mount};
 use project::{ContainerDef, Project, Running};
 
 /// The plugin's name, also its label on what it creates.
@@ -60,6 +64,22 @@ pub struct Config {
     #[serde(default = "default_grace", with = "humantime_serde")]
     #[schemars(with = "String")]
     pub stop_grace: Duration,
+    /// Refuse every key of the compose file that is not supported. Without it, a key whose
+    /// absence cannot change what a run means (`labels`, `logging`, a key the Compose
+    /// Specification does not have) is warned about and left out, as the specification says.
+    #[serde(default)]
+    pub strict: bool,
+}
+
+impl Config {
+    /// How the compose file's unsupported keys are treated.
+    pub fn mode(&self) -> Mode {
+        if self.strict {
+            Mode::Strict
+        } else {
+            Mode::Warn
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -89,8 +109,9 @@ pub fn check_config(config: &Config, base_dir: &Path) -> Vec<String> {
     match &config.compose_file {
         Some(file) => {
             let path = base_dir.join(file);
-            if let Err(found) = compose::load(&path) {
-                problems.extend(found);
+            match compose::load(&path, config.mode()) {
+                Ok(compose) => problems.extend(compose.warnings.iter().map(warning)),
+                Err(found) => problems.extend(found),
             }
         }
         None if config.image.is_none() => problems.push(
@@ -193,7 +214,7 @@ impl DockerCompose {
             Some(file) => {
                 let path = plan.base_dir.join(file);
                 Some(
-                    compose::load(&path)
+                    compose::load(&path, self.config.mode())
                         .map_err(|problems| anyhow::anyhow!("{}", problems.join("\n")))?,
                 )
             }
@@ -398,7 +419,7 @@ impl NetworkEnvironment for DockerCompose {
         let compose = config
             .compose_file
             .as_ref()
-            .and_then(|file| compose::load(&base_dir.join(file)).ok());
+            .and_then(|file| compose::load(&base_dir.join(file), config.mode()).ok());
         let generated = config.image.as_ref().map(|name| {
             let build = image::as_context(name, base_dir).map(|dir| BuildSpec {
                 dockerfile: config.dockerfile.clone(),
