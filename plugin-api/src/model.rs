@@ -221,6 +221,12 @@ pub enum ServiceSite {
         /// How the service's program is linked, when that can be told without the engine.
         #[serde(default)]
         linkage: Linkage,
+        /// The highest version of the GNU C library the image's `libc.so.6` defines
+        /// (`GLIBC_2.36`), when the image's files can be read without the engine (an image
+        /// built from a local folder that holds its C library); a library preloaded into the
+        /// program must not need a newer one. Since 1.3.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        libc: Option<String>,
     },
 }
 

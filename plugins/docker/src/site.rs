@@ -34,6 +34,26 @@ pub fn linkage_in_build(build: &BuildSpec, program: &str) -> Linkage {
         .map_or(Linkage::Unknown, |file| host_linkage(&file))
 }
 
+/// The highest version of the GNU C library the image `build` makes defines (`GLIBC_2.36`),
+/// when the Dockerfile copies a `libc.so.6` from the build folder to where the image's
+/// dynamic loader looks for it; none when the files do not tell (a base image's C library,
+/// no C library at all).
+pub fn libc_in_build(build: &BuildSpec) -> Option<String> {
+    let dockerfile = match &build.dockerfile {
+        Some(file) => build.context.join(file),
+        None => build.context.join("Dockerfile"),
+    };
+    let text = std::fs::read_to_string(&dockerfile).ok()?;
+    let image = Dockerfile::parse(&text);
+    let libc = panther_toolmount::glibc::libc_candidates()
+        .into_iter()
+        .find_map(|inside| image.source_of(&build.context, &inside))?;
+    panther_toolmount::glibc::defined(&libc)
+        .ok()
+        .flatten()
+        .map(|v| v.to_string())
+}
+
 /// How a file of this machine is linked ([`Linkage::Unknown`] when it cannot be read).
 pub fn host_linkage(file: &Path) -> Linkage {
     panther_toolmount::linkage(file).unwrap_or(Linkage::Unknown)
@@ -155,5 +175,12 @@ mod tests {
         assert_eq!(linkage_in_build(&build, "/opt/tool"), Linkage::Unknown);
         assert_eq!(linkage_in_build(&build, "/bin/nothing"), Linkage::Unknown);
         assert_eq!(linkage_in_build(&build, "tool"), Linkage::Unknown);
+        // No C library in the build folder: nothing known about it.
+        assert_eq!(libc_in_build(&build), None);
+        let host_libc = std::fs::canonicalize("/lib/x86_64-linux-gnu/libc.so.6").unwrap();
+        std::fs::create_dir_all(context.join("rootfs/lib/x86_64-linux-gnu")).unwrap();
+        std::fs::copy(&host_libc, context.join("rootfs/lib/x86_64-linux-gnu/libc.so.6")).unwrap();
+        let defined = panther_toolmount::glibc::defined(&host_libc).unwrap().unwrap();
+        assert_eq!(libc_in_build(&build), Some(defined.to_string()));
     }
 }

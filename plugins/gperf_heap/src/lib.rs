@@ -25,9 +25,11 @@ use std::{
 };
 
 use panther_gperftools::{
+    carry::{carried_for_check, Placed},
+    container::ObjectFiles,
     control::check_switch_signal,
     heap::{analyze_heap_run, dump_prefixes, merge_site_stats, HeapCounts, SiteStat},
-    library::{check_override, preload, resolve, LibraryMatcher, DEBIAN_PACKAGE, TCMALLOC_NAMES},
+    library::{check_override, resolve, LibraryMatcher, DEBIAN_PACKAGE, TCMALLOC_NAMES},
     process, Symbolizer, GPERF_GENERATOR_HINT, GPERF_GENERATOR_KEYS, PPROF_FILTER_HINT,
 };
 use panther_plugin_api::{prelude::*, serde_json};
@@ -194,6 +196,8 @@ pub struct HeapData {
 struct Service {
     output_dir: PathBuf,
     argv: Vec<String>,
+    /// Where it runs: a container's carried library and root.
+    placed: Placed,
     pid: Option<u32>,
     finder: Option<Finder>,
     wrappers: Vec<u32>,
@@ -258,6 +262,7 @@ impl Plugin for GperfHeap {
         let manifest = Manifest::new("gperf_heap")
             .capability("ld_preload")
             .capability("heap_profiler")
+            .capability("in_containers")
             .tool_with_override("libtcmalloc.so.4", DEBIAN_PACKAGE, "library")
             .alias_key(
                 "tcmalloc_library",
@@ -328,7 +333,18 @@ impl Plugin for GperfHeap {
     }
 
     fn validate(config: &Config, experiment: &ValidationContext) -> Vec<String> {
-        let mut problems = panther_toolmount::refuse::preload("gperf_heap", "tcmalloc", experiment);
+        let carried = carried_for_check(
+            "gperf_heap",
+            config.library.as_deref(),
+            TCMALLOC_NAMES,
+            experiment,
+        );
+        let mut problems = panther_toolmount::refuse::preload(
+            "gperf_heap",
+            "tcmalloc",
+            carried.as_ref(),
+            experiment,
+        );
         if let Some(library) = &config.library {
             problems.extend(check_override(library).err());
         }
@@ -379,7 +395,7 @@ impl ExecutionEnvironment for GperfHeap {
             );
         }
         let prefix = command.output_dir.join(PREFIX_NAME);
-        preload(&mut command.env, &self.library);
+        let placed = Placed::wrap("gperf_heap", &self.library, &mut command)?;
         command
             .env
             .insert("HEAPPROFILE".into(), prefix.display().to_string());
@@ -399,6 +415,7 @@ impl ExecutionEnvironment for GperfHeap {
             Service {
                 output_dir: command.output_dir.clone(),
                 argv: command.argv.clone(),
+                placed,
                 ..Service::default()
             },
         );
@@ -410,6 +427,7 @@ impl ExecutionEnvironment for GperfHeap {
             .services
             .get_mut(service)
             .with_context(|| format!("service `{service}` was never wrapped"))?;
+        entry.placed.start("gperf_heap", service, pid)?;
         entry.pid = Some(pid);
         entry.finder =
             Some(Finder::start(pid, entry.argv.clone()).context("starting the gperf_heap finder")?);
@@ -426,7 +444,10 @@ impl ExecutionEnvironment for GperfHeap {
         if let Some(finder) = entry.finder.take() {
             entry.wrappers = finder.finish();
         }
-        let library = LibraryMatcher::new(&self.library);
+        let library = match entry.placed.mapped_library() {
+            Some(mapped) => LibraryMatcher::new(mapped),
+            None => LibraryMatcher::new(&self.library),
+        };
         let (flushed, notes) = flush::flush_tree(
             pid,
             &entry.wrappers,
@@ -459,6 +480,7 @@ impl ExecutionEnvironment for GperfHeap {
             std::mem::take(&mut entry.notes),
             &self.library,
             self.config.top,
+            entry.placed.object_files(),
         )?;
         Ok(serde_json::to_value(data)?)
     }
@@ -493,9 +515,10 @@ pub fn collect(
     mut warnings: Vec<String>,
     library: &Path,
     top: usize,
+    files: ObjectFiles,
 ) -> anyhow::Result<HeapData> {
     let prefix = output_dir.join(PREFIX_NAME);
-    let mut symbolizer = Symbolizer::new();
+    let mut symbolizer = Symbolizer::with_files(files);
     let mut processes = Vec::new();
     let mut tables: Vec<Vec<SiteStat>> = Vec::new();
     let mut dumps = 0;
@@ -638,6 +661,7 @@ mod tests {
             Vec::new(),
             Path::new("/l/libtcmalloc.so.4"),
             20,
+            ObjectFiles::default(),
         )
         .expect("collect");
         std::fs::remove_dir_all(&dir).ok();
