@@ -122,7 +122,7 @@ pub use manifest::KeyAlias;
 pub use model::{
     Command, CommandOutput, Deployment, DeploymentPlan, EnvironmentStatus, HostMount, Linkage,
     ProcessState, Readiness, ReadyCheck, Role, RunResult, RunStatus, ServiceCommand, ServiceResult,
-    ServiceSite, ServiceSpec, ValidationContext,
+    ImageLibc, ServiceSite, ServiceSpec, ValidationContext,
 };
 pub use plugin::{ExecutionEnvironment, NetworkEnvironment, Plugin, Reporter};
 

@@ -360,12 +360,27 @@ fn preloading_into_a_static_program_in_a_container_is_refused_at_check() {
 }
 
 #[test]
-fn preloading_tools_pass_check_for_dynamic_programs_and_static_ones_are_refused() {
+fn preloading_into_an_image_without_the_whole_c_library_is_refused_at_check() {
+    // The dynamic echo image holds only what the echo programs link: libc.so.6 but not
+    // libm.so.6, which the carried libstdc++ needs and which must be the image's own.
     for network in [Network::Compose, Network::SingleContainer] {
-        for plugin in ["gperf_cpu", "gperf_heap"] {
+        for (plugin, library) in [("gperf_cpu", "libprofiler"), ("gperf_heap", "tcmalloc")] {
             let execution = format!("[[execution]]\nplugin = \"{plugin}\"");
             let (code, stderr) = check_cell(network, Image::Dynamic, &execution);
-            assert_eq!(code, 0, "{plugin} in {network:?}: {stderr}");
+            assert_eq!(code, 2, "{plugin} in {network:?}: {stderr}");
+            assert!(
+                stderr.contains(&format!(
+                    "{plugin} cannot preload {library} into service `server` in"
+                )),
+                "{stderr}"
+            );
+            assert!(
+                stderr.contains(
+                    "needs libm.so.6 of the C library, which the image does not have next to \
+                     its libc.so.6"
+                ),
+                "{stderr}"
+            );
         }
     }
     // valgrind preloads its own libraries into the program: not into a static one.
@@ -670,6 +685,20 @@ path = "result.json"
     let _ = std::fs::remove_dir_all(&context);
 }
 
+/// [`c_program_context`] with the C library's `libm.so.6` next to its `libc.so.6`, as an
+/// image with a GNU C library has it (the program itself does not link it; the carried
+/// gperftools libraries' `libstdc++` does).
+fn gperf_context(program: &str, test: &str) -> PathBuf {
+    let context = c_program_context(program, test);
+    let libm = std::fs::canonicalize("/lib/x86_64-linux-gnu/libm.so.6").unwrap();
+    std::fs::copy(
+        libm,
+        context.join("rootfs/lib/x86_64-linux-gnu/libm.so.6"),
+    )
+    .unwrap();
+    context
+}
+
 /// An experiment in `network` from the build folder `context`, with `body` (services and
 /// execution environments) and a json report.
 fn container_experiment(name: &str, network: Network, context: &Path, body: &str) -> String {
@@ -740,7 +769,7 @@ fn gperf_cpu_cell(network: Network) {
     require_engine();
     assert_only_in_the_image("gperf_burn");
     let name = format!("gperf-cpu-{network:?}-{}", std::process::id()).to_lowercase();
-    let context = c_program_context("gperf_burn", &name);
+    let context = gperf_context("gperf_burn", &name);
     let sandbox = Sandbox::new();
     let body = r#"[[service]]
 name = "burn"
@@ -803,7 +832,7 @@ fn gperf_heap_cell(network: Network) {
     require_engine();
     assert_only_in_the_image("gperf_heap");
     let name = format!("gperf-heap-{network:?}-{}", std::process::id()).to_lowercase();
-    let context = c_program_context("gperf_heap", &name);
+    let context = gperf_context("gperf_heap", &name);
     let sandbox = Sandbox::new();
     let body = r#"[[service]]
 name = "pattern"
@@ -858,7 +887,7 @@ fn gperf_cpu_and_gperf_heap_stacked_in_docker_compose() {
     require_engine();
     assert_only_in_the_image("gperf_service");
     let name = format!("gperf-stacked-{}", std::process::id());
-    let context = c_program_context("gperf_service", &name);
+    let context = gperf_context("gperf_service", &name);
     let sandbox = Sandbox::new();
     let body = r#"[[service]]
 name = "svc"

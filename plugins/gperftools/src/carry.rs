@@ -15,7 +15,7 @@ use panther_plugin_api::{HostMount, ServiceCommand, ServiceSite, ValidationConte
 use panther_toolmount::{
     glibc,
     merge_mounts,
-    preload::{carry_library, libc_too_old, CarriedLibrary},
+    preload::{carry_library, image_cannot_run, CarriedLibrary},
 };
 
 use crate::container::{ObjectFiles, PinnedRoot};
@@ -118,8 +118,8 @@ impl Placed {
                 return Ok(());
             }
         };
-        if let Some((libc, has)) = glibc::libc_under(&pinned.path()) {
-            if let Some(why) = libc_too_old(carried, has) {
+        if let Some(libc) = glibc::libc_under(&pinned.path()) {
+            if let Some(why) = image_cannot_run(carried, libc.version, &libc.files) {
                 anyhow::bail!(
                     "{plugin} cannot preload {} into service `{service}` in {environment} \
                      (image `{image}`): {why} ({})",
@@ -128,7 +128,7 @@ impl Placed {
                         .file_name()
                         .unwrap_or_default()
                         .to_string_lossy(),
-                    libc.display()
+                    libc.path.display()
                 );
             }
         }

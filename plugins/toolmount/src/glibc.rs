@@ -65,19 +65,27 @@ pub fn is_part_of_glibc(file_name: &str) -> bool {
     file_name.contains(".so") && PARTS.contains(&stem)
 }
 
-/// The highest C library version `file` needs from the C library's own files; none when it
-/// needs no versioned symbol of it.
-pub fn needed(file: &Path) -> anyhow::Result<Option<GlibcVersion>> {
+/// What a file needs from the C library: its highest version, and which of its files.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// The highest `GLIBC_` version it refers to; none when it refers to none.
+    pub highest: Option<GlibcVersion>,
+    /// The C library's files it refers to versions of (`libc.so.6`, `libm.so.6`).
+    pub files: Vec<String>,
+}
+
+/// What `file` needs from the C library's own files, read from its version references.
+pub fn needed(file: &Path) -> anyhow::Result<Needs> {
     let data = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let elf = ElfFile64::<Endianness>::parse(data.as_slice())
         .with_context(|| format!("{} is not a 64-bit ELF file", file.display()))?;
     let endian = elf.endian();
     let sections = elf.elf_section_table();
     let Some((mut needs, link)) = sections.gnu_verneed(endian, data.as_slice())? else {
-        return Ok(None);
+        return Ok(Needs::default());
     };
     let strings = sections.strings(endian, data.as_slice(), link)?;
-    let mut highest = None;
+    let mut found = Needs::default();
     while let Some((need, mut versions)) = needs.next()? {
         let library = String::from_utf8_lossy(need.file(endian, strings)?).into_owned();
         if !is_part_of_glibc(&library) {
@@ -85,11 +93,28 @@ pub fn needed(file: &Path) -> anyhow::Result<Option<GlibcVersion>> {
         }
         while let Some(version) = versions.next()? {
             let name = String::from_utf8_lossy(version.name(endian, strings)?).into_owned();
-            highest = highest.max(GlibcVersion::parse(&name));
+            found.highest = found.highest.max(GlibcVersion::parse(&name));
+        }
+        if !found.files.contains(&library) {
+            found.files.push(library);
         }
     }
-    Ok(highest)
+    Ok(found)
 }
+
+/// The C library's files a program brings with its own `libc.so.6`, by the names a
+/// library asks for them; [`libc_under`] and the build folder reading list those present.
+pub const FILES: &[&str] = &[
+    "libc.so.6",
+    "libm.so.6",
+    "libmvec.so.1",
+    "libpthread.so.0",
+    "libdl.so.2",
+    "librt.so.1",
+    "libresolv.so.2",
+    "libutil.so.1",
+    "libanl.so.1",
+];
 
 /// The highest version a C library (`libc.so.6`) defines; none for a file that defines no
 /// `GLIBC_` version (another C library, such as musl).
@@ -134,13 +159,32 @@ pub fn libc_candidates() -> Vec<PathBuf> {
     paths
 }
 
-/// The C library of the file tree under `root` (a container's root seen from the host) and
-/// the highest version it defines.
-pub fn libc_under(root: &Path) -> Option<(PathBuf, Option<GlibcVersion>)> {
+/// The C library of a file tree, as found under `root` (a container's root seen from the
+/// host).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundLibc {
+    /// Its `libc.so.6`, as a path of the tree.
+    pub path: PathBuf,
+    /// The highest version it defines.
+    pub version: Option<GlibcVersion>,
+    /// Its [`FILES`] present next to it.
+    pub files: Vec<String>,
+}
+
+/// The C library of the file tree under `root`.
+pub fn libc_under(root: &Path) -> Option<FoundLibc> {
     libc_candidates().into_iter().find_map(|inside| {
         let file = root.join(inside.strip_prefix("/").unwrap_or(&inside));
-        file.is_file()
-            .then(|| (inside, defined(&file).ok().flatten()))
+        let folder = file.parent()?.to_path_buf();
+        file.is_file().then(|| FoundLibc {
+            version: defined(&file).ok().flatten(),
+            files: FILES
+                .iter()
+                .filter(|name| folder.join(name).exists())
+                .map(|name| name.to_string())
+                .collect(),
+            path: inside,
+        })
     })
 }
 
@@ -172,11 +216,14 @@ mod tests {
 
     #[test]
     fn this_machines_c_library_covers_what_its_programs_need() {
-        let (inside, defined) = libc_under(Path::new("/")).expect("a libc.so.6 here");
-        let defined = defined.expect("glibc defines versions");
-        assert!(defined >= GlibcVersion([2, 17, 0]), "{inside:?}: {defined}");
+        let found = libc_under(Path::new("/")).expect("a libc.so.6 here");
+        let defined = found.version.expect("glibc defines versions");
+        assert!(defined >= GlibcVersion([2, 17, 0]), "{found:?}");
+        assert!(found.files.iter().any(|f| f == "libm.so.6"), "{found:?}");
         let sh = std::fs::canonicalize("/bin/sh").unwrap();
-        let needed = needed(&sh).unwrap().expect("sh needs versioned symbols");
+        let needs = needed(&sh).unwrap();
+        let needed = needs.highest.expect("sh needs versioned symbols");
         assert!(needed <= defined, "{needed} > {defined}");
+        assert!(needs.files.iter().any(|f| f == "libc.so.6"), "{needs:?}");
     }
 }

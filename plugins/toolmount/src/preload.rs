@@ -12,9 +12,14 @@
 //! `libgcc_s` comes before `libunwind`, which exports the same `_Unwind_*` functions, as it
 //! does for a C++ program on the host).
 //!
-//! What the carried files need from the C library ([`CarriedLibrary::needs`]) is compared
-//! with the image's C library, by `check` when the image's files are known and at run time
-//! otherwise (see [`crate::glibc`]).
+//! What the carried files need from the C library ([`CarriedLibrary::needs`], and its
+//! files such as `libm.so.6`, [`CarriedLibrary::needs_files`]) must be in the image: the C
+//! library's files are never carried, since they must be of the image's own build (they
+//! call each other's private functions). It is compared with the image's C library by
+//! `check` when the image's files are known, and when monitoring starts otherwise (see
+//! [`crate::glibc`]). An image with a GNU C library normally has all of its files (Debian's
+//! `libc6` ships them together); a hand-made image that holds only the files its program
+//! links may lack `libm.so.6`, which `libstdc++` needs.
 
 use std::path::{Path, PathBuf};
 
@@ -35,6 +40,9 @@ pub struct CarriedLibrary {
     pub mounts: Vec<HostMount>,
     /// The highest C library version a carried file needs, and the host file that needs it.
     pub needs: Option<(GlibcVersion, PathBuf)>,
+    /// The C library's files a carried file needs besides `libc.so.6` (`libm.so.6`), each
+    /// with the first host file that needs it: the image must have them.
+    pub needs_files: Vec<(String, PathBuf)>,
 }
 
 impl CarriedLibrary {
@@ -113,10 +121,18 @@ pub fn carry_library(name: &str, library: &Path) -> anyhow::Result<CarriedLibrar
         .map(|file| carried.inside(file))
         .collect();
     let mut needs: Option<(GlibcVersion, PathBuf)> = None;
+    let mut needs_files: Vec<(String, PathBuf)> = Vec::new();
     for file in std::iter::once(&closure.program).chain(&closure.libraries) {
-        if let Some(version) = glibc::needed(file)? {
+        let found = glibc::needed(file)?;
+        if let Some(version) = found.highest {
             if needs.as_ref().is_none_or(|(highest, _)| version > *highest) {
                 needs = Some((version, file.clone()));
+            }
+        }
+        for name in found.files {
+            let own = name == "libc.so.6" || name.starts_with("ld-");
+            if !own && !needs_files.iter().any(|(n, _)| *n == name) {
+                needs_files.push((name, file.clone()));
             }
         }
     }
@@ -125,26 +141,48 @@ pub fn carry_library(name: &str, library: &Path) -> anyhow::Result<CarriedLibrar
         preload,
         mounts: carried.mounts,
         needs,
+        needs_files,
     })
 }
 
-/// Why the C library `has` (the highest version it defines; none when it defines no GNU
-/// version, as musl) cannot run `carried`, or none when it can.
-pub fn libc_too_old(carried: &CarriedLibrary, has: Option<GlibcVersion>) -> Option<String> {
-    let (needed, file) = carried.needs.as_ref()?;
-    match has {
-        Some(has) if has >= *needed => None,
-        Some(has) => Some(format!(
-            "the carried {} needs {needed} of the C library, and the image's C library has \
-             {has} at most",
-            file.display()
-        )),
-        None => Some(format!(
-            "the carried {} needs {needed} of the GNU C library, and the image's C library \
-             defines no GNU version",
-            file.display()
-        )),
+/// Why an image's C library cannot run `carried`, or none when it can: `version` is the
+/// highest version it defines (none when it defines no GNU version, as musl), `files` its
+/// files present next to its `libc.so.6`.
+pub fn image_cannot_run(
+    carried: &CarriedLibrary,
+    version: Option<GlibcVersion>,
+    files: &[String],
+) -> Option<String> {
+    if let Some((needed, file)) = &carried.needs {
+        match version {
+            Some(has) if has >= *needed => {}
+            Some(has) => {
+                return Some(format!(
+                    "the carried {} needs {needed} of the C library, and the image's C library \
+                     has {has} at most",
+                    file.display()
+                ))
+            }
+            None => {
+                return Some(format!(
+                    "the carried {} needs {needed} of the GNU C library, and the image's C \
+                     library defines no GNU version",
+                    file.display()
+                ))
+            }
+        }
     }
+    let missing = carried
+        .needs_files
+        .iter()
+        .find(|(name, _)| !files.contains(name))?;
+    Some(format!(
+        "the carried {} needs {} of the C library, which the image does not have next to its \
+         libc.so.6 (the C library's files are never carried: they must be of the image's own \
+         build)",
+        missing.1.display(),
+        missing.0
+    ))
 }
 
 /// The folder of a container under which `name`'s files are mounted.
@@ -182,11 +220,16 @@ mod tests {
         }
         assert!(carried.mounts.iter().all(|m| m.read_only));
         let (needed, _) = carried.needs.clone().expect("versioned C library symbols");
-        let (_, here) = glibc::libc_under(Path::new("/")).unwrap();
-        assert_eq!(libc_too_old(&carried, here), None);
+        let here = glibc::libc_under(Path::new("/")).unwrap();
+        assert_eq!(image_cannot_run(&carried, here.version, &here.files), None);
         let old = GlibcVersion([2, 2, 0]);
-        let why = libc_too_old(&carried, Some(old)).expect("too old");
+        let why = image_cannot_run(&carried, Some(old), &here.files).expect("too old");
         assert!(why.contains(&needed.to_string()), "{why}");
         assert!(why.contains("GLIBC_2.2 at most"), "{why}");
+        if let Some((name, _)) = carried.needs_files.first() {
+            let fewer: Vec<String> = here.files.iter().filter(|f| *f != name).cloned().collect();
+            let why = image_cannot_run(&carried, here.version, &fewer).expect("a file missing");
+            assert!(why.contains(&format!("needs {name} of the C library")), "{why}");
+        }
     }
 }

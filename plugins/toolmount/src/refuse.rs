@@ -4,9 +4,11 @@
 
 use panther_plugin_api::{Linkage, ServiceSite, ValidationContext};
 
+use panther_plugin_api::ImageLibc;
+
 use crate::{
     glibc::GlibcVersion,
-    preload::{libc_too_old, CarriedLibrary},
+    preload::{image_cannot_run, CarriedLibrary},
 };
 
 /// A service in a container, as the messages name it.
@@ -15,7 +17,7 @@ struct Placed<'a> {
     environment: &'a str,
     image: &'a str,
     linkage: Linkage,
-    libc: Option<&'a str>,
+    libc: Option<&'a ImageLibc>,
     program: &'a str,
 }
 
@@ -34,7 +36,7 @@ fn placed(experiment: &ValidationContext) -> Vec<Placed<'_>> {
                 environment,
                 image,
                 linkage: *linkage,
-                libc: libc.as_deref(),
+                libc: libc.as_ref(),
                 program: experiment
                     .commands
                     .get(service)
@@ -96,8 +98,12 @@ pub fn preload(
             if p.linkage == Linkage::Static {
                 return Some(static_program(plugin, library, &p));
             }
-            let has = GlibcVersion::parse(p.libc?);
-            let why = libc_too_old(carried?, has)?;
+            let libc = p.libc?;
+            let why = image_cannot_run(
+                carried?,
+                GlibcVersion::parse(&libc.version),
+                &libc.files,
+            )?;
             Some(format!(
                 "{plugin} cannot preload {library} into service `{}` in {} (image `{}`): {why}",
                 p.service, p.environment, p.image
@@ -152,7 +158,10 @@ mod tests {
             environment: "docker_compose".into(),
             image: "old-glibc".into(),
             linkage: Linkage::Dynamic,
-            libc: libc.map(String::from),
+            libc: libc.map(|version| ImageLibc {
+                version: version.into(),
+                files: vec!["libc.so.6".into(), "libm.so.6".into()],
+            }),
         };
         let carried = CarriedLibrary {
             library: "/.panther/tools/gperf_cpu/libprofiler.so.0.5.5".into(),
@@ -162,6 +171,10 @@ mod tests {
                 GlibcVersion([2, 34, 0]),
                 "/usr/lib/x86_64-linux-gnu/libstdc++.so.6.0.30".into(),
             )),
+            needs_files: vec![(
+                "libm.so.6".into(),
+                "/usr/lib/x86_64-linux-gnu/libstdc++.so.6.0.30".into(),
+            )],
         };
         experiment
             .sites
