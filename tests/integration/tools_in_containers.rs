@@ -685,17 +685,18 @@ path = "result.json"
     let _ = std::fs::remove_dir_all(&context);
 }
 
-/// [`c_program_context`] with the C library's `libm.so.6` next to its `libc.so.6`, as an
-/// image with a GNU C library has it (the program itself does not link it; the carried
-/// gperftools libraries' `libstdc++` does).
+/// [`c_program_context`] with the C library's files next to its `libc.so.6`, as an image
+/// with a GNU C library has them (the program links none of them; the carried gperftools
+/// libraries do: `libm.so.6` for libstdc++, `libpthread.so.0` for libtcmalloc).
 fn gperf_context(program: &str, test: &str) -> PathBuf {
     let context = c_program_context(program, test);
-    let libm = std::fs::canonicalize("/lib/x86_64-linux-gnu/libm.so.6").unwrap();
-    std::fs::copy(
-        libm,
-        context.join("rootfs/lib/x86_64-linux-gnu/libm.so.6"),
-    )
-    .unwrap();
+    for name in ["libm.so.6", "libpthread.so.0", "libdl.so.2", "librt.so.1"] {
+        let host = Path::new("/lib/x86_64-linux-gnu").join(name);
+        if let Ok(file) = std::fs::canonicalize(&host) {
+            let inside = context.join("rootfs/lib/x86_64-linux-gnu").join(name);
+            std::fs::copy(file, inside).unwrap();
+        }
+    }
     context
 }
 
@@ -793,7 +794,10 @@ services = ["burn"]"#;
     assert_eq!(profile["state"], "flushed", "{data:#}");
     assert_eq!(data["profiles"].as_array().unwrap().len(), 1, "{data:#}");
     let folder = run.join("monitoring/burn/gperf_cpu");
-    assert_eq!(profile["path"], folder.join("cpu.prof.0").display().to_string());
+    assert_eq!(
+        profile["path"],
+        folder.join("cpu.prof.0").display().to_string()
+    );
     assert!(folder.join("cpu.prof.0").is_file());
     assert!(folder.join("cpu.folded").is_file());
     // The frames of the hot function come from the container's binary, with its source.
@@ -859,7 +863,10 @@ inuse_interval = 3145728"#;
     );
     let processes = data["processes"].as_array().unwrap();
     assert_eq!(processes.len(), 1, "{data:#}");
-    assert_eq!(processes[0]["flushed_at_stop"], false, "it exited by itself");
+    assert_eq!(
+        processes[0]["flushed_at_stop"], false,
+        "it exited by itself"
+    );
     let folder = run.join("monitoring/pattern/gperf_heap");
     for dump in processes[0]["dumps"].as_array().unwrap() {
         let path = PathBuf::from(dump["path"].as_str().unwrap());
@@ -926,8 +933,11 @@ fn old_libc(into: &Path) {
     let dir = tempfile::tempdir().unwrap();
     let source = dir.path().join("old.c");
     let script = dir.path().join("old.map");
-    std::fs::write(&source, "int old_a(void) { return 1; }\nint old_b(void) { return 2; }\n")
-        .unwrap();
+    std::fs::write(
+        &source,
+        "int old_a(void) { return 1; }\nint old_b(void) { return 2; }\n",
+    )
+    .unwrap();
     std::fs::write(
         &script,
         "GLIBC_2.2.5 { global: old_a; local: *; };\nGLIBC_2.17 { global: old_b; } GLIBC_2.2.5;\n",
@@ -942,7 +952,11 @@ fn old_libc(into: &Path) {
         .arg(&source)
         .output()
         .expect("cc runs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// An image built from a folder that holds its C library, older than what the carried
@@ -955,7 +969,11 @@ fn preloading_into_an_image_with_an_older_c_library_is_refused_at_check() {
     let _ = std::fs::remove_dir_all(&context);
     let bin = context.join("rootfs/usr/local/bin");
     std::fs::create_dir_all(&bin).unwrap();
-    std::fs::copy(std::fs::canonicalize("/bin/true").unwrap(), bin.join("server")).unwrap();
+    std::fs::copy(
+        std::fs::canonicalize("/bin/true").unwrap(),
+        bin.join("server"),
+    )
+    .unwrap();
     old_libc(&context.join("rootfs/lib/x86_64-linux-gnu/libc.so.6"));
     std::fs::write(context.join("Dockerfile"), "FROM scratch\nCOPY rootfs/ /\n").unwrap();
     for network in [Network::Compose, Network::SingleContainer] {
@@ -965,7 +983,10 @@ fn preloading_into_an_image_with_an_older_c_library_is_refused_at_check() {
                  [[execution]]\nplugin = \"{plugin}\""
             );
             let sandbox = Sandbox::new();
-            let file = sandbox.write("e.toml", &container_experiment(&name, network, &context, &body));
+            let file = sandbox.write(
+                "e.toml",
+                &container_experiment(&name, network, &context, &body),
+            );
             let output = sandbox.host(&["check", file.to_str().unwrap()]);
             let text = stderr(&output);
             assert_eq!(code(&output), 2, "{text}");

@@ -52,7 +52,11 @@ pub fn libc_in_build(build: &BuildSpec) -> Option<ImageLibc> {
     let folder = inside.parent()?;
     let files = panther_toolmount::glibc::FILES
         .iter()
-        .filter(|name| image.source_of(&build.context, &folder.join(name)).is_some())
+        .filter(|name| {
+            image
+                .source_of(&build.context, &folder.join(name))
+                .is_some()
+        })
         .map(|name| name.to_string())
         .collect();
     Some(ImageLibc {
@@ -186,8 +190,14 @@ mod tests {
         assert_eq!(libc_in_build(&build), None);
         let host_libc = std::fs::canonicalize("/lib/x86_64-linux-gnu/libc.so.6").unwrap();
         std::fs::create_dir_all(context.join("rootfs/lib/x86_64-linux-gnu")).unwrap();
-        std::fs::copy(&host_libc, context.join("rootfs/lib/x86_64-linux-gnu/libc.so.6")).unwrap();
-        let defined = panther_toolmount::glibc::defined(&host_libc).unwrap().unwrap();
+        std::fs::copy(
+            &host_libc,
+            context.join("rootfs/lib/x86_64-linux-gnu/libc.so.6"),
+        )
+        .unwrap();
+        let defined = panther_toolmount::glibc::defined(&host_libc)
+            .unwrap()
+            .unwrap();
         assert_eq!(
             libc_in_build(&build),
             Some(ImageLibc {

@@ -12,6 +12,10 @@
 //!   complete on disk.
 //! - `get_monitoring_data` parses and symbolizes the profiles natively and writes
 //!   `cpu.folded` and `flamegraph.svg`.
+//!
+//! In a container, libprofiler and its dependencies are carried in and preloaded by their
+//! mounted paths, and the profiles are symbolized through the container's root
+//! ([`panther_gperftools::carry`], [`panther_gperftools::container`]).
 
 pub mod watch;
 
@@ -321,13 +325,7 @@ impl ExecutionEnvironment for GperfCpu {
             Some(mapped) => LibraryMatcher::new(mapped),
             None => LibraryMatcher::new(&self.library),
         };
-        let mut watch = Watch::new(
-            pid,
-            argv,
-            matcher,
-            self.config.signal,
-            cpuprofile,
-        );
+        let mut watch = Watch::new(pid, argv, matcher, self.config.signal, cpuprofile);
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let thread = std::thread::Builder::new()

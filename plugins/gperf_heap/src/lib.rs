@@ -10,6 +10,10 @@
 //!   still running for a final dump (see [`flush`]).
 //! - `get_monitoring_data` reads every dump, symbolizes the call sites natively and reports
 //!   per-dump totals, in-use and allocated bytes by function, and the peak.
+//!
+//! In a container, libtcmalloc and its dependencies are carried in and preloaded by their
+//! mounted paths, and the dumps are symbolized through the container's root
+//! ([`panther_gperftools::carry`], [`panther_gperftools::container`]).
 
 pub mod flush;
 
@@ -200,6 +204,8 @@ struct Service {
     placed: Placed,
     pid: Option<u32>,
     finder: Option<Finder>,
+    /// The process running the service's command, once found.
+    service: Option<u32>,
     wrappers: Vec<u32>,
     flushed: Vec<flush::Flushed>,
     notes: Vec<String>,
@@ -209,7 +215,7 @@ struct Service {
 /// processes above it are wrappers added by other execution environments (e.g. strace).
 struct Finder {
     stop: Arc<AtomicBool>,
-    thread: JoinHandle<Vec<u32>>,
+    thread: JoinHandle<(Option<u32>, Vec<u32>)>,
 }
 
 impl Finder {
@@ -222,10 +228,10 @@ impl Finder {
                 let started = Instant::now();
                 loop {
                     if let Some(service) = process::find_running(root, &argv) {
-                        return process::ancestors_below(root, service);
+                        return (Some(service), process::ancestors_below(root, service));
                     }
                     if flag.load(Ordering::Relaxed) {
-                        return Vec::new();
+                        return (None, Vec::new());
                     }
                     // Wrappers start the command within milliseconds; after two seconds it
                     // is most likely a script or a program that changed its command line.
@@ -240,8 +246,9 @@ impl Finder {
         Ok(Finder { stop, thread })
     }
 
-    /// The wrappers found (none when the command's process was never seen).
-    fn finish(self) -> Vec<u32> {
+    /// The process running the command and the wrappers above it (none when the command's
+    /// process was never seen).
+    fn finish(self) -> (Option<u32>, Vec<u32>) {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.thread().unpark();
         self.thread.join().unwrap_or_default()
@@ -442,7 +449,7 @@ impl ExecutionEnvironment for GperfHeap {
             return Ok(());
         };
         if let Some(finder) = entry.finder.take() {
-            entry.wrappers = finder.finish();
+            (entry.service, entry.wrappers) = finder.finish();
         }
         let library = match entry.placed.mapped_library() {
             Some(mapped) => LibraryMatcher::new(mapped),
@@ -473,7 +480,7 @@ impl ExecutionEnvironment for GperfHeap {
         let data = collect(
             &entry.output_dir,
             Processes {
-                root: entry.pid,
+                root: entry.service.or(entry.pid),
                 wrappers: &entry.wrappers,
                 flushed: &entry.flushed,
             },
@@ -499,8 +506,9 @@ impl Drop for GperfHeap {
 /// What is known about the processes of a service.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Processes<'a> {
-    /// The pid the host gave: the first process to read `HEAPPROFILE`, which writes the
-    /// prefix as is.
+    /// The first process to read `HEAPPROFILE`, which writes the prefix as is: the process
+    /// found running the service's command, else the pid the host gave (which, in a
+    /// container, may be the engine's init above it).
     pub root: Option<u32>,
     /// Wrappers around the service's command.
     pub wrappers: &'a [u32],

@@ -13,8 +13,7 @@ use std::path::Path;
 
 use panther_plugin_api::{HostMount, ServiceCommand, ServiceSite, ValidationContext};
 use panther_toolmount::{
-    glibc,
-    merge_mounts,
+    glibc, merge_mounts,
     preload::{carry_library, image_cannot_run, CarriedLibrary},
 };
 
@@ -162,12 +161,10 @@ pub fn carried_for_check(
     names: &[&str],
     experiment: &ValidationContext,
 ) -> Option<CarriedLibrary> {
-    let known = experiment.sites.values().any(|site| {
-        matches!(
-            site,
-            ServiceSite::Container { libc: Some(_), .. }
-        )
-    });
+    let known = experiment
+        .sites
+        .values()
+        .any(|site| matches!(site, ServiceSite::Container { libc: Some(_), .. }));
     if !known {
         return None;
     }

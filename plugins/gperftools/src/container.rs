@@ -53,8 +53,7 @@ impl PinnedRoot {
 
     /// Where a path of the container is read from here.
     pub fn join(&self, inside: &Path) -> PathBuf {
-        self.path()
-            .join(inside.strip_prefix("/").unwrap_or(inside))
+        self.path().join(inside.strip_prefix("/").unwrap_or(inside))
     }
 }
 

@@ -17,9 +17,9 @@
 //!
 //! No external `pprof` is needed.
 
+pub mod carry;
 pub mod container;
 pub mod control;
-pub mod carry;
 pub mod cpu;
 pub mod error;
 pub mod heap;

@@ -52,8 +52,19 @@ impl fmt::Display for GlibcVersion {
 /// container: one process has one C library, the image's.
 pub fn is_part_of_glibc(file_name: &str) -> bool {
     const PARTS: &[&str] = &[
-        "libc", "libm", "libmvec", "libpthread", "libdl", "librt", "libresolv", "libutil",
-        "libanl", "libnsl", "libBrokenLocale", "libc_malloc_debug", "libthread_db",
+        "libc",
+        "libm",
+        "libmvec",
+        "libpthread",
+        "libdl",
+        "librt",
+        "libresolv",
+        "libutil",
+        "libanl",
+        "libnsl",
+        "libBrokenLocale",
+        "libc_malloc_debug",
+        "libthread_db",
     ];
     if file_name.starts_with("ld-linux") || file_name.starts_with("ld64.so") {
         return true;
@@ -206,10 +217,20 @@ mod tests {
 
     #[test]
     fn the_c_library_is_told_from_other_libraries() {
-        for part in ["libc.so.6", "libm.so.6", "ld-linux-x86-64.so.2", "libpthread.so.0"] {
+        for part in [
+            "libc.so.6",
+            "libm.so.6",
+            "ld-linux-x86-64.so.2",
+            "libpthread.so.0",
+        ] {
             assert!(is_part_of_glibc(part), "{part}");
         }
-        for other in ["libstdc++.so.6", "libgcc_s.so.1", "libunwind.so.8", "liblzma.so.5"] {
+        for other in [
+            "libstdc++.so.6",
+            "libgcc_s.so.1",
+            "libunwind.so.8",
+            "liblzma.so.5",
+        ] {
             assert!(!is_part_of_glibc(other), "{other}");
         }
     }

@@ -96,7 +96,10 @@ fn dependencies(library: &Path) -> anyhow::Result<Vec<PathBuf>> {
         let Some(path) = listed_path(line) else {
             continue;
         };
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
         if !glibc::is_part_of_glibc(name) {
             found.push(path);
         }
@@ -216,7 +219,10 @@ mod tests {
         for path in &carried.preload {
             let name = path.file_name().unwrap().to_str().unwrap();
             assert!(!glibc::is_part_of_glibc(name), "{name} is carried");
-            assert!(carried.host_file(path).is_some_and(Path::is_file), "{path:?}");
+            assert!(
+                carried.host_file(path).is_some_and(Path::is_file),
+                "{path:?}"
+            );
         }
         assert!(carried.mounts.iter().all(|m| m.read_only));
         let (needed, _) = carried.needs.clone().expect("versioned C library symbols");
@@ -229,7 +235,10 @@ mod tests {
         if let Some((name, _)) = carried.needs_files.first() {
             let fewer: Vec<String> = here.files.iter().filter(|f| *f != name).cloned().collect();
             let why = image_cannot_run(&carried, here.version, &fewer).expect("a file missing");
-            assert!(why.contains(&format!("needs {name} of the C library")), "{why}");
+            assert!(
+                why.contains(&format!("needs {name} of the C library")),
+                "{why}"
+            );
         }
     }
 }

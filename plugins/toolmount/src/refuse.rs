@@ -99,11 +99,7 @@ pub fn preload(
                 return Some(static_program(plugin, library, &p));
             }
             let libc = p.libc?;
-            let why = image_cannot_run(
-                carried?,
-                GlibcVersion::parse(&libc.version),
-                &libc.files,
-            )?;
+            let why = image_cannot_run(carried?, GlibcVersion::parse(&libc.version), &libc.files)?;
             Some(format!(
                 "{plugin} cannot preload {library} into service `{}` in {} (image `{}`): {why}",
                 p.service, p.environment, p.image
