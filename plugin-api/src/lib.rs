@@ -120,9 +120,9 @@ pub use manifest::{Manifest, PluginKind, Resource, Tool};
 pub use manifest::KeyAlias;
 // since 1.3: end
 pub use model::{
-    Command, CommandOutput, Deployment, DeploymentPlan, EnvironmentStatus, HostMount, Linkage,
-    ProcessState, Readiness, ReadyCheck, Role, RunResult, RunStatus, ServiceCommand, ServiceResult,
-    ServiceSite, ServiceSpec, ValidationContext,
+    Command, CommandOutput, Deployment, DeploymentPlan, EnvironmentStatus, HostMount, ImageLibc,
+    Linkage, ProcessState, Readiness, ReadyCheck, Role, RunResult, RunStatus, ServiceCommand,
+    ServiceResult, ServiceSite, ServiceSpec, ValidationContext,
 };
 pub use plugin::{ExecutionEnvironment, NetworkEnvironment, Plugin, Reporter};
 // since 1.4: begin

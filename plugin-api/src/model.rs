@@ -221,7 +221,22 @@ pub enum ServiceSite {
         /// How the service's program is linked, when that can be told without the engine.
         #[serde(default)]
         linkage: Linkage,
+        /// The image's GNU C library, when the image's files can be read without the engine
+        /// (an image built from a local folder that holds its C library): a library
+        /// preloaded into the program runs on it. Since 1.3.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        libc: Option<ImageLibc>,
     },
+}
+
+/// The GNU C library of an image, as its files tell ([`ServiceSite::Container`]). Since 1.3.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageLibc {
+    /// The highest version its `libc.so.6` defines (`GLIBC_2.36`).
+    pub version: String,
+    /// The C library's files next to `libc.so.6` (`libc.so.6`, `libm.so.6`, …).
+    #[serde(default)]
+    pub files: Vec<String>,
 }
 
 impl ServiceSite {

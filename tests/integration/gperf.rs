@@ -112,7 +112,7 @@ fn run_passing(sandbox: &Sandbox, plugin: &str, line: &str) {
     );
 }
 
-fn monitoring(results: &Path, service: &str, instance: &str) -> Value {
+pub(crate) fn monitoring(results: &Path, service: &str, instance: &str) -> Value {
     let file = results
         .join("monitoring")
         .join(service)
@@ -122,7 +122,7 @@ fn monitoring(results: &Path, service: &str, instance: &str) -> Value {
 }
 
 /// The row of a report table for one function.
-fn row<'a>(table: &'a Value, function: &str) -> &'a Value {
+pub(crate) fn row<'a>(table: &'a Value, function: &str) -> &'a Value {
     table
         .as_array()
         .expect("a table")
@@ -132,7 +132,7 @@ fn row<'a>(table: &'a Value, function: &str) -> &'a Value {
 }
 
 /// The checks every CPU profile of `gperf_burn` passes, wherever it ran.
-fn assert_burn_profile(data: &Value) {
+pub(crate) fn assert_burn_profile(data: &Value) {
     assert!(data["samples"].as_u64().unwrap() >= 10, "{data:#}");
     assert_eq!(data["period_us"], 10_000, "100 Hz by default");
     let top = &data["top_flat"][0];
@@ -161,7 +161,7 @@ fn assert_burn_profile(data: &Value) {
 }
 
 /// The profile of the process running `program`.
-fn profile_of<'a>(data: &'a Value, program: &str) -> &'a Value {
+pub(crate) fn profile_of<'a>(data: &'a Value, program: &str) -> &'a Value {
     data["profiles"]
         .as_array()
         .unwrap()

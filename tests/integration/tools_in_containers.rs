@@ -17,6 +17,7 @@ use serde_json::Value;
 use crate::docker::{
     assert_nothing_left, echo_context, require_engine, result_of, run_id, RemoveLeftovers,
 };
+use crate::gperf::{assert_burn_profile, monitoring, profile_of, row};
 use crate::support::*;
 
 /// A process that waits forever, the static image's `/bin/sleep` (its main process when it
@@ -359,16 +360,25 @@ fn preloading_into_a_static_program_in_a_container_is_refused_at_check() {
 }
 
 #[test]
-fn preloaded_tools_not_carried_into_containers_yet_are_refused_at_check() {
+fn preloading_into_an_image_without_the_whole_c_library_is_refused_at_check() {
+    // The dynamic echo image holds only what the echo programs link: libc.so.6 but not
+    // libm.so.6, which the carried libstdc++ needs and which must be the image's own.
     for network in [Network::Compose, Network::SingleContainer] {
-        for (plugin, tool) in [("gperf_cpu", "libprofiler"), ("gperf_heap", "tcmalloc")] {
+        for (plugin, library) in [("gperf_cpu", "libprofiler"), ("gperf_heap", "tcmalloc")] {
             let execution = format!("[[execution]]\nplugin = \"{plugin}\"");
             let (code, stderr) = check_cell(network, Image::Dynamic, &execution);
-            assert_ne!(code, 0, "{stderr}");
+            assert_eq!(code, 2, "{plugin} in {network:?}: {stderr}");
             assert!(
                 stderr.contains(&format!(
-                    "{plugin} cannot bring {tool} into a container: service `server` runs in"
+                    "{plugin} cannot preload {library} into service `server` in"
                 )),
+                "{stderr}"
+            );
+            assert!(
+                stderr.contains(
+                    "needs libm.so.6 of the C library, which the image does not have next to \
+                     its libc.so.6"
+                ),
                 "{stderr}"
             );
         }
@@ -432,14 +442,16 @@ fn doctor_shows_which_execution_environment_works_in_which_network_environment()
             );
         }
     }
-    let memcheck = row("memcheck");
-    assert_eq!(memcheck[column("DOCKER_COMPOSE")], "yes", "{text}");
-    // gperftools' libraries are not carried yet (or not installed here).
-    let profiler = row("gperf_cpu");
-    assert!(
-        profiler[column("DOCKER_COMPOSE")].starts_with("no: "),
-        "{text}"
-    );
+    for plugin in ["memcheck", "helgrind", "gperf_cpu", "gperf_heap"] {
+        let cells = row(plugin);
+        for network in ["DOCKER_COMPOSE", "LOCALHOST_SINGLE_CONTAINER"] {
+            assert_eq!(
+                cells[column(network)],
+                "yes",
+                "{plugin} in {network}: {text}"
+            );
+        }
+    }
 }
 
 /// A build context holding the C fixture `program` (built with `-g`), `/bin/true`,
@@ -670,5 +682,330 @@ path = "result.json"
         }
     }
     assert_nothing_left(&run_id(&run));
+    let _ = std::fs::remove_dir_all(&context);
+}
+
+/// [`c_program_context`] with the C library's files next to its `libc.so.6`, as an image
+/// with a GNU C library has them (the program links none of them; the carried gperftools
+/// libraries do: `libm.so.6` for libstdc++, `libpthread.so.0` for libtcmalloc).
+fn gperf_context(program: &str, test: &str) -> PathBuf {
+    let context = c_program_context(program, test);
+    for name in ["libm.so.6", "libpthread.so.0", "libdl.so.2", "librt.so.1"] {
+        let host = Path::new("/lib/x86_64-linux-gnu").join(name);
+        if let Ok(file) = std::fs::canonicalize(&host) {
+            let inside = context.join("rootfs/lib/x86_64-linux-gnu").join(name);
+            std::fs::copy(file, inside).unwrap();
+        }
+    }
+    context
+}
+
+/// An experiment in `network` from the build folder `context`, with `body` (services and
+/// execution environments) and a json report.
+fn container_experiment(name: &str, network: Network, context: &Path, body: &str) -> String {
+    let section = match network {
+        Network::Compose => "docker_compose",
+        Network::SingleContainer => "localhost_single_container",
+    };
+    format!(
+        r#"[experiment]
+name = "{name}"
+timeout = "60s"
+
+[network]
+plugin = "{section}"
+image = "{context}"
+
+{body}
+
+[[report]]
+plugin = "json"
+path = "result.json"
+"#,
+        context = context.display()
+    )
+}
+
+/// Checks and runs `experiment`, which must pass and leave nothing in the engine; returns
+/// the results folder and `result.json`.
+fn check_and_run(sandbox: &Sandbox, name: &str, experiment: &str) -> (PathBuf, Value) {
+    let file = sandbox.write("e.toml", experiment);
+    let file = file.to_str().unwrap();
+    let output = sandbox.host(&["check", file]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let output = sandbox.host(&["run", file]);
+    let run = sandbox.results(name);
+    let _cleanup = RemoveLeftovers(run_id(&run));
+    assert_eq!(code(&output), 0, "{}\n{}", stdout(&output), stderr(&output));
+    let result = result_of(&run);
+    assert_eq!(result["status"], "passed", "{result:#}");
+    assert_nothing_left(&run_id(&run));
+    (run, result)
+}
+
+/// The fixture programs are at `/usr/local/bin` of the images only: a function named from
+/// one was read from the container's binary, not from a file of the host.
+fn assert_only_in_the_image(program: &str) {
+    let host = Path::new("/usr/local/bin").join(program);
+    assert!(
+        !host.exists(),
+        "{} exists on this machine: the test could not tell which file was symbolized",
+        host.display()
+    );
+}
+
+/// The monitoring data of a service as the report has it, checked to be the JSON the
+/// plugin wrote next to the other results (as on localhost).
+fn reported<'a>(result: &'a Value, run: &Path, service_name: &str, plugin: &str) -> &'a Value {
+    let data = &service(result, service_name)["monitoring"][plugin];
+    assert_eq!(&monitoring(run, service_name, plugin), data);
+    data
+}
+
+/// gperf_cpu on the CPU-burning C fixture run as a server, in a container of a dynamic
+/// image without gperftools, stopped by the host when the client `sleep 2` ends: the profile
+/// is flushed before the SIGTERM, lands in the results folder and names the fixture's
+/// functions, read from the container's binary.
+fn gperf_cpu_cell(network: Network) {
+    require_engine();
+    assert_only_in_the_image("gperf_burn");
+    let name = format!("gperf-cpu-{network:?}-{}", std::process::id()).to_lowercase();
+    let context = gperf_context("gperf_burn", &name);
+    let sandbox = Sandbox::new();
+    let body = r#"[[service]]
+name = "burn"
+command = ["/usr/local/bin/gperf_burn", "forever"]
+ready = { log = "ready", timeout = "30s" }
+
+[[service]]
+name = "client"
+command = ["/bin/sleep", "2"]
+depends_on = ["burn"]
+role = "client"
+
+[[execution]]
+plugin = "gperf_cpu"
+services = ["burn"]"#;
+    let experiment = container_experiment(&name, network, &context, body);
+    let (run, result) = check_and_run(&sandbox, &name, &experiment);
+    let data = reported(&result, &run, "burn", "gperf_cpu");
+    assert_burn_profile(data);
+    let profile = profile_of(data, "/usr/local/bin/gperf_burn");
+    assert_eq!(profile["state"], "flushed", "{data:#}");
+    assert_eq!(data["profiles"].as_array().unwrap().len(), 1, "{data:#}");
+    let folder = run.join("monitoring/burn/gperf_cpu");
+    assert_eq!(
+        profile["path"],
+        folder.join("cpu.prof.0").display().to_string()
+    );
+    assert!(folder.join("cpu.prof.0").is_file());
+    assert!(folder.join("cpu.folded").is_file());
+    // The frames of the hot function come from the container's binary, with its source.
+    let folded = std::fs::read_to_string(folder.join("cpu.folded")).unwrap();
+    assert!(folded.contains("main;burn_cpu "), "{folded}");
+    // The host's libprofiler, carried and preloaded by the image's loader: the memory map
+    // the profile ends with names it at its place in the container, next to the image's
+    // own C library.
+    let raw = std::fs::read(folder.join("cpu.prof.0")).unwrap();
+    let maps = String::from_utf8_lossy(&raw);
+    assert!(
+        maps.contains("/.panther/tools/gperf_cpu/libprofiler.so"),
+        "{maps}"
+    );
+    assert!(maps.contains("/usr/local/bin/gperf_burn"), "{maps}");
+    // Stopped by the host with SIGTERM, after the flush.
+    let state = &service(&result, "burn")["state"];
+    assert_eq!(state["signal"], 15, "{state}");
+    let _ = std::fs::remove_dir_all(&context);
+}
+
+#[test]
+fn gperf_cpu_in_docker_compose_dynamic_image() {
+    gperf_cpu_cell(Network::Compose);
+}
+
+#[test]
+fn gperf_cpu_in_single_container_dynamic_image() {
+    gperf_cpu_cell(Network::SingleContainer);
+}
+
+/// gperf_heap on the C fixture with a known allocation pattern, a client that exits by
+/// itself (its last dump written from its exit handler), in a container of a dynamic image
+/// without gperftools: the exact bytes, by function, read from the container's binary.
+fn gperf_heap_cell(network: Network) {
+    require_engine();
+    assert_only_in_the_image("gperf_heap");
+    let name = format!("gperf-heap-{network:?}-{}", std::process::id()).to_lowercase();
+    let context = gperf_context("gperf_heap", &name);
+    let sandbox = Sandbox::new();
+    let body = r#"[[service]]
+name = "pattern"
+command = ["/usr/local/bin/gperf_heap"]
+role = "client"
+
+[[execution]]
+plugin = "gperf_heap"
+allocation_interval = 1048576
+inuse_interval = 3145728"#;
+    let experiment = container_experiment(&name, network, &context, body);
+    let (run, result) = check_and_run(&sandbox, &name, &experiment);
+    let data = reported(&result, &run, "pattern", "gperf_heap");
+    assert_eq!(data["top_inuse"][0]["function"], "alloc_big", "{data:#}");
+    let big = row(&data["top_inuse"], "alloc_big");
+    assert_eq!(big["inuse_bytes"], 10 * 1024 * 1024, "{data:#}");
+    assert_eq!(big["inuse_objects"], 10);
+    let small = row(&data["top_allocated"], "alloc_small");
+    assert_eq!(small["allocated_bytes"], 100_000, "{data:#}");
+    assert_eq!(small["allocated_objects"], 1000);
+    assert!(
+        data["peak_inuse_bytes"].as_i64().unwrap() >= 18 * 1024 * 1024,
+        "{data:#}"
+    );
+    let processes = data["processes"].as_array().unwrap();
+    assert_eq!(processes.len(), 1, "{data:#}");
+    assert_eq!(
+        processes[0]["flushed_at_stop"], false,
+        "it exited by itself"
+    );
+    let folder = run.join("monitoring/pattern/gperf_heap");
+    for dump in processes[0]["dumps"].as_array().unwrap() {
+        let path = PathBuf::from(dump["path"].as_str().unwrap());
+        assert!(path.starts_with(&folder), "{}", path.display());
+        assert!(path.is_file(), "{}", path.display());
+    }
+    assert!(data["warnings"].as_array().unwrap().is_empty(), "{data:#}");
+    let _ = std::fs::remove_dir_all(&context);
+}
+
+#[test]
+fn gperf_heap_in_docker_compose_dynamic_image() {
+    gperf_heap_cell(Network::Compose);
+}
+
+#[test]
+fn gperf_heap_in_single_container_dynamic_image() {
+    gperf_heap_cell(Network::SingleContainer);
+}
+
+/// Both profilers on one server in a container, stopped by the host: two carried libraries
+/// preloaded together, each profile flushed before the SIGTERM.
+#[test]
+fn gperf_cpu_and_gperf_heap_stacked_in_docker_compose() {
+    require_engine();
+    assert_only_in_the_image("gperf_service");
+    let name = format!("gperf-stacked-{}", std::process::id());
+    let context = gperf_context("gperf_service", &name);
+    let sandbox = Sandbox::new();
+    let body = r#"[[service]]
+name = "svc"
+command = ["/usr/local/bin/gperf_service"]
+ready = { log = "ready", timeout = "30s" }
+
+[[service]]
+name = "client"
+command = ["/bin/sleep", "1.5"]
+depends_on = ["svc"]
+role = "client"
+
+[[execution]]
+plugin = "gperf_cpu"
+services = ["svc"]
+
+[[execution]]
+plugin = "gperf_heap"
+services = ["svc"]"#;
+    let experiment = container_experiment(&name, Network::Compose, &context, body);
+    let (run, result) = check_and_run(&sandbox, &name, &experiment);
+    let cpu = reported(&result, &run, "svc", "gperf_cpu");
+    assert_eq!(cpu["top_flat"][0]["function"], "burn_cpu", "{cpu:#}");
+    assert_eq!(profile_of(cpu, "/gperf_service")["state"], "flushed");
+    let heap = reported(&result, &run, "svc", "gperf_heap");
+    let kept = row(&heap["top_inuse"], "keep_buffers");
+    assert_eq!(kept["inuse_bytes"], 4 * 1024 * 1024, "{heap:#}");
+    assert_eq!(heap["processes"][0]["flushed_at_stop"], true, "{heap:#}");
+    assert_eq!(service(&result, "svc")["state"]["signal"], 15);
+    let _ = std::fs::remove_dir_all(&context);
+}
+
+/// A C library that defines the GNU versions up to `GLIBC_2.17` only, as an old
+/// distribution's does, under the name and at the place of an image's `libc.so.6`.
+fn old_libc(into: &Path) {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("old.c");
+    let script = dir.path().join("old.map");
+    std::fs::write(
+        &source,
+        "int old_a(void) { return 1; }\nint old_b(void) { return 2; }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &script,
+        "GLIBC_2.2.5 { global: old_a; local: *; };\nGLIBC_2.17 { global: old_b; } GLIBC_2.2.5;\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(into.parent().unwrap()).unwrap();
+    let output = Command::new("cc")
+        .args(["-shared", "-fPIC", "-nostdlib", "-Wl,-soname,libc.so.6"])
+        .arg(format!("-Wl,--version-script={}", script.display()))
+        .arg("-o")
+        .arg(into)
+        .arg(&source)
+        .output()
+        .expect("cc runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// An image built from a folder that holds its C library, older than what the carried
+/// gperftools libraries need: refused at `check`, naming both plugins, the service, the
+/// image and the missing version.
+#[test]
+fn preloading_into_an_image_with_an_older_c_library_is_refused_at_check() {
+    let name = format!("old-glibc-{}", std::process::id());
+    let context = root().join("target/docker-fixtures").join(&name);
+    let _ = std::fs::remove_dir_all(&context);
+    let bin = context.join("rootfs/usr/local/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::copy(
+        std::fs::canonicalize("/bin/true").unwrap(),
+        bin.join("server"),
+    )
+    .unwrap();
+    old_libc(&context.join("rootfs/lib/x86_64-linux-gnu/libc.so.6"));
+    std::fs::write(context.join("Dockerfile"), "FROM scratch\nCOPY rootfs/ /\n").unwrap();
+    for network in [Network::Compose, Network::SingleContainer] {
+        for (plugin, library) in [("gperf_cpu", "libprofiler"), ("gperf_heap", "tcmalloc")] {
+            let body = format!(
+                "[[service]]\nname = \"server\"\ncommand = [\"/usr/local/bin/server\"]\nrole = \"client\"\n\n\
+                 [[execution]]\nplugin = \"{plugin}\""
+            );
+            let sandbox = Sandbox::new();
+            let file = sandbox.write(
+                "e.toml",
+                &container_experiment(&name, network, &context, &body),
+            );
+            let output = sandbox.host(&["check", file.to_str().unwrap()]);
+            let text = stderr(&output);
+            assert_eq!(code(&output), 2, "{text}");
+            let environment = match network {
+                Network::Compose => "docker_compose",
+                Network::SingleContainer => "localhost_single_container",
+            };
+            let expected = format!(
+                "{plugin} cannot preload {library} into service `server` in {environment} \
+                 (image `{}`): the carried ",
+                context.display()
+            );
+            assert!(text.contains(&expected), "{text}");
+            assert!(
+                text.contains("of the C library, and the image's C library has GLIBC_2.17 at most"),
+                "{text}"
+            );
+            assert!(text.contains("needs GLIBC_2."), "{text}");
+        }
+    }
     let _ = std::fs::remove_dir_all(&context);
 }

@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use panther_plugin_api::Linkage;
+use panther_plugin_api::{ImageLibc, Linkage};
 
 use crate::image::BuildSpec;
 
@@ -32,6 +32,37 @@ pub fn linkage_in_build(build: &BuildSpec, program: &str) -> Linkage {
         .into_iter()
         .find_map(|inside| image.source_of(&build.context, &inside))
         .map_or(Linkage::Unknown, |file| host_linkage(&file))
+}
+
+/// The GNU C library of the image `build` makes (the highest version it defines, its files),
+/// when the Dockerfile copies a `libc.so.6` from the build folder to where the image's
+/// dynamic loader looks for it; none when the files do not tell (a base image's C library,
+/// no C library at all).
+pub fn libc_in_build(build: &BuildSpec) -> Option<ImageLibc> {
+    let dockerfile = match &build.dockerfile {
+        Some(file) => build.context.join(file),
+        None => build.context.join("Dockerfile"),
+    };
+    let text = std::fs::read_to_string(&dockerfile).ok()?;
+    let image = Dockerfile::parse(&text);
+    let (inside, libc) = panther_toolmount::glibc::libc_candidates()
+        .into_iter()
+        .find_map(|inside| Some((inside.clone(), image.source_of(&build.context, &inside)?)))?;
+    let version = panther_toolmount::glibc::defined(&libc).ok().flatten()?;
+    let folder = inside.parent()?;
+    let files = panther_toolmount::glibc::FILES
+        .iter()
+        .filter(|name| {
+            image
+                .source_of(&build.context, &folder.join(name))
+                .is_some()
+        })
+        .map(|name| name.to_string())
+        .collect();
+    Some(ImageLibc {
+        version: version.to_string(),
+        files,
+    })
 }
 
 /// How a file of this machine is linked ([`Linkage::Unknown`] when it cannot be read).
@@ -155,5 +186,24 @@ mod tests {
         assert_eq!(linkage_in_build(&build, "/opt/tool"), Linkage::Unknown);
         assert_eq!(linkage_in_build(&build, "/bin/nothing"), Linkage::Unknown);
         assert_eq!(linkage_in_build(&build, "tool"), Linkage::Unknown);
+        // No C library in the build folder: nothing known about it.
+        assert_eq!(libc_in_build(&build), None);
+        let host_libc = std::fs::canonicalize("/lib/x86_64-linux-gnu/libc.so.6").unwrap();
+        std::fs::create_dir_all(context.join("rootfs/lib/x86_64-linux-gnu")).unwrap();
+        std::fs::copy(
+            &host_libc,
+            context.join("rootfs/lib/x86_64-linux-gnu/libc.so.6"),
+        )
+        .unwrap();
+        let defined = panther_toolmount::glibc::defined(&host_libc)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            libc_in_build(&build),
+            Some(ImageLibc {
+                version: defined.to_string(),
+                files: vec!["libc.so.6".into()],
+            })
+        );
     }
 }

@@ -442,16 +442,18 @@ impl NetworkEnvironment for DockerCompose {
                 (None, None) => continue,
             };
             let program = experiment.commands.get(service).and_then(|c| c.first());
-            let linkage = match (build, program) {
-                (Some(build), Some(program)) => site::linkage_in_build(&build, program),
+            let linkage = match (&build, program) {
+                (Some(build), Some(program)) => site::linkage_in_build(build, program),
                 _ => Linkage::Unknown,
             };
+            let libc = build.as_ref().and_then(site::libc_in_build);
             sites.insert(
                 service.clone(),
                 ServiceSite::Container {
                     environment: NAME.to_string(),
                     image,
                     linkage,
+                    libc,
                 },
             );
         }
@@ -664,6 +666,7 @@ mod tests {
             environment: NAME.into(),
             image: "image".into(),
             linkage,
+            libc: None,
         };
         assert_eq!(sites["server"], site(Linkage::Dynamic));
         // Not in the image's build folder: nothing can be said before the run.

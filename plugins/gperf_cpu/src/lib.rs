@@ -12,6 +12,10 @@
 //!   complete on disk.
 //! - `get_monitoring_data` parses and symbolizes the profiles natively and writes
 //!   `cpu.folded` and `flamegraph.svg`.
+//!
+//! In a container, libprofiler and its dependencies are carried in and preloaded by their
+//! mounted paths, and the profiles are symbolized through the container's root
+//! ([`panther_gperftools::carry`], [`panther_gperftools::container`]).
 
 pub mod watch;
 
@@ -27,9 +31,11 @@ use std::{
 };
 
 use panther_gperftools::{
+    carry::{carried_for_check, Placed},
+    container::ObjectFiles,
     control::check_switch_signal,
     cpu::{profile_files, CpuProfile},
-    library::{check_override, preload, resolve, LibraryMatcher, DEBIAN_PACKAGE, PROFILER_NAMES},
+    library::{check_override, resolve, LibraryMatcher, DEBIAN_PACKAGE, PROFILER_NAMES},
     report::{cpu_report, folded_stacks, write_flamegraph, FunctionStat},
     symbolize_cpu, SymbolizedCpuProfile, Symbolizer, GPERF_GENERATOR_HINT, GPERF_GENERATOR_KEYS,
     PPROF_FILTER_HINT,
@@ -144,6 +150,8 @@ struct Watcher {
 struct Service {
     output_dir: PathBuf,
     argv: Vec<String>,
+    /// Where it runs: a container's carried library and root.
+    placed: Placed,
     watcher: Option<Watcher>,
     watch: Option<Watch>,
 }
@@ -170,6 +178,7 @@ impl Plugin for GperfCpu {
         let manifest = Manifest::new("gperf_cpu")
             .capability("ld_preload")
             .capability("cpu_profiler")
+            .capability("in_containers")
             .tool_with_override("libprofiler.so.0", DEBIAN_PACKAGE, "library")
             .alias_key(
                 "sampling_frequency",
@@ -221,8 +230,18 @@ impl Plugin for GperfCpu {
     }
 
     fn validate(config: &Config, experiment: &ValidationContext) -> Vec<String> {
-        let mut problems =
-            panther_toolmount::refuse::preload("gperf_cpu", "libprofiler", experiment);
+        let carried = carried_for_check(
+            "gperf_cpu",
+            config.library.as_deref(),
+            PROFILER_NAMES,
+            experiment,
+        );
+        let mut problems = panther_toolmount::refuse::preload(
+            "gperf_cpu",
+            "libprofiler",
+            carried.as_ref(),
+            experiment,
+        );
         if let Some(library) = &config.library {
             problems.extend(check_override(library).err());
         }
@@ -272,7 +291,7 @@ impl ExecutionEnvironment for GperfCpu {
             );
         }
         let cpuprofile = command.output_dir.join(PROFILE_NAME);
-        preload(&mut command.env, &self.library);
+        let placed = Placed::wrap("gperf_cpu", &self.library, &mut command)?;
         command
             .env
             .insert("CPUPROFILE".into(), cpuprofile.display().to_string());
@@ -289,6 +308,7 @@ impl ExecutionEnvironment for GperfCpu {
             Service {
                 output_dir: command.output_dir.clone(),
                 argv: command.argv.clone(),
+                placed,
                 ..Service::default()
             },
         );
@@ -299,13 +319,13 @@ impl ExecutionEnvironment for GperfCpu {
         let (cpuprofile, argv) = self
             .cpuprofile(service)
             .with_context(|| format!("service `{service}` was never wrapped"))?;
-        let mut watch = Watch::new(
-            pid,
-            argv,
-            LibraryMatcher::new(&self.library),
-            self.config.signal,
-            cpuprofile,
-        );
+        let entry = self.services.entry(service.to_string()).or_default();
+        entry.placed.start("gperf_cpu", service, pid)?;
+        let matcher = match entry.placed.mapped_library() {
+            Some(mapped) => LibraryMatcher::new(mapped),
+            None => LibraryMatcher::new(&self.library),
+        };
+        let mut watch = Watch::new(pid, argv, matcher, self.config.signal, cpuprofile);
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
@@ -363,6 +383,7 @@ impl ExecutionEnvironment for GperfCpu {
             &self.config,
             &self.library,
             &format!("{service}: CPU"),
+            entry.placed.object_files(),
         )?;
         Ok(serde_json::to_value(data)?)
     }
@@ -387,6 +408,7 @@ pub fn collect(
     config: &Config,
     library: &Path,
     title: &str,
+    objects: ObjectFiles,
 ) -> anyhow::Result<CpuData> {
     let mut warnings: Vec<String> = watch.map(|w| w.notes.clone()).unwrap_or_default();
     let cpuprofile = output_dir.join(PROFILE_NAME);
@@ -415,7 +437,7 @@ pub fn collect(
         });
     }
 
-    let mut symbolizer = Symbolizer::new();
+    let mut symbolizer = Symbolizer::with_files(objects);
     let mut parsed: Vec<SymbolizedCpuProfile> = Vec::new();
     let mut profiles = Vec::new();
     for (known, path) in files {

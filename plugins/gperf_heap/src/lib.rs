@@ -10,6 +10,10 @@
 //!   still running for a final dump (see [`flush`]).
 //! - `get_monitoring_data` reads every dump, symbolizes the call sites natively and reports
 //!   per-dump totals, in-use and allocated bytes by function, and the peak.
+//!
+//! In a container, libtcmalloc and its dependencies are carried in and preloaded by their
+//! mounted paths, and the dumps are symbolized through the container's root
+//! ([`panther_gperftools::carry`], [`panther_gperftools::container`]).
 
 pub mod flush;
 
@@ -25,9 +29,11 @@ use std::{
 };
 
 use panther_gperftools::{
+    carry::{carried_for_check, Placed},
+    container::ObjectFiles,
     control::check_switch_signal,
     heap::{analyze_heap_run, dump_prefixes, merge_site_stats, HeapCounts, SiteStat},
-    library::{check_override, preload, resolve, LibraryMatcher, DEBIAN_PACKAGE, TCMALLOC_NAMES},
+    library::{check_override, resolve, LibraryMatcher, DEBIAN_PACKAGE, TCMALLOC_NAMES},
     process, Symbolizer, GPERF_GENERATOR_HINT, GPERF_GENERATOR_KEYS, PPROF_FILTER_HINT,
 };
 use panther_plugin_api::{prelude::*, serde_json};
@@ -194,8 +200,12 @@ pub struct HeapData {
 struct Service {
     output_dir: PathBuf,
     argv: Vec<String>,
+    /// Where it runs: a container's carried library and root.
+    placed: Placed,
     pid: Option<u32>,
     finder: Option<Finder>,
+    /// The process running the service's command, once found.
+    service: Option<u32>,
     wrappers: Vec<u32>,
     flushed: Vec<flush::Flushed>,
     notes: Vec<String>,
@@ -205,7 +215,7 @@ struct Service {
 /// processes above it are wrappers added by other execution environments (e.g. strace).
 struct Finder {
     stop: Arc<AtomicBool>,
-    thread: JoinHandle<Vec<u32>>,
+    thread: JoinHandle<(Option<u32>, Vec<u32>)>,
 }
 
 impl Finder {
@@ -218,10 +228,10 @@ impl Finder {
                 let started = Instant::now();
                 loop {
                     if let Some(service) = process::find_running(root, &argv) {
-                        return process::ancestors_below(root, service);
+                        return (Some(service), process::ancestors_below(root, service));
                     }
                     if flag.load(Ordering::Relaxed) {
-                        return Vec::new();
+                        return (None, Vec::new());
                     }
                     // Wrappers start the command within milliseconds; after two seconds it
                     // is most likely a script or a program that changed its command line.
@@ -236,8 +246,9 @@ impl Finder {
         Ok(Finder { stop, thread })
     }
 
-    /// The wrappers found (none when the command's process was never seen).
-    fn finish(self) -> Vec<u32> {
+    /// The process running the command and the wrappers above it (none when the command's
+    /// process was never seen).
+    fn finish(self) -> (Option<u32>, Vec<u32>) {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.thread().unpark();
         self.thread.join().unwrap_or_default()
@@ -258,6 +269,7 @@ impl Plugin for GperfHeap {
         let manifest = Manifest::new("gperf_heap")
             .capability("ld_preload")
             .capability("heap_profiler")
+            .capability("in_containers")
             .tool_with_override("libtcmalloc.so.4", DEBIAN_PACKAGE, "library")
             .alias_key(
                 "tcmalloc_library",
@@ -328,7 +340,18 @@ impl Plugin for GperfHeap {
     }
 
     fn validate(config: &Config, experiment: &ValidationContext) -> Vec<String> {
-        let mut problems = panther_toolmount::refuse::preload("gperf_heap", "tcmalloc", experiment);
+        let carried = carried_for_check(
+            "gperf_heap",
+            config.library.as_deref(),
+            TCMALLOC_NAMES,
+            experiment,
+        );
+        let mut problems = panther_toolmount::refuse::preload(
+            "gperf_heap",
+            "tcmalloc",
+            carried.as_ref(),
+            experiment,
+        );
         if let Some(library) = &config.library {
             problems.extend(check_override(library).err());
         }
@@ -379,7 +402,7 @@ impl ExecutionEnvironment for GperfHeap {
             );
         }
         let prefix = command.output_dir.join(PREFIX_NAME);
-        preload(&mut command.env, &self.library);
+        let placed = Placed::wrap("gperf_heap", &self.library, &mut command)?;
         command
             .env
             .insert("HEAPPROFILE".into(), prefix.display().to_string());
@@ -399,6 +422,7 @@ impl ExecutionEnvironment for GperfHeap {
             Service {
                 output_dir: command.output_dir.clone(),
                 argv: command.argv.clone(),
+                placed,
                 ..Service::default()
             },
         );
@@ -410,6 +434,7 @@ impl ExecutionEnvironment for GperfHeap {
             .services
             .get_mut(service)
             .with_context(|| format!("service `{service}` was never wrapped"))?;
+        entry.placed.start("gperf_heap", service, pid)?;
         entry.pid = Some(pid);
         entry.finder =
             Some(Finder::start(pid, entry.argv.clone()).context("starting the gperf_heap finder")?);
@@ -424,9 +449,12 @@ impl ExecutionEnvironment for GperfHeap {
             return Ok(());
         };
         if let Some(finder) = entry.finder.take() {
-            entry.wrappers = finder.finish();
+            (entry.service, entry.wrappers) = finder.finish();
         }
-        let library = LibraryMatcher::new(&self.library);
+        let library = match entry.placed.mapped_library() {
+            Some(mapped) => LibraryMatcher::new(mapped),
+            None => LibraryMatcher::new(&self.library),
+        };
         let (flushed, notes) = flush::flush_tree(
             pid,
             &entry.wrappers,
@@ -452,13 +480,14 @@ impl ExecutionEnvironment for GperfHeap {
         let data = collect(
             &entry.output_dir,
             Processes {
-                root: entry.pid,
+                root: entry.service.or(entry.pid),
                 wrappers: &entry.wrappers,
                 flushed: &entry.flushed,
             },
             std::mem::take(&mut entry.notes),
             &self.library,
             self.config.top,
+            entry.placed.object_files(),
         )?;
         Ok(serde_json::to_value(data)?)
     }
@@ -477,8 +506,9 @@ impl Drop for GperfHeap {
 /// What is known about the processes of a service.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Processes<'a> {
-    /// The pid the host gave: the first process to read `HEAPPROFILE`, which writes the
-    /// prefix as is.
+    /// The first process to read `HEAPPROFILE`, which writes the prefix as is: the process
+    /// found running the service's command, else the pid the host gave (which, in a
+    /// container, may be the engine's init above it).
     pub root: Option<u32>,
     /// Wrappers around the service's command.
     pub wrappers: &'a [u32],
@@ -493,9 +523,10 @@ pub fn collect(
     mut warnings: Vec<String>,
     library: &Path,
     top: usize,
+    files: ObjectFiles,
 ) -> anyhow::Result<HeapData> {
     let prefix = output_dir.join(PREFIX_NAME);
-    let mut symbolizer = Symbolizer::new();
+    let mut symbolizer = Symbolizer::with_files(files);
     let mut processes = Vec::new();
     let mut tables: Vec<Vec<SiteStat>> = Vec::new();
     let mut dumps = 0;
@@ -638,6 +669,7 @@ mod tests {
             Vec::new(),
             Path::new("/l/libtcmalloc.so.4"),
             20,
+            ObjectFiles::default(),
         )
         .expect("collect");
         std::fs::remove_dir_all(&dir).ok();

@@ -12,9 +12,13 @@
 //!   `HEAPPROFILESIGNAL`) and waits until they are written.
 //! * [`library`] finds `libprofiler` and `libtcmalloc` and builds `LD_PRELOAD`.
 //! * [`process`] reads the process tree, memory maps and environments from `/proc`.
+//! * [`container`] reads the objects of a service that ran in a container from the
+//!   container's own root; [`carry`] brings the libraries into its container.
 //!
 //! No external `pprof` is needed.
 
+pub mod carry;
+pub mod container;
 pub mod control;
 pub mod cpu;
 pub mod error;

@@ -21,6 +21,7 @@ use std::time::SystemTime;
 use object::{Object, ObjectSegment, ObjectSymbol, SymbolKind};
 use serde::{Deserialize, Serialize};
 
+use crate::container::ObjectFiles;
 use crate::cpu::CpuProfile;
 use crate::maps::{find_mapping, Mapping};
 
@@ -193,12 +194,25 @@ pub struct Symbolizer {
     objects: Vec<LoadedObject>,
     /// Frames per (object index, looked-up address), innermost first.
     cache: HashMap<(usize, u64), Vec<Frame>>,
+    /// Where the objects the memory maps name are read.
+    files: ObjectFiles,
 }
 
 impl Symbolizer {
-    /// Creates an empty symbolizer.
+    /// Creates an empty symbolizer, which reads the objects at the paths the memory maps
+    /// name.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A symbolizer that reads the objects the memory maps name from `files` (a container's
+    /// root), so that a profile written in a container is read against the container's
+    /// binaries.
+    pub fn with_files(files: ObjectFiles) -> Self {
+        Symbolizer {
+            files,
+            ..Self::default()
+        }
     }
 
     /// Symbolizes many stacks captured in the same process, sharing frames.
@@ -268,11 +282,12 @@ impl Symbolizer {
 
     /// Index of the loaded object for `path`, loading it on first use.
     fn object_index(&mut self, path: &str) -> Option<usize> {
-        let key = ObjectKey::for_path(path)?;
+        let readable = self.files.readable(path);
+        let key = ObjectKey::for_path(&readable)?;
         if let Some(known) = self.object_ids.get(&key) {
             return *known;
         }
-        let loaded = LoadedObject::load(path).map(|object| {
+        let loaded = LoadedObject::load(&readable, path).map(|object| {
             self.objects.push(object);
             self.objects.len() - 1
         });
@@ -285,16 +300,16 @@ impl Symbolizer {
 /// rebuilt binary at the same path is not symbolized with stale data.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct ObjectKey {
-    path: String,
+    path: std::path::PathBuf,
     len: u64,
     modified: Option<SystemTime>,
 }
 
 impl ObjectKey {
-    fn for_path(path: &str) -> Option<Self> {
+    fn for_path(path: &Path) -> Option<Self> {
         let meta = std::fs::metadata(path).ok()?;
         Some(ObjectKey {
-            path: path.to_string(),
+            path: path.to_path_buf(),
             len: meta.len(),
             modified: meta.modified().ok(),
         })
@@ -381,10 +396,11 @@ struct LoadedObject {
 }
 
 impl LoadedObject {
-    /// Reads the segment and symbol tables and opens the DWARF data.
-    /// Returns `None` when the file is not a readable object file.
-    fn load(path: &str) -> Option<Self> {
-        let data = std::fs::read(path).ok()?;
+    /// Reads the segment and symbol tables and opens the DWARF data of the file at
+    /// `readable`, which the memory map named `path`. Returns `None` when the file is not a
+    /// readable object file.
+    fn load(readable: &Path, path: &str) -> Option<Self> {
+        let data = std::fs::read(readable).ok()?;
         let file = object::File::parse(data.as_slice()).ok()?;
         let segments = load_segments(&file);
         let symbols = function_symbols(&file);
@@ -392,7 +408,7 @@ impl LoadedObject {
             path: path.to_string(),
             segments,
             symbols,
-            dwarf: addr2line::Loader::new(path).ok(),
+            dwarf: addr2line::Loader::new(readable).ok(),
         })
     }
 

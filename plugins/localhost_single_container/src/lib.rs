@@ -311,12 +311,14 @@ impl NetworkEnvironment for SingleContainer {
                 None => Linkage::Unknown,
             };
             let image = image.clone();
+            let libc = build.as_ref().and_then(site::libc_in_build);
             sites.insert(
                 service.clone(),
                 ServiceSite::Container {
                     environment: NAME.to_string(),
                     image,
                     linkage,
+                    libc,
                 },
             );
         }

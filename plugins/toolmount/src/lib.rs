@@ -20,6 +20,8 @@
 //! [`linkage`] tells statically from dynamically linked programs (a wrapper that preloads a
 //! library needs the latter), from the ELF file alone.
 
+pub mod glibc;
+pub mod preload;
 pub mod refuse;
 
 use std::{

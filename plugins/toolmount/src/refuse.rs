@@ -4,12 +4,20 @@
 
 use panther_plugin_api::{Linkage, ServiceSite, ValidationContext};
 
+use panther_plugin_api::ImageLibc;
+
+use crate::{
+    glibc::GlibcVersion,
+    preload::{image_cannot_run, CarriedLibrary},
+};
+
 /// A service in a container, as the messages name it.
 struct Placed<'a> {
     service: &'a str,
     environment: &'a str,
     image: &'a str,
     linkage: Linkage,
+    libc: Option<&'a ImageLibc>,
     program: &'a str,
 }
 
@@ -22,11 +30,13 @@ fn placed(experiment: &ValidationContext) -> Vec<Placed<'_>> {
                 environment,
                 image,
                 linkage,
+                libc,
             }) => Some(Placed {
                 service,
                 environment,
                 image,
                 linkage: *linkage,
+                libc: libc.as_ref(),
                 program: experiment
                     .commands
                     .get(service)
@@ -71,19 +81,29 @@ fn static_program(plugin: &str, library: &str, p: &Placed<'_>) -> String {
     )
 }
 
-/// For a wrapper that preloads `library` (`LD_PRELOAD`): a statically linked program cannot
-/// be preloaded anywhere; and the library is not carried into containers (yet).
-pub fn preload(plugin: &str, library: &str, experiment: &ValidationContext) -> Vec<String> {
+/// For a wrapper that preloads `library` (`LD_PRELOAD`) into the program, carried into
+/// containers as `carried` ([`crate::preload`]): a statically linked program cannot be
+/// preloaded, and an image whose C library is known (built from a local folder) must have
+/// every version the carried files need. `carried` is none when the library could not be
+/// resolved on this machine (which is its own problem).
+pub fn preload(
+    plugin: &str,
+    library: &str,
+    carried: Option<&CarriedLibrary>,
+    experiment: &ValidationContext,
+) -> Vec<String> {
     placed(experiment)
         .into_iter()
-        .map(|p| match p.linkage {
-            Linkage::Static => static_program(plugin, library, &p),
-            _ => format!(
-                "{plugin} cannot bring {library} into a container: service `{}` runs in {} \
-                 (image `{}`); run it with a network environment of local processes \
-                 (localhost, shadow_ns)",
+        .filter_map(|p| {
+            if p.linkage == Linkage::Static {
+                return Some(static_program(plugin, library, &p));
+            }
+            let libc = p.libc?;
+            let why = image_cannot_run(carried?, GlibcVersion::parse(&libc.version), &libc.files)?;
+            Some(format!(
+                "{plugin} cannot preload {library} into service `{}` in {} (image `{}`): {why}",
                 p.service, p.environment, p.image
-            ),
+            ))
         })
         .collect()
 }
@@ -107,9 +127,10 @@ mod tests {
                 environment: "docker_compose".into(),
                 image: "echo-static".into(),
                 linkage: Linkage::Static,
+                libc: None,
             },
         );
-        let problems = preload("gperf_cpu", "libprofiler", &experiment);
+        let problems = preload("gperf_cpu", "libprofiler", None, &experiment);
         assert_eq!(
             problems,
             [
@@ -121,5 +142,53 @@ mod tests {
         let problems = not_carried("memcheck", "valgrind", &experiment);
         assert_eq!(problems.len(), 1);
         assert!(problems[0].contains("service `server` runs in docker_compose"));
+    }
+
+    #[test]
+    fn an_image_whose_c_library_is_too_old_is_named_with_both_plugins() {
+        let mut experiment = ValidationContext {
+            services: vec!["server".into()],
+            ..ValidationContext::default()
+        };
+        let site = |libc: Option<&str>| ServiceSite::Container {
+            environment: "docker_compose".into(),
+            image: "old-glibc".into(),
+            linkage: Linkage::Dynamic,
+            libc: libc.map(|version| ImageLibc {
+                version: version.into(),
+                files: vec!["libc.so.6".into(), "libm.so.6".into()],
+            }),
+        };
+        let carried = CarriedLibrary {
+            library: "/.panther/tools/gperf_cpu/libprofiler.so.0.5.5".into(),
+            preload: Vec::new(),
+            mounts: Vec::new(),
+            needs: Some((
+                GlibcVersion([2, 34, 0]),
+                "/usr/lib/x86_64-linux-gnu/libstdc++.so.6.0.30".into(),
+            )),
+            needs_files: vec![(
+                "libm.so.6".into(),
+                "/usr/lib/x86_64-linux-gnu/libstdc++.so.6.0.30".into(),
+            )],
+        };
+        experiment
+            .sites
+            .insert("server".into(), site(Some("GLIBC_2.17")));
+        let problems = preload("gperf_cpu", "libprofiler", Some(&carried), &experiment);
+        assert_eq!(
+            problems,
+            [
+                "gperf_cpu cannot preload libprofiler into service `server` in docker_compose \
+                 (image `old-glibc`): the carried /usr/lib/x86_64-linux-gnu/libstdc++.so.6.0.30 \
+                 needs GLIBC_2.34 of the C library, and the image's C library has GLIBC_2.17 at \
+                 most"
+            ]
+        );
+        // Recent enough, or not known before the run: nothing to say at check.
+        for libc in [Some("GLIBC_2.36"), None] {
+            experiment.sites.insert("server".into(), site(libc));
+            assert!(preload("gperf_cpu", "libprofiler", Some(&carried), &experiment).is_empty());
+        }
     }
 }
