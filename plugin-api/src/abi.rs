@@ -22,7 +22,8 @@
 //! environment); 1.3 added `sites` (module of a network environment: where each service
 //! runs). Data that crosses as JSON grows the same way, with defaults: 1.3 added
 //! `ServiceCommand::site` and `mounts`, `ServiceSpec::mounts`, `ValidationContext::commands`
-//! and `sites`, and the manifest's key aliases.
+//! and `sites`, and the manifest's key aliases; 1.4 added `ServiceSite::Container::libc` and
+//! warnings among `validate`'s answers (entries made with `warning`).
 
 // `#[sabi_trait]` expands to impls inside a const block, which rustc flags; the code is
 // abi_stable's, not ours.

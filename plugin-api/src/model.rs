@@ -223,13 +223,13 @@ pub enum ServiceSite {
         linkage: Linkage,
         /// The image's GNU C library, when the image's files can be read without the engine
         /// (an image built from a local folder that holds its C library): a library
-        /// preloaded into the program runs on it. Since 1.3.
+        /// preloaded into the program runs on it. Since 1.4.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         libc: Option<ImageLibc>,
     },
 }
 
-/// The GNU C library of an image, as its files tell ([`ServiceSite::Container`]). Since 1.3.
+/// The GNU C library of an image, as its files tell ([`ServiceSite::Container`]). Since 1.4.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageLibc {
     /// The highest version its `libc.so.6` defines (`GLIBC_2.36`).
