@@ -525,11 +525,21 @@ fn info(registry: &Registry, name: &str, format: Format) -> u8 {
         );
         return INVALID_INPUT;
     }
+    let matrix = crate::matrix::of(registry);
     let mut out = std::io::stdout().lock();
     for plugin in found {
+        // Where an execution environment works on this machine, or what works in a network
+        // environment: its row or column of `doctor`'s matrix.
+        let cells = matrix.cells_of(&plugin.manifest.name);
         if format == Format::Json {
             let mut value = serde_json::to_value(&plugin.manifest).unwrap_or_default();
             value["path"] = json!(plugin.path);
+            if !cells.is_empty() {
+                value["works_with"] = cells
+                    .iter()
+                    .map(|(name, cell)| (name.to_string(), json!(cell)))
+                    .collect();
+            }
             let _ = writeln!(out, "{value:#}");
             continue;
         }
@@ -569,6 +579,16 @@ fn info(registry: &Registry, name: &str, format: Format) -> u8 {
             .collect();
         let _ = writeln!(out, "  aliases:       {}", list(&read));
         let _ = writeln!(out, "  refused keys:  {}", list(&refused));
+        if !cells.is_empty() {
+            let other = match m.kind {
+                PluginKind::ExecutionEnvironment => "in network environments",
+                _ => "execution environments here",
+            };
+            let _ = writeln!(out, "  {other} (this machine):");
+            for (name, cell) in &cells {
+                let _ = writeln!(out, "    {name}: {cell}");
+            }
+        }
         let _ = writeln!(out, "  configuration schema:\n{:#}", m.config_schema);
     }
     OK

@@ -95,6 +95,27 @@ pub fn of(registry: &Registry) -> Matrix {
 }
 
 impl Matrix {
+    /// What the matrix says about one plugin: for an execution environment its row (each
+    /// network environment with its cell), for a network environment its column (each
+    /// execution environment with its cell). Empty for other plugins.
+    pub fn cells_of(&self, plugin: &str) -> Vec<(&str, &str)> {
+        if let Some((_, cells)) = self.rows.iter().find(|(name, _)| name == plugin) {
+            return self
+                .networks
+                .iter()
+                .zip(cells)
+                .map(|(n, c)| (n.as_str(), c.as_str()))
+                .collect();
+        }
+        let Some(column) = self.networks.iter().position(|n| n == plugin) else {
+            return Vec::new();
+        };
+        self.rows
+            .iter()
+            .map(|(name, cells)| (name.as_str(), cells[column].as_str()))
+            .collect()
+    }
+
     /// As a table for the terminal.
     pub fn table(&self) -> String {
         let width = |cells: &mut dyn Iterator<Item = usize>| cells.max().unwrap_or(0);

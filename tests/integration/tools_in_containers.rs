@@ -406,6 +406,28 @@ fn preloading_into_an_image_without_the_whole_c_library_is_refused_at_check() {
 }
 
 #[test]
+fn info_shows_where_an_execution_environment_works_and_what_works_in_a_network_environment() {
+    require_engine();
+    let sandbox = Sandbox::new();
+    let text = stdout(&sandbox.host(&["info", "gperf_cpu"]));
+    assert!(
+        text.contains("  in network environments (this machine):\n")
+            && text.contains("    docker_compose: yes\n")
+            && text.contains("    localhost: yes\n"),
+        "{text}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&stdout(&sandbox.host(&[
+        "info",
+        "docker_compose",
+        "--format",
+        "json",
+    ])))
+    .unwrap();
+    assert_eq!(json["works_with"]["strace"], "yes", "{json:#}");
+    assert_eq!(json["works_with"]["memcheck"], "yes", "{json:#}");
+}
+
+#[test]
 fn doctor_shows_which_execution_environment_works_in_which_network_environment() {
     require_engine();
     let sandbox = Sandbox::new();
