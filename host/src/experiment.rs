@@ -275,13 +275,16 @@ pub enum ExperimentError {
     /// It is not valid TOML for an experiment.
     #[error("{0}")]
     Syntax(String),
-    /// It is well-formed but wrong; every problem is listed.
-    #[error("{} problem{} in {}:\n{}", problems.len(), if problems.len() == 1 { "" } else { "s" }, path.display(), problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+    /// It is well-formed but wrong; every problem is listed, and the warnings found with
+    /// them (a file is fixed in one pass, not one message at a time).
+    #[error("{}", describe_invalid(path, problems, warnings))]
     Invalid {
         /// The file.
         path: PathBuf,
         /// Every problem found.
         problems: Vec<Problem>,
+        /// What the plugins warned about in the same file.
+        warnings: Vec<Problem>,
     },
 }
 
@@ -370,8 +373,22 @@ pub fn load_with(
         Err(ExperimentError::Invalid {
             path: path.to_path_buf(),
             problems,
+            warnings: experiment.warnings,
         })
     }
+}
+
+/// An invalid file's problems, one per line, then its warnings.
+fn describe_invalid(path: &Path, problems: &[Problem], warnings: &[Problem]) -> String {
+    let plural = if problems.len() == 1 { "" } else { "s" };
+    let mut text = format!("{} problem{plural} in {}:", problems.len(), path.display());
+    for problem in problems {
+        text.push_str(&format!("\n  {problem}"));
+    }
+    for warning in warnings {
+        text.push_str(&format!("\n  warning: {warning}"));
+    }
+    text
 }
 
 /// [`load_with`], giving the experiment as far as it could be read together with its
@@ -416,6 +433,7 @@ pub fn load_partial(
             return Err(ExperimentError::Invalid {
                 path: path.to_path_buf(),
                 problems,
+                warnings: Vec::new(),
             });
         }
     };

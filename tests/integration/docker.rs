@@ -610,6 +610,41 @@ fn line_of(text: &str, start: &str) -> usize {
         + 1
 }
 
+/// A file with problems shows its warnings too, so that one pass fixes it.
+#[test]
+fn the_warnings_of_a_refused_compose_file_are_shown_with_its_problems() {
+    let sandbox = Sandbox::new();
+    let text = r#"services:
+  server:
+    image: echo
+    labels: { role: server }
+    user: root
+  client:
+    image: echo
+"#;
+    let compose = sandbox.write("compose.yaml", text).display().to_string();
+    let file = sandbox.write(
+        "e.toml",
+        &compose_experiment("refused-compose", SERVER, r#""echo-client", "server:7000""#),
+    );
+    let output = check_without_engine(&sandbox, &file);
+    let err = stderr(&output);
+    assert_eq!(code(&output), 2, "`user` is refused: {err}");
+    let problem = err
+        .lines()
+        .find(|l| l.contains(&format!("{compose}:5:5: service `server`: `user`")))
+        .unwrap_or_else(|| panic!("the refused key with its line and column:\n{err}"));
+    assert!(!problem.trim_start().starts_with("warning: "), "{problem}");
+    let warning = format!(
+        "(docker_compose): {compose}:4:5: service `server`: `labels` is not supported and is ignored"
+    );
+    assert!(
+        err.lines()
+            .any(|l| l.trim_start().starts_with("warning: ") && l.contains(&warning)),
+        "`{warning}` missing in:\n{err}"
+    );
+}
+
 #[test]
 fn compose_keys_that_change_nothing_are_warnings_at_check_and_strict_refuses_them() {
     let sandbox = Sandbox::new();

@@ -178,6 +178,7 @@ pub fn load(
     Err(ExperimentError::Invalid {
         path: path.to_path_buf(),
         problems,
+        warnings: experiment.warnings,
     })
 }
 
@@ -200,6 +201,8 @@ pub fn build(
         _ => Err(ExperimentError::Invalid {
             path: experiment.path.clone(),
             problems: builder.problems,
+            // The loader reports the file's warnings with its problems.
+            warnings: Vec::new(),
         }),
     }
 }

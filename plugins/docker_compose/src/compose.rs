@@ -268,7 +268,10 @@ fn read(
         compose.warnings = reader.warnings;
         Ok(compose)
     } else {
-        Err(reader.problems)
+        // The warnings go along, marked as such, so that a file is fixed in one pass.
+        let mut found = reader.problems;
+        found.extend(reader.warnings.iter().map(panther_plugin_api::warning));
+        Err(found)
     }
 }
 
@@ -1587,7 +1590,13 @@ volumes:
         ] {
             assert!(all.contains(needle), "`{needle}` missing in:\n{all}");
         }
-        assert_eq!(problems.len(), 5, "{all}");
+        // The warnings come along, marked, so that the file is fixed in one pass.
+        let (warnings, refused): (Vec<&String>, Vec<&String>) = problems
+            .iter()
+            .partition(|p| p.starts_with(panther_plugin_api::WARNING_PREFIX));
+        assert_eq!(refused.len(), 5, "{all}");
+        assert_eq!(warnings.len(), 1, "{all}");
+        assert!(warnings[0].contains("`ports.0.mode`"), "{all}");
     }
 
     #[test]
