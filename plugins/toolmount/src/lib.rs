@@ -97,41 +97,47 @@ pub fn closure(program: &Path) -> anyhow::Result<Closure> {
             libraries: Vec::new(),
         });
     };
-    let output = Command::new(&interpreter)
-        .arg("--list")
-        .arg(program)
-        .output()
-        .with_context(|| format!("running `{} --list`", interpreter.display()))?;
-    if !output.status.success() {
-        bail!(
-            "`{} --list {}` failed ({}): {}",
-            interpreter.display(),
-            program.display(),
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    let listed = String::from_utf8_lossy(&output.stdout);
-    let mut libraries = Vec::new();
-    for line in listed.lines() {
-        if line.contains("=> not found") {
-            bail!(
-                "{} needs a library this machine lacks: {}",
-                program.display(),
-                line.trim()
-            );
-        }
-        if let Some(path) = listed_path(line) {
-            if path != interpreter {
-                libraries.push(path);
-            }
-        }
-    }
+    let libraries = listed_dependencies(&interpreter, program)?
+        .into_iter()
+        .filter(|path| *path != interpreter)
+        .collect();
     Ok(Closure {
         program: program.to_path_buf(),
         interpreter: Some(interpreter),
         libraries,
     })
+}
+
+/// The files `file` needs, as the dynamic loader `loader` resolves them on this machine
+/// (`ld.so --list`), in its order; a library it cannot find is an error naming it.
+pub(crate) fn listed_dependencies(loader: &Path, file: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let output = Command::new(loader)
+        .arg("--list")
+        .arg(file)
+        .output()
+        .with_context(|| format!("running `{} --list`", loader.display()))?;
+    if !output.status.success() {
+        bail!(
+            "`{} --list {}` failed ({}): {}",
+            loader.display(),
+            file.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    let listed = String::from_utf8_lossy(&output.stdout);
+    let mut found = Vec::new();
+    for line in listed.lines() {
+        if line.contains("=> not found") {
+            bail!(
+                "{} needs a library this machine lacks: {}",
+                file.display(),
+                line.trim()
+            );
+        }
+        found.extend(listed_path(line));
+    }
+    Ok(found)
 }
 
 /// The file a line of `ld.so --list` names: `name => /path (0x…)` or `/path (0x…)`; none

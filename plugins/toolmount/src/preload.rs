@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 use panther_plugin_api::HostMount;
 
-use crate::{carry_closure, glibc, glibc::GlibcVersion, listed_path, Closure, TOOL_ROOT};
+use crate::{carry_closure, glibc, glibc::GlibcVersion, Closure, TOOL_ROOT};
 
 /// A library carried into a container for preloading.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,42 +68,16 @@ fn host_loader() -> anyhow::Result<PathBuf> {
 /// The dependencies of a shared library on this machine, as its dynamic loader resolves
 /// them (`ld.so --list`), C library excluded, deepest first.
 fn dependencies(library: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let loader = host_loader()?;
-    let output = std::process::Command::new(&loader)
-        .arg("--list")
-        .arg(library)
-        .output()
-        .with_context(|| format!("running `{} --list`", loader.display()))?;
-    if !output.status.success() {
-        bail!(
-            "`{} --list {}` failed ({}): {}",
-            loader.display(),
-            library.display(),
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    let listed = String::from_utf8_lossy(&output.stdout);
-    let mut found = Vec::new();
-    for line in listed.lines() {
-        if line.contains("=> not found") {
-            bail!(
-                "{} needs a library this machine lacks: {}",
-                library.display(),
-                line.trim()
-            );
-        }
-        let Some(path) = listed_path(line) else {
-            continue;
-        };
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
-        if !glibc::is_part_of_glibc(name) {
-            found.push(path);
-        }
-    }
+    let mut found: Vec<PathBuf> = crate::listed_dependencies(&host_loader()?, library)?
+        .into_iter()
+        .filter(|path| {
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            !glibc::is_part_of_glibc(name)
+        })
+        .collect();
     found.reverse();
     Ok(found)
 }
