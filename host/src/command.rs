@@ -17,7 +17,7 @@
 //! [`READER_DRAIN`] to finish and are left behind after that.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     fs::File,
     io::{BufRead, BufReader, Read, Write},
     os::{
@@ -45,7 +45,7 @@ use crate::{
         cgroup::{self, RunCgroup},
         kill,
         mark::{self, Owner},
-        reap,
+        reap, wrappers,
     },
     events::{EventBus, Stream},
 };
@@ -120,6 +120,9 @@ struct Managed {
     pid: u32,
     /// The number in `PANTHER_RUN_PROCESS` of the process and its descendants.
     seq: u64,
+    /// How many wrappers at the top of it start the rest as their child
+    /// ([`Command::parent_wrappers`]).
+    wrappers: usize,
     state: ProcessState,
     readers: Vec<Reader>,
 }
@@ -230,7 +233,13 @@ impl CommandProcessor {
             let over_time = command.timeout.is_some_and(|t| started.elapsed() >= t);
             if over_time || self.is_cancelled() {
                 timed_out = over_time;
-                break self.terminate(&mut child, pid, seq, Duration::from_secs(2));
+                break self.terminate(
+                    &mut child,
+                    pid,
+                    seq,
+                    command.parent_wrappers.len(),
+                    Duration::from_secs(2),
+                );
             }
             crate::child_exit::wait_after(seen, pause);
             pause = (pause * 2).min(Duration::from_millis(10));
@@ -268,6 +277,7 @@ impl CommandProcessor {
             child,
             pid,
             seq: handle,
+            wrappers: command.parent_wrappers.len(),
             state: ProcessState::Running { pid },
             readers,
         };
@@ -436,7 +446,13 @@ impl CommandProcessor {
         } else {
             let status = match managed.child.try_wait() {
                 Ok(Some(status)) => status,
-                _ => self.terminate(&mut managed.child, managed.pid, managed.seq, grace),
+                _ => self.terminate(
+                    &mut managed.child,
+                    managed.pid,
+                    managed.seq,
+                    managed.wrappers,
+                    grace,
+                ),
             };
             state_of(status)
         };
@@ -452,21 +468,59 @@ impl CommandProcessor {
 
     /// SIGTERM to the group and to the marked descendants, wait up to `grace` (less after a
     /// second Ctrl-C), then SIGKILL; returns how the leader ended.
-    fn terminate(&self, child: &mut Child, pid: u32, seq: u64, grace: Duration) -> ExitStatus {
+    ///
+    /// Under `wrappers` tools that start the service as their child (GNU `time`, `strace`),
+    /// the signal goes to everything *but* those tools, which then see the service end, write
+    /// their reports and exit by themselves within the same grace period. What the service
+    /// starts while it stops (and a wrapper's child not started yet) is signalled as it
+    /// appears.
+    fn terminate(
+        &self,
+        child: &mut Child,
+        pid: u32,
+        seq: u64,
+        wrappers: usize,
+        grace: Duration,
+    ) -> ExitStatus {
         let group = Pid::from_raw(pid as i32);
-        let _ = killpg(group, Signal::SIGTERM);
-        self.signal_marked(seq, Signal::SIGTERM);
+        let mut below_wrappers = HashSet::new();
+        if wrappers == 0 {
+            let _ = killpg(group, Signal::SIGTERM);
+            self.signal_marked(seq, Signal::SIGTERM);
+        }
         let deadline = Instant::now() + grace;
+        let mut pause = Duration::from_millis(2);
         while Instant::now() < deadline && !in_a_hurry() {
+            if wrappers > 0 {
+                self.signal_below_wrappers(pid, seq, wrappers, &mut below_wrappers);
+            }
             let seen = crate::child_exit::generation();
             if let Ok(Some(status)) = child.try_wait() {
                 return status;
             }
-            crate::child_exit::wait_after(seen, Duration::from_millis(5));
+            crate::child_exit::wait_after(seen, pause);
+            pause = (pause * 2).min(Duration::from_millis(10));
         }
         let _ = killpg(group, Signal::SIGKILL);
         let _ = nix::sys::signal::kill(group, Signal::SIGKILL);
         child.wait().unwrap_or_else(|_| ExitStatus::from_raw(9))
+    }
+
+    /// SIGTERMs, once each, the processes of process `seq` (group `leader`, and those marked)
+    /// that are not among the `depth` wrappers at its top.
+    fn signal_below_wrappers(
+        &self,
+        leader: u32,
+        seq: u64,
+        depth: usize,
+        signalled: &mut HashSet<u32>,
+    ) {
+        let chain = wrappers::chain(leader, depth);
+        for process in self.find(&self.run_id(), Some(seq), Some(leader)) {
+            if !chain.contains(&process.pid) && signalled.insert(process.pid) {
+                let _ = nix::sys::signal::kill(Pid::from_raw(process.pid as i32), Signal::SIGTERM);
+            }
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Managed>> {

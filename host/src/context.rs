@@ -14,7 +14,7 @@ use std::{
 
 use abi_stable::{
     sabi_trait::TD_Opaque,
-    std_types::{RArc, RErr, RNone, ROk, ROption, RResult, RStr, RString},
+    std_types::{RArc, RErr, RNone, ROk, ROption, RResult, RSome, RStr, RString},
 };
 use panther_plugin_api::{
     abi::{HostContextBox, HostContextFfi, HostContextFfi_TO},
@@ -101,6 +101,45 @@ fn parse_command(json: RStr<'_>) -> Result<Command, RString> {
         .map_err(|e| RString::from(format!("unreadable command: {e}")))
 }
 
+/// A network environment's request to stop a service it started outside the command
+/// processor (in a container): SIGTERM to what is below its wrappers
+/// ([`contain::wrappers::below`](crate::contain::wrappers::below)), but not twice.
+#[derive(serde::Deserialize)]
+struct SignalBelowWrappers {
+    pid: u32,
+    wrappers: usize,
+    #[serde(default)]
+    skip: Vec<u32>,
+}
+
+#[derive(serde::Serialize)]
+struct Signalled {
+    signalled: Vec<u32>,
+    refused: Vec<u32>,
+}
+
+impl SignalBelowWrappers {
+    fn carry_out(&self) -> Signalled {
+        let mut answer = Signalled {
+            signalled: Vec::new(),
+            refused: Vec::new(),
+        };
+        for pid in crate::contain::wrappers::below(self.pid, self.wrappers) {
+            if self.skip.contains(&pid) {
+                continue;
+            }
+            let target = nix::unistd::Pid::from_raw(pid as i32);
+            match nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGTERM) {
+                Ok(()) => answer.signalled.push(pid),
+                Err(nix::errno::Errno::EPERM) => answer.refused.push(pid),
+                // Gone meanwhile.
+                Err(_) => {}
+            }
+        }
+        answer
+    }
+}
+
 fn to_json<T: serde::Serialize>(value: &T) -> RString {
     RString::from(serde_json::to_string(value).unwrap_or_default())
 }
@@ -185,9 +224,17 @@ impl HostContextFfi for InstanceContext {
         }
     }
 
-    fn call(&self, _name: RStr<'_>, _payload: RStr<'_>) -> RResult<ROption<RString>, RString> {
-        // No host service has been added since 1.0 yet.
-        ROk(RNone)
+    fn call(&self, name: RStr<'_>, payload: RStr<'_>) -> RResult<ROption<RString>, RString> {
+        match name.as_str() {
+            // since 1.5
+            panther_plugin_api::context::SIGNAL_BELOW_WRAPPERS => {
+                match serde_json::from_str::<SignalBelowWrappers>(payload.as_str()) {
+                    Ok(request) => ROk(RSome(to_json(&request.carry_out()))),
+                    Err(err) => RErr(RString::from(format!("unreadable request: {err}"))),
+                }
+            }
+            _ => ROk(RNone),
+        }
     }
 
     fn process_status(&self, handle: u64) -> RResult<RString, RString> {

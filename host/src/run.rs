@@ -507,6 +507,7 @@ impl Run<'_> {
                 .map(std::path::Path::to_path_buf),
             site,
             mounts: Vec::new(),
+            parent_wrappers: Vec::new(),
         };
         let mut slowdown = 1.0;
         let outcomes = extensions.map(settings.failure_policy(), |slot| {
@@ -543,6 +544,7 @@ impl Run<'_> {
             log_dir: services_dir.to_path_buf(),
             stop_grace: Some(STOP_GRACE.mul_f64(slowdown)),
             mounts: command.mounts,
+            parent_wrappers: command.parent_wrappers,
         };
         Deployed {
             def: def.clone(),

@@ -11,6 +11,21 @@ use crate::{
     model::{Command, CommandOutput, ProcessState},
 };
 
+// since 1.5: begin
+/// The host call behind [`Context::stop_below_wrappers`]: payload
+/// `{"pid": N, "wrappers": K, "skip": [pids]}`, answer
+/// `{"signalled": [pids], "refused": [pids]}` (refused: not this host's to signal). Since 1.5.
+pub const SIGNAL_BELOW_WRAPPERS: &str = "signal_below_wrappers";
+
+/// What the host answers to [`SIGNAL_BELOW_WRAPPERS`].
+#[derive(serde::Deserialize)]
+struct SignalAnswer {
+    signalled: Vec<u32>,
+    #[serde(default)]
+    refused: Vec<u32>,
+}
+// since 1.5: end
+
 /// A process started with [`Context::spawn`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ProcessHandle(pub u64);
@@ -104,4 +119,55 @@ impl Context {
             .map_err(|e| anyhow!(e.into_string()))?;
         serde_json::from_str(&out).context("reading the host's process state")
     }
+
+    // since 1.5: begin
+    /// Stops a service whose processes the host did not start (a container's, seen from this
+    /// machine by their host pids) the way [`Context::stop`] stops a spawned one: SIGTERM,
+    /// once each, to every process below its `wrappers` parent wrappers
+    /// ([`ServiceSpec::parent_wrappers`](crate::ServiceSpec::parent_wrappers), plus a
+    /// container's init when it has one) under `pid`, also to those that appear meanwhile,
+    /// until `ended()` says it is over or `grace` has passed. The wrappers see the service end
+    /// and write their reports. Returns whether it ended; `false` as well when the host is
+    /// older than 1.5 or may not signal a process: the caller then stops it its own way.
+    pub fn stop_below_wrappers(
+        &self,
+        pid: u32,
+        wrappers: usize,
+        grace: Duration,
+        mut ended: impl FnMut() -> bool,
+    ) -> bool {
+        let deadline = std::time::Instant::now() + grace;
+        let mut signalled: Vec<u32> = Vec::new();
+        let mut pause = Duration::from_millis(2);
+        while std::time::Instant::now() < deadline {
+            if ended() {
+                return true;
+            }
+            let payload =
+                serde_json::json!({ "pid": pid, "wrappers": wrappers, "skip": signalled });
+            let answer = self
+                .host
+                .call(
+                    RStr::from_str(SIGNAL_BELOW_WRAPPERS),
+                    RStr::from_str(&payload.to_string()),
+                )
+                .into_result();
+            let answer = match answer {
+                Ok(abi_stable::std_types::RSome(text)) => {
+                    serde_json::from_str::<SignalAnswer>(&text).ok()
+                }
+                _ => None,
+            };
+            match answer {
+                // Processes it may not signal (another user's): the caller's own way can.
+                Some(answer) if answer.refused.is_empty() => signalled.extend(answer.signalled),
+                // An older host, or an unreadable answer.
+                _ => return false,
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(10));
+        }
+        ended()
+    }
+    // since 1.5: end
 }

@@ -102,7 +102,7 @@
 #![warn(missing_docs)]
 
 pub mod abi;
-mod context;
+pub mod context;
 mod event;
 mod export;
 mod log_bridge;

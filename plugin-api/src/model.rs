@@ -31,6 +31,12 @@ pub struct Command {
     /// Folder the captured output goes to; the instance's output folder when absent.
     #[serde(default)]
     pub log_dir: Option<PathBuf>,
+    /// The tools at the top of this command that start the rest as their child process,
+    /// outermost first (see [`ServiceCommand::parent_wrappers`]). When it is not empty,
+    /// [`Context::stop`](crate::Context::stop) stops the process that many generations below
+    /// the one it started first, and lets the wrappers end by themselves. Since 1.5.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parent_wrappers: Vec<String>,
 }
 
 impl Command {
@@ -198,7 +204,26 @@ pub struct ServiceCommand {
     /// the tool it starts and the folders it writes to. Since 1.2.
     #[serde(default)]
     pub mounts: Vec<HostMount>,
+    /// The tools prefixed to `argv` that start the rest as their child process and report
+    /// when it exits (GNU `time`, `strace`, `perf stat`), outermost first. The host stops a
+    /// service by signalling the service's own processes, which sit that many generations
+    /// below the first process, and gives these wrappers the grace period to write their
+    /// reports; a signal to the whole process group would end them with the service. A
+    /// wrapper that becomes the service's process (valgrind, `exec`) or adds only variables
+    /// (`LD_PRELOAD`) is not one. Add yours with [`ServiceCommand::runs_as_parent`]. Since 1.5.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parent_wrappers: Vec<String>,
 }
+
+// since 1.5: begin
+impl ServiceCommand {
+    /// Records that `tool`, just prefixed to `argv`, starts the rest as its child process:
+    /// the host will stop the service below it first and let `tool` finish its report.
+    pub fn runs_as_parent(&mut self, tool: &str) {
+        self.parent_wrappers.insert(0, tool.to_string());
+    }
+}
+// since 1.5: end
 
 /// Where a service's process runs. Network environments say it for each service
 /// ([`NetworkEnvironment::sites`](crate::NetworkEnvironment::sites)); execution environments
@@ -389,6 +414,12 @@ pub struct ServiceSpec {
     /// in containers mounts them; one that runs local processes ignores them. Since 1.2.
     #[serde(default)]
     pub mounts: Vec<HostMount>,
+    /// The tools at the top of `argv` that start the rest as their child, outermost first
+    /// ([`ServiceCommand::parent_wrappers`]): a network environment stops the process below
+    /// them first. One that starts the command with [`Context::spawn`](crate::Context::spawn)
+    /// passes them on in [`Command::parent_wrappers`]. Since 1.5.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parent_wrappers: Vec<String>,
 }
 
 /// Everything a network environment is asked to deploy.

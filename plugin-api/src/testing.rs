@@ -181,6 +181,7 @@ impl TestHost {
             log_dir: self.output_dir().to_path_buf(),
             stop_grace: None,
             mounts: Vec::new(),
+            parent_wrappers: Vec::new(),
         }
     }
 

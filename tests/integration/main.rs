@@ -20,6 +20,8 @@
 //! - [`jobs`]: several experiments at once, each in its own scope.
 //! - [`isolate`]: `--isolate`: plugins that crash, exit or hang in child processes fail alone.
 //! - [`lifecycle`]: Ctrl-C, timeouts and crashes leave no process behind.
+//! - [`stopping`]: servers stopped under wrappers that report when they exit (GNU time,
+//!   strace) keep their reports.
 //! - [`containment`]: daemonizing services, killed hosts, many runs of one experiment at once.
 //! - [`docker`]: `docker_compose` and `localhost_single_container` on the real Docker engine.
 //! - [`tools_in_containers`]: strace and resource_metrics on services in containers whose
@@ -44,6 +46,7 @@ mod loading;
 mod patterns;
 mod plan;
 mod shadow_ns;
+mod stopping;
 mod strace;
 mod support;
 mod tools_in_containers;

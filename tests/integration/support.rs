@@ -230,6 +230,21 @@ humantime-serde = "1"
     })
 }
 
+/// The out-of-tree example plugin `examples/time-plugin` (GNU time around every service),
+/// built once per test run; the folder to pass as `--plugin-dir`.
+pub fn time_plugin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let target = root().join("target/scaffold");
+        build_standalone(
+            &root().join("examples/time-plugin"),
+            &target,
+            "the example plugin examples/time-plugin",
+        );
+        target.join("debug")
+    })
+}
+
 /// The plugin-api version this host was built with.
 pub fn current_api_version() -> String {
     panther_host::api::API_VERSION.to_string()

@@ -249,6 +249,12 @@ fn strace_cell(network: Network, image: Image) {
         "{}",
         trace.lines().last().unwrap_or_default()
     );
+    // The signal came from outside the container (pid 0 there), straight to the server below
+    // strace: not through the container's init, not to strace.
+    assert!(
+        trace.contains("--- SIGTERM {si_signo=SIGTERM, si_code=SI_USER, si_pid=0, "),
+        "{trace}"
+    );
 }
 
 fn resource_metrics_cell(network: Network, image: Image) {

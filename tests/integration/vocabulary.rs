@@ -5,7 +5,7 @@
 //! PANTHER's keys, kept here independently of the plugins' declarations, and
 //! docs/experiments.md must have a row for each.
 
-use crate::support::{code, root, stderr, stdout, Sandbox};
+use crate::support::{code, root, stderr, stdout, time_plugin_dir, Sandbox};
 
 /// A PANTHER environment and its keys.
 struct Environment {
@@ -486,16 +486,7 @@ fn the_documentation_maps_every_panther_key() {
 /// them as it does the shipped plugins'.
 #[test]
 fn an_out_of_tree_plugin_declares_its_own_aliases() {
-    let target = root().join("target/scaffold");
-    let build =
-        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "--quiet", "--manifest-path"])
-            .arg(root().join("examples/time-plugin/Cargo.toml"))
-            .env("CARGO_TARGET_DIR", &target)
-            .output()
-            .unwrap();
-    assert!(build.status.success(), "{}", stderr(&build));
-    let plugins = target.join("debug").display().to_string();
+    let plugins = time_plugin_dir().display().to_string();
 
     let sandbox = Sandbox::new();
     // `info` lists them; its JSON carries them whole.

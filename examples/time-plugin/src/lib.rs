@@ -2,8 +2,10 @@
 //! when the service ended: peak resident memory, user and system CPU time, context switches,
 //! page faults and the exit status.
 //!
-//! GNU time writes its report only when the service exits by itself; a server stopped with
-//! SIGTERM takes time down with it. Use it on services that end (clients, batch jobs).
+//! GNU time starts the service as its child and writes its report when the child exits, so
+//! it declares itself a parent wrapper ([`ServiceCommand::runs_as_parent`]): when the host
+//! stops a server, the server gets the SIGTERM, GNU time sees it end, writes the report and
+//! exits. The report then says which signal ended the service.
 
 use std::{collections::BTreeMap, path::PathBuf};
 
@@ -53,6 +55,7 @@ impl ExecutionEnvironment for Time {
         let mut argv = vec![self.config.program.clone(), "-v".into(), "-o".into(), report.display().to_string(), "--".into()];
         argv.append(&mut command.argv);
         command.argv = argv;
+        command.runs_as_parent("time");
         self.reports.insert(command.service.clone(), report);
         Ok(command)
     }
@@ -60,10 +63,12 @@ impl ExecutionEnvironment for Time {
     fn get_monitoring_data(&mut self, service: &str) -> anyhow::Result<serde_json::Value> {
         let path = self.reports.get(service).with_context(|| format!("service `{service}` was never wrapped"))?;
         let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {} (GNU time writes it only when the service exits by itself)", path.display()))?;
+            .with_context(|| format!("reading {} (GNU time writes it when the service exits)", path.display()))?;
         let field = |label: &str| text.lines().find_map(|l| l.trim().strip_prefix(label)).map(str::trim);
         let number = |label: &str| field(label).and_then(|v| v.parse::<f64>().ok());
         let peak = number("Maximum resident set size (kbytes):").unwrap_or(0.0) as u64;
+        // "Command terminated by signal 15": a server the host stopped.
+        let signal = text.lines().find_map(|l| l.strip_prefix("Command terminated by signal ")).and_then(|n| n.trim().parse::<u32>().ok());
         let mut violations = Vec::new();
         if let Some(max) = self.config.max_rss_kib {
             if peak > max {
@@ -80,6 +85,7 @@ impl ExecutionEnvironment for Time {
             "major_page_faults": number("Major (requiring I/O) page faults:"),
             "minor_page_faults": number("Minor (reclaiming a frame) page faults:"),
             "exit_status": number("Exit status:"),
+            "signal": signal,
             "raw": path,
             "violations": violations,
         }))

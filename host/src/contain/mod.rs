@@ -16,6 +16,9 @@
 //! [`spawner`]: on cgroup v1, the run's processes are spawned from a thread of the host that
 //! sits in the run's cgroup, so they are born in it (one move per run, not per process).
 //!
+//! [`wrappers`] tells the tools that wrap a service (and report when it exits) from the
+//! service's own processes, which are stopped first.
+//!
 //! [`kill`] ends a set of processes that may still be forking, for all of them.
 //!
 //! [`stale`] is the `clean` side: processes and cgroups of hosts that no longer run.
@@ -26,3 +29,4 @@ pub mod mark;
 pub mod reap;
 pub mod spawner;
 pub mod stale;
+pub mod wrappers;

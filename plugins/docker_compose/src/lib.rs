@@ -9,7 +9,7 @@
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{atomic::Ordering, Arc},
     thread,
     time::{Duration, Instant},
 };
@@ -594,7 +594,28 @@ impl NetworkEnvironment for DockerCompose {
     fn stop_service(&mut self, service: &str) -> anyhow::Result<ProcessState> {
         let running = self.running(service)?;
         let (engine, state) = self.state()?;
-        engine.block_on(state.project.stop(&running, self.config.stop_grace))
+        let mut grace = self.config.stop_grace;
+        // Under tools that report when their child exits (GNU time, strace), the service's
+        // own processes get the signal first, from this machine, and the tools write their
+        // reports; the engine's stop then ends what is left.
+        let wrappers = state
+            .specs
+            .iter()
+            .find(|s| s.name == service)
+            .map_or(0, |s| s.parent_wrappers.len());
+        let init = state.project.def(service).is_some_and(|d| d.init);
+        if let (Some(pid), true) = (running.pid, wrappers > 0 && !running.restarts) {
+            running.stopped_by_host.store(true, Ordering::Relaxed);
+            let started = Instant::now();
+            // The engine's init is one more parent above the command.
+            let depth = wrappers + usize::from(init);
+            self.ctx
+                .stop_below_wrappers(pid, depth, grace, || running.exit.code().is_some());
+            grace = grace
+                .saturating_sub(started.elapsed())
+                .max(Duration::from_millis(100));
+        }
+        engine.block_on(state.project.stop(&running, grace))
     }
 
     fn teardown_environment(&mut self) -> anyhow::Result<()> {

@@ -141,6 +141,8 @@ impl NetworkEnvironment for Localhost {
         command.cwd = service.cwd.clone();
         command.log_name = Some(service.name.clone());
         command.log_dir = Some(service.log_dir.clone());
+        // Stopping it signals the service below its wrappers, which then write their reports.
+        command.parent_wrappers = service.parent_wrappers.clone();
         let handle = self
             .ctx
             .spawn(&command)

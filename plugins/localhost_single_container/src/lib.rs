@@ -198,6 +198,24 @@ impl SingleContainer {
             .engine
             .as_ref()
             .expect("deployed services have an engine");
+        let mut grace = grace;
+        let wrappers = service.spec.parent_wrappers.len();
+        if wrappers > 0 {
+            // Under tools that report when their child exits (GNU time, strace), the
+            // service's own processes get the signal first and the tools write their reports.
+            let started = std::time::Instant::now();
+            if self
+                .ctx
+                .stop_below_wrappers(pid, wrappers, grace, || exit.code().is_some())
+            {
+                if let Some(code) = engine.block_on(exit.wait_for(Duration::from_secs(1))) {
+                    return container::state_of(code, true);
+                }
+            }
+            grace = grace
+                .saturating_sub(started.elapsed())
+                .max(Duration::from_millis(100));
+        }
         for (signal, wait) in [
             (nix::sys::signal::Signal::SIGTERM, grace),
             (nix::sys::signal::Signal::SIGKILL, Duration::from_secs(5)),

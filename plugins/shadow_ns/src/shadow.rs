@@ -421,6 +421,7 @@ mod tests {
             log_dir: "/tmp".into(),
             stop_grace: None,
             mounts: Vec::new(),
+            parent_wrappers: Vec::new(),
         }
     }
 

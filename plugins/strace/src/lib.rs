@@ -8,9 +8,10 @@
 //! two stacked instances never overwrite each other's trace.
 //!
 //! strace writes a line and flushes it as soon as a call returns, so the trace is complete up
-//! to the moment the service ends, however it ends (even by SIGKILL). With `-o FILE` strace
-//! also ignores SIGTERM: when the host stops a service, the service itself receives the
-//! signal, and strace exits with it.
+//! to the moment the service ends, however it ends (even by SIGKILL). strace declares itself
+//! a parent wrapper ([`ServiceCommand::runs_as_parent`]): when the host stops a service, the
+//! service itself (and any wrapper strace runs, such as GNU `time`) receives the signal, and
+//! strace exits after it. (With `-o FILE` strace would also ignore a SIGTERM of its own.)
 //!
 //! In a container (a [`ServiceSite::Container`] service) the image has no strace: the host's
 //! is carried in with its libraries ([`panther_toolmount`]) and started through the mounted
@@ -503,11 +504,15 @@ impl ExecutionEnvironment for Strace {
             "wrapping with strace"
         );
         self.traces.insert(command.service.clone(), file);
-        Ok(ServiceCommand {
+        let mut command = ServiceCommand {
             argv,
             mounts,
             ..command
-        })
+        };
+        // strace starts the service as its child: the host stops the service, and strace
+        // writes the end of the trace and exits after it.
+        command.runs_as_parent("strace");
+        Ok(command)
     }
 
     fn get_monitoring_data(&mut self, service: &str) -> anyhow::Result<serde_json::Value> {
