@@ -21,6 +21,7 @@ pub mod carry;
 pub mod container;
 pub mod control;
 pub mod cpu;
+pub mod debug_file;
 pub mod error;
 pub mod heap;
 pub mod library;

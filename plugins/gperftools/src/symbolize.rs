@@ -22,6 +22,7 @@ use object::{Object, ObjectSegment, ObjectSymbol, SymbolKind};
 use serde::{Deserialize, Serialize};
 
 use crate::container::ObjectFiles;
+use crate::debug_file;
 use crate::cpu::CpuProfile;
 use crate::maps::{find_mapping, Mapping};
 
@@ -287,7 +288,7 @@ impl Symbolizer {
         if let Some(known) = self.object_ids.get(&key) {
             return *known;
         }
-        let loaded = LoadedObject::load(&readable, path).map(|object| {
+        let loaded = LoadedObject::load(&readable, path, &self.files).map(|object| {
             self.objects.push(object);
             self.objects.len() - 1
         });
@@ -399,16 +400,35 @@ impl LoadedObject {
     /// Reads the segment and symbol tables and opens the DWARF data of the file at
     /// `readable`, which the memory map named `path`. Returns `None` when the file is not a
     /// readable object file.
-    fn load(readable: &Path, path: &str) -> Option<Self> {
+    ///
+    /// A stripped object (no DWARF of its own) is read with its separate debug file when one
+    /// is installed ([`debug_file`]): its full symbol table joins the object's, and its DWARF
+    /// gives the lines. The object's own segments still map file offsets to addresses.
+    fn load(readable: &Path, path: &str, files: &ObjectFiles) -> Option<Self> {
         let data = std::fs::read(readable).ok()?;
         let file = object::File::parse(data.as_slice()).ok()?;
         let segments = load_segments(&file);
-        let symbols = function_symbols(&file);
+        let mut symbols = function_symbols(&file);
+        let mut dwarf_file = readable.to_path_buf();
+        if !debug_file::has_dwarf(&file) {
+            if let Some(debug) = debug_file::find(&file, files) {
+                let debug_data = std::fs::read(&debug).ok();
+                let parsed = debug_data
+                    .as_deref()
+                    .and_then(|d| object::File::parse(d).ok());
+                if let Some(parsed) = parsed {
+                    symbols.extend(function_symbols(&parsed));
+                    symbols.sort_by_key(|s| s.start);
+                    symbols.dedup_by_key(|s| s.start);
+                    dwarf_file = debug;
+                }
+            }
+        }
         Some(LoadedObject {
             path: path.to_string(),
             segments,
             symbols,
-            dwarf: addr2line::Loader::new(readable).ok(),
+            dwarf: addr2line::Loader::new(&dwarf_file).ok(),
         })
     }
 
@@ -545,6 +565,60 @@ mod tests {
             .as_deref()
             .unwrap_or("")
             .ends_with("symbolize.rs"));
+    }
+
+    /// The C library ships stripped: an internal function (one the dynamic symbol table does
+    /// not name) gets its name and line from the separate debug file (`libc6-dbg`).
+    #[test]
+    fn names_an_internal_function_of_the_c_library_from_its_debug_file() {
+        let mappings = own_mappings();
+        let libc = mappings
+            .iter()
+            .find(|m| m.path.contains("/libc.so"))
+            .expect("this test links the C library");
+        let data = std::fs::read(&libc.path).unwrap();
+        let file = object::File::parse(data.as_slice()).unwrap();
+        assert!(!debug_file::has_dwarf(&file), "{} is not stripped", libc.path);
+        let debug = debug_file::find(&file, &ObjectFiles::default()).unwrap_or_else(|| {
+            panic!(
+                "no debug file for {} under /usr/lib/debug/.build-id: install libc6-dbg \
+                 (scripts/test does)",
+                libc.path
+            )
+        });
+        let debug_data = std::fs::read(&debug).unwrap();
+        let debug_object = object::File::parse(debug_data.as_slice()).unwrap();
+        let exported = function_symbols(&file);
+        let internal = function_symbols(&debug_object)
+            .into_iter()
+            .find(|s| {
+                s.end - s.start > 64 && !exported.iter().any(|e| e.start <= s.start && s.start < e.end)
+            })
+            .expect("the debug file names functions the library does not export");
+        // Its address in this process, through the segment and the mapping that hold it.
+        let segment = load_segments(&file)
+            .into_iter()
+            .find(|g| g.address <= internal.start && internal.start < g.address + g.file_size)
+            .unwrap();
+        let offset = internal.start - segment.address + segment.file_offset;
+        let mapping = mappings
+            .iter()
+            .find(|m| m.path == libc.path && m.offset <= offset && offset < m.offset + (m.end - m.start))
+            .unwrap();
+        let address = mapping.start + (offset - mapping.offset) + 16;
+
+        let frames = Symbolizer::new().symbolize_address(&mappings, address, false);
+        let outer = frames.last().expect("at least one frame");
+        assert!(outer.resolved, "{} at {address:#x}: {frames:?}", internal.name);
+        // DWARF names the function as written (`msort_with_tmp`), the symbol table as the
+        // compiler split it (`msort_with_tmp.part.0`).
+        assert!(
+            internal.name.starts_with(&outer.function),
+            "{} named {}",
+            internal.name,
+            outer.function
+        );
+        assert!(outer.line.is_some(), "no line from the debug file: {frames:?}");
     }
 
     #[test]
