@@ -262,6 +262,11 @@ pub struct ImageLibc {
     /// The C library's files next to `libc.so.6` (`libc.so.6`, `libm.so.6`, …).
     #[serde(default)]
     pub files: Vec<String>,
+    /// The other shared libraries next to `libc.so.6` that define symbol versions, by file
+    /// name, with those versions (`libstdc++.so.6` → `GLIBCXX_3.4`, …, `GLIBCXX_3.4.30`): a
+    /// library preloaded into the image's program shares them with it. Since 1.5.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub libraries: BTreeMap<String, Vec<String>>,
 }
 
 impl ServiceSite {

@@ -958,22 +958,36 @@ services = ["svc"]"#;
 /// A C library that defines the GNU versions up to `GLIBC_2.17` only, as an old
 /// distribution's does, under the name and at the place of an image's `libc.so.6`.
 fn old_libc(into: &Path) {
+    versioned_library(into, "libc.so.6", &["GLIBC_2.2.5", "GLIBC_2.17"]);
+}
+
+/// A shared library named `soname` at `into` that defines `versions` (each with a function
+/// of its own), as a distribution's build of that library would.
+fn versioned_library(into: &Path, soname: &str, versions: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
-    let source = dir.path().join("old.c");
-    let script = dir.path().join("old.map");
-    std::fs::write(
-        &source,
-        "int old_a(void) { return 1; }\nint old_b(void) { return 2; }\n",
-    )
-    .unwrap();
-    std::fs::write(
-        &script,
-        "GLIBC_2.2.5 { global: old_a; local: *; };\nGLIBC_2.17 { global: old_b; } GLIBC_2.2.5;\n",
-    )
-    .unwrap();
+    let source = dir.path().join("lib.c");
+    let script = dir.path().join("lib.map");
+    let mut code = String::new();
+    let mut map = String::new();
+    for (index, version) in versions.iter().enumerate() {
+        code.push_str(&format!(
+            "int defined_{index}(void) {{ return {index}; }}\n"
+        ));
+        let local = if index == 0 { " local: *;" } else { "" };
+        let parent = match index {
+            0 => String::new(),
+            _ => format!(" {}", versions[index - 1]),
+        };
+        map.push_str(&format!(
+            "{version} {{ global: defined_{index};{local} }}{parent};\n"
+        ));
+    }
+    std::fs::write(&source, code).unwrap();
+    std::fs::write(&script, map).unwrap();
     std::fs::create_dir_all(into.parent().unwrap()).unwrap();
     let output = Command::new("cc")
-        .args(["-shared", "-fPIC", "-nostdlib", "-Wl,-soname,libc.so.6"])
+        .args(["-shared", "-fPIC", "-nostdlib"])
+        .arg(format!("-Wl,-soname,{soname}"))
         .arg(format!("-Wl,--version-script={}", script.display()))
         .arg("-o")
         .arg(into)
@@ -985,6 +999,96 @@ fn old_libc(into: &Path) {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// An image with a C++ runtime of its own that is older than what the carried gperftools
+/// libraries need and defines a version the host's lacks (a build of another lineage): one
+/// process loads one `libstdc++.so.6`, and neither serves both, so `check` refuses.
+#[test]
+fn an_image_libstdcxx_that_cannot_serve_both_is_refused_at_check() {
+    let name = format!("own-libstdcxx-{}", std::process::id());
+    let context = gperf_context("gperf_burn", &name);
+    versioned_library(
+        &context.join("rootfs/lib/x86_64-linux-gnu/libstdc++.so.6"),
+        "libstdc++.so.6",
+        &["GLIBCXX_3.4", "GLIBCXX_3.4.99"],
+    );
+    for (plugin, library) in [("gperf_cpu", "libprofiler"), ("gperf_heap", "tcmalloc")] {
+        let body = format!(
+            "[[service]]\nname = \"server\"\ncommand = [\"/usr/local/bin/gperf_burn\"]\nrole = \"client\"\n\n\
+             [[execution]]\nplugin = \"{plugin}\""
+        );
+        let sandbox = Sandbox::new();
+        let file = sandbox.write(
+            "e.toml",
+            &container_experiment(&name, Network::Compose, &context, &body),
+        );
+        let output = sandbox.host(&["check", file.to_str().unwrap()]);
+        let text = stderr(&output);
+        assert_eq!(code(&output), 2, "{text}");
+        assert!(
+            text.contains(&format!(
+                "{plugin} cannot preload {library} into service `server` in docker_compose \
+                 (image `{}`): the image has its own libstdc++.so.6, which lacks ",
+                context.display()
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "and the carried libstdc++.so.6 lacks GLIBCXX_3.4.99 that the image's defines"
+            ),
+            "{text}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&context);
+}
+
+/// An image with its own C++ runtime that serves the carried libprofiler too (here the same
+/// build as the host's): the program keeps the image's `libstdc++.so.6`, which libprofiler
+/// then uses, and the carried copy is not preloaded; the profile is the same as without.
+#[test]
+fn an_image_libstdcxx_that_serves_both_is_kept() {
+    require_engine();
+    let name = format!("kept-libstdcxx-{}", std::process::id());
+    let context = gperf_context("gperf_burn", &name);
+    for library in ["libstdc++.so.6", "libgcc_s.so.1"] {
+        let host = std::fs::canonicalize(Path::new("/usr/lib/x86_64-linux-gnu").join(library))
+            .unwrap_or_else(|e| panic!("{library} on this machine: {e}"));
+        std::fs::copy(
+            host,
+            context.join("rootfs/lib/x86_64-linux-gnu").join(library),
+        )
+        .unwrap();
+    }
+    let sandbox = Sandbox::new();
+    let body = r#"[[service]]
+name = "burn"
+command = ["/usr/local/bin/gperf_burn"]
+role = "client"
+
+[[execution]]
+plugin = "gperf_cpu""#;
+    let experiment = container_experiment(&name, Network::Compose, &context, body);
+    let (run, result) = check_and_run(&sandbox, &name, &experiment);
+    let data = reported(&result, &run, "burn", "gperf_cpu");
+    assert_burn_profile(data);
+    let profile = profile_of(data, "/usr/local/bin/gperf_burn");
+    let raw = std::fs::read(profile["path"].as_str().unwrap()).unwrap();
+    let maps = String::from_utf8_lossy(&raw);
+    assert!(
+        maps.contains("/.panther/tools/gperf_cpu/libprofiler.so"),
+        "{maps}"
+    );
+    assert!(
+        maps.contains("/lib/x86_64-linux-gnu/libstdc++.so.6"),
+        "{maps}"
+    );
+    assert!(
+        !maps.contains("/.panther/tools/gperf_cpu/libstdc++"),
+        "{maps}"
+    );
+    let _ = std::fs::remove_dir_all(&context);
 }
 
 /// An image built from a folder that holds its C library, older than what the carried

@@ -8,7 +8,10 @@
 //! (an image only the engine holds, a program of the base image) is
 //! [`Linkage::Unknown`].
 
-use std::path::{Path, PathBuf};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
 
 use panther_plugin_api::{ImageLibc, Linkage};
 
@@ -59,9 +62,16 @@ pub fn libc_in_build(build: &BuildSpec) -> Option<ImageLibc> {
         })
         .map(|name| name.to_string())
         .collect();
+    let next_to_it = image.files_in(&build.context, folder);
+    let libraries = panther_toolmount::symbol_versions::versioned_libraries(
+        next_to_it
+            .iter()
+            .map(|(name, local)| (name.clone(), local.as_path())),
+    );
     Some(ImageLibc {
         version: version.to_string(),
         files,
+        libraries,
     })
 }
 
@@ -136,6 +146,45 @@ impl Dockerfile {
             .collect()
     }
 
+    /// The files the copies put in `folder` of the image, by name, with the build folder's
+    /// file for each (the last copy winning).
+    fn files_in(&self, context: &Path, folder: &Path) -> BTreeMap<String, PathBuf> {
+        let mut found = BTreeMap::new();
+        for (sources, dest) in &self.copies {
+            let into_folder = dest.ends_with('/') || sources.len() > 1;
+            for source in sources {
+                let local = context.join(source.trim_start_matches("./"));
+                if local.is_dir() {
+                    let Ok(rest) = folder.strip_prefix(dest) else {
+                        continue;
+                    };
+                    let Ok(entries) = std::fs::read_dir(local.join(rest)) else {
+                        continue;
+                    };
+                    for entry in entries.flatten() {
+                        if entry.path().is_file() {
+                            let name = entry.file_name().to_string_lossy().into_owned();
+                            found.insert(name, entry.path());
+                        }
+                    }
+                    continue;
+                }
+                let (target, name) = if into_folder {
+                    (Path::new(dest), local.file_name())
+                } else {
+                    (
+                        Path::new(dest).parent().unwrap_or(Path::new("/")),
+                        Path::new(dest).file_name(),
+                    )
+                };
+                if let (true, Some(name)) = (target == folder && local.is_file(), name) {
+                    found.insert(name.to_string_lossy().into_owned(), local.clone());
+                }
+            }
+        }
+        found
+    }
+
     /// The build folder's file that ends up at `inside`, the last copy winning.
     fn source_of(&self, context: &Path, inside: &Path) -> Option<PathBuf> {
         for (sources, dest) in self.copies.iter().rev() {
@@ -203,7 +252,19 @@ mod tests {
             Some(ImageLibc {
                 version: defined.to_string(),
                 files: vec!["libc.so.6".into()],
+                libraries: BTreeMap::new(),
             })
         );
+        // A versioned library next to it, copied on its own: its versions are listed.
+        let host_libstdcxx = std::fs::canonicalize("/usr/lib/x86_64-linux-gnu/libstdc++.so.6")
+            .expect("libstdc++ on this machine");
+        std::fs::copy(&host_libstdcxx, context.join("libstdc++.so.6")).unwrap();
+        let text = std::fs::read_to_string(context.join("Dockerfile")).unwrap()
+            + "COPY libstdc++.so.6 /lib/x86_64-linux-gnu/\n";
+        std::fs::write(context.join("Dockerfile"), text).unwrap();
+        let libc = libc_in_build(&build).unwrap();
+        let versions = &libc.libraries["libstdc++.so.6"];
+        assert!(versions.iter().any(|v| v == "GLIBCXX_3.4"), "{versions:?}");
+        assert_eq!(libc.libraries.len(), 1, "{:?}", libc.libraries.keys());
     }
 }

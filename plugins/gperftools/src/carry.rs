@@ -14,7 +14,8 @@ use std::path::Path;
 use panther_plugin_api::{HostMount, ServiceCommand, ServiceSite, ValidationContext};
 use panther_toolmount::{
     glibc, merge_mounts,
-    preload::{carry_library, image_cannot_run, CarriedLibrary},
+    preload::{carry_library, image_cannot_run, settle_with_image, CarriedLibrary},
+    symbol_versions,
 };
 
 use crate::container::{ObjectFiles, PinnedRoot};
@@ -49,20 +50,29 @@ impl Placed {
         command: &mut ServiceCommand,
     ) -> anyhow::Result<Placed> {
         let ServiceSite::Container {
-            environment, image, ..
+            environment,
+            image,
+            libc,
+            ..
         } = &command.site
         else {
             crate::library::preload(&mut command.env, library);
             return Ok(Placed::Host);
         };
-        let carried = carry_library(plugin, library).map_err(|err| {
-            err.context(format!(
+        let bringing = || {
+            format!(
                 "{plugin}: bringing {} into the container of service `{}` ({environment}, \
                  image `{image}`)",
                 library.display(),
                 command.service
-            ))
-        })?;
+            )
+        };
+        let mut carried = carry_library(plugin, library).map_err(|err| err.context(bringing()))?;
+        // A dependency the image has a copy of: the copy that serves both is preloaded.
+        if let Some(libc) = libc {
+            settle_with_image(&mut carried, &libc.libraries)
+                .map_err(|why| anyhow::anyhow!("{}: {why}", bringing()))?;
+        }
         // The host's own LD_PRELOAD means nothing in the container: only the command's.
         let mut preload = command.env.get("LD_PRELOAD").cloned();
         for file in &carried.preload {
@@ -118,7 +128,14 @@ impl Placed {
             }
         };
         if let Some(libc) = glibc::libc_under(&pinned.path()) {
-            if let Some(why) = image_cannot_run(carried, libc.version, &libc.files) {
+            let why = image_cannot_run(carried, libc.version, &libc.files).or_else(|| {
+                // An image whose files were not known at `check`: its own copies of the
+                // carried dependencies were not weighed before the preload was set.
+                let folder = pinned.join(libc.path.parent().unwrap_or(Path::new("/")));
+                let libraries = symbol_versions::versioned_libraries_in(&folder);
+                carried_copies_conflict(carried, &libraries)
+            });
+            if let Some(why) = why {
                 anyhow::bail!(
                     "{plugin} cannot preload {} into service `{service}` in {environment} \
                      (image `{image}`): {why} ({})",
@@ -149,6 +166,28 @@ impl Placed {
             },
         }
     }
+}
+
+/// Why the preloaded copies of carried dependencies cannot serve a program that has copies
+/// of its own (`libraries`, from the container's files): a copy of the image's defines a
+/// version the preloaded one lacks, which the program may need. None when they serve.
+fn carried_copies_conflict(
+    carried: &CarriedLibrary,
+    libraries: &std::collections::BTreeMap<String, Vec<String>>,
+) -> Option<String> {
+    carried.preload.iter().skip(1).find_map(|inside| {
+        let name = inside.file_name()?.to_str()?;
+        let image_defines = libraries.get(name)?;
+        let host = carried.host_file(inside)?;
+        let host_defines = symbol_versions::defined(host).ok()?;
+        let only_image = image_defines.iter().find(|v| !host_defines.contains(*v))?;
+        Some(format!(
+            "the image has its own {name}, which defines {only_image} that the preloaded \
+             {} lacks: its program may need it and cannot have it (build the image from a \
+             local folder so that `check` can choose the copy that serves both)",
+            host.display()
+        ))
+    })
 }
 
 /// The library `check` compares with the images' C libraries: carried only when a service

@@ -38,7 +38,9 @@ pub fn find(file: &object::File<'_>, files: &ObjectFiles) -> Option<PathBuf> {
     let build_id = file.build_id().ok().flatten()?;
     let path = build_id_path(build_id)?;
     let inside = files.readable(&path.to_string_lossy());
-    [inside, path].into_iter().find(|candidate| candidate.is_file())
+    [inside, path]
+        .into_iter()
+        .find(|candidate| candidate.is_file())
 }
 
 /// Whether `file` carries DWARF of its own.

@@ -22,8 +22,8 @@ use object::{Object, ObjectSegment, ObjectSymbol, SymbolKind};
 use serde::{Deserialize, Serialize};
 
 use crate::container::ObjectFiles;
-use crate::debug_file;
 use crate::cpu::CpuProfile;
+use crate::debug_file;
 use crate::maps::{find_mapping, Mapping};
 
 /// Object name used for addresses outside every mapping.
@@ -578,7 +578,11 @@ mod tests {
             .expect("this test links the C library");
         let data = std::fs::read(&libc.path).unwrap();
         let file = object::File::parse(data.as_slice()).unwrap();
-        assert!(!debug_file::has_dwarf(&file), "{} is not stripped", libc.path);
+        assert!(
+            !debug_file::has_dwarf(&file),
+            "{} is not stripped",
+            libc.path
+        );
         let debug = debug_file::find(&file, &ObjectFiles::default()).unwrap_or_else(|| {
             panic!(
                 "no debug file for {} under /usr/lib/debug/.build-id: install libc6-dbg \
@@ -592,7 +596,10 @@ mod tests {
         let internal = function_symbols(&debug_object)
             .into_iter()
             .find(|s| {
-                s.end - s.start > 64 && !exported.iter().any(|e| e.start <= s.start && s.start < e.end)
+                s.end - s.start > 64
+                    && !exported
+                        .iter()
+                        .any(|e| e.start <= s.start && s.start < e.end)
             })
             .expect("the debug file names functions the library does not export");
         // Its address in this process, through the segment and the mapping that hold it.
@@ -603,13 +610,19 @@ mod tests {
         let offset = internal.start - segment.address + segment.file_offset;
         let mapping = mappings
             .iter()
-            .find(|m| m.path == libc.path && m.offset <= offset && offset < m.offset + (m.end - m.start))
+            .find(|m| {
+                m.path == libc.path && m.offset <= offset && offset < m.offset + (m.end - m.start)
+            })
             .unwrap();
         let address = mapping.start + (offset - mapping.offset) + 16;
 
         let frames = Symbolizer::new().symbolize_address(&mappings, address, false);
         let outer = frames.last().expect("at least one frame");
-        assert!(outer.resolved, "{} at {address:#x}: {frames:?}", internal.name);
+        assert!(
+            outer.resolved,
+            "{} at {address:#x}: {frames:?}",
+            internal.name
+        );
         // DWARF names the function as written (`msort_with_tmp`), the symbol table as the
         // compiler split it (`msort_with_tmp.part.0`).
         assert!(
@@ -618,7 +631,10 @@ mod tests {
             internal.name,
             outer.function
         );
-        assert!(outer.line.is_some(), "no line from the debug file: {frames:?}");
+        assert!(
+            outer.line.is_some(),
+            "no line from the debug file: {frames:?}"
+        );
     }
 
     #[test]

@@ -23,6 +23,7 @@
 pub mod glibc;
 pub mod preload;
 pub mod refuse;
+pub mod symbol_versions;
 
 use std::{
     collections::BTreeMap,

@@ -21,12 +21,15 @@
 //! `libc6` ships them together); a hand-made image that holds only the files its program
 //! links may lack `libm.so.6`, which `libstdc++` needs.
 
-use std::path::{Path, PathBuf};
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{bail, Context as _};
 use panther_plugin_api::HostMount;
 
-use crate::{carry_closure, glibc, glibc::GlibcVersion, Closure, TOOL_ROOT};
+use crate::{carry_closure, glibc, glibc::GlibcVersion, symbol_versions, Closure, TOOL_ROOT};
 
 /// A library carried into a container for preloading.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,6 +165,62 @@ pub fn image_cannot_run(
     ))
 }
 
+/// Decides, for each carried dependency of which the image holds a copy of its own (same
+/// file name, `image` as [`ImageLibc::libraries`](panther_plugin_api::ImageLibc) lists
+/// them), which copy the process loads: one process loads a library of a given name once,
+/// for the program and the carried library alike.
+///
+/// - The image's copy, when it defines every version the carried files need from it: the
+///   program keeps its own library (however much newer), and the dependency is no longer
+///   preloaded.
+/// - Else the carried copy, when it defines every version the image's copy defines: the
+///   program gets a newer copy of its own library, which serves it.
+/// - Else neither serves both, and the answer says why; `check` refuses the pair.
+pub fn settle_with_image(
+    carried: &mut CarriedLibrary,
+    image: &std::collections::BTreeMap<String, Vec<String>>,
+) -> Result<(), String> {
+    let carried_files: Vec<PathBuf> = carried.mounts.iter().map(|m| m.source.clone()).collect();
+    let mut served_by_image = Vec::new();
+    for inside in carried.preload.iter().skip(1) {
+        let Some(name) = inside.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let Some(image_defines) = image.get(name) else {
+            continue;
+        };
+        let image_defines: BTreeSet<&str> = image_defines.iter().map(String::as_str).collect();
+        let mut missing_in_image: Option<(String, &Path)> = None;
+        for file in &carried_files {
+            let needed = symbol_versions::needed_from(file, name).unwrap_or_default();
+            if let Some(version) = needed.iter().find(|v| !image_defines.contains(v.as_str())) {
+                missing_in_image = Some((version.clone(), file));
+                break;
+            }
+        }
+        let Some((version, needer)) = missing_in_image else {
+            served_by_image.push(inside.clone());
+            continue;
+        };
+        let host = carried.host_file(inside).map(Path::to_path_buf);
+        let host_defines = host
+            .as_deref()
+            .and_then(|h| symbol_versions::defined(h).ok())
+            .unwrap_or_default();
+        if let Some(only_image) = image_defines.iter().find(|v| !host_defines.contains(**v)) {
+            return Err(format!(
+                "the image has its own {name}, which lacks {version} that the carried {} \
+                 needs, and the carried {name} lacks {only_image} that the image's defines \
+                 (its programs may need it): one process loads one {name}, and neither \
+                 serves both",
+                needer.display()
+            ));
+        }
+    }
+    carried.preload.retain(|p| !served_by_image.contains(p));
+    Ok(())
+}
+
 /// The folder of a container under which `name`'s files are mounted.
 pub fn folder(name: &str) -> PathBuf {
     Path::new(TOOL_ROOT).join(name)
@@ -180,6 +239,79 @@ mod tests {
         .iter()
         .map(PathBuf::from)
         .find(|p| p.is_file())
+    }
+
+    /// libprofiler needs libstdc++; an image with its own copy keeps it when it serves both.
+    #[test]
+    fn the_copy_of_a_dependency_that_serves_both_is_preloaded() {
+        let profiler = Path::new("/usr/lib/x86_64-linux-gnu/libprofiler.so.0");
+        assert!(
+            profiler.is_file(),
+            "no libprofiler on this machine (libgoogle-perftools4)"
+        );
+        let carried = carry_library("prof", profiler).unwrap();
+        let is_libstdcxx = |p: &PathBuf| p.ends_with("libstdc++.so.6");
+        assert!(
+            carried.preload.iter().any(is_libstdcxx),
+            "{:?}",
+            carried.preload
+        );
+        let host_copy = carried
+            .preload
+            .iter()
+            .find(|p| is_libstdcxx(p))
+            .and_then(|p| carried.host_file(p))
+            .unwrap()
+            .to_path_buf();
+        let host_defines: Vec<String> = symbol_versions::defined(&host_copy)
+            .unwrap()
+            .into_iter()
+            .collect();
+        let image = |versions: Vec<String>| {
+            std::collections::BTreeMap::from([("libstdc++.so.6".to_string(), versions)])
+        };
+
+        // The image's copy defines all the host's and one more (a newer build): the program
+        // keeps it, and libprofiler uses it too.
+        let mut newer = host_defines.clone();
+        newer.push("GLIBCXX_3.4.99".into());
+        let mut settled = carried.clone();
+        settle_with_image(&mut settled, &image(newer)).unwrap();
+        assert!(
+            !settled.preload.iter().any(is_libstdcxx),
+            "{:?}",
+            settled.preload
+        );
+        assert_eq!(settled.preload[0], carried.preload[0]);
+
+        // An older copy that lacks what libprofiler needs: the carried, newer one serves both.
+        let mut settled = carried.clone();
+        settle_with_image(&mut settled, &image(vec!["GLIBCXX_3.4".into()])).unwrap();
+        assert_eq!(settled.preload, carried.preload);
+
+        // Older for libprofiler and newer for the program: neither serves both.
+        let mut settled = carried.clone();
+        let why = settle_with_image(
+            &mut settled,
+            &image(vec!["GLIBCXX_3.4".into(), "GLIBCXX_3.4.99".into()]),
+        )
+        .unwrap_err();
+        assert!(
+            why.contains("the image has its own libstdc++.so.6"),
+            "{why}"
+        );
+        assert!(
+            why.contains("lacks GLIBCXX_3.4.99 that the image's defines"),
+            "{why}"
+        );
+        // Unrelated libraries of the image change nothing.
+        let mut settled = carried.clone();
+        let other = std::collections::BTreeMap::from([(
+            "libz.so.1".to_string(),
+            vec!["ZLIB_1.2.9".to_string()],
+        )]);
+        settle_with_image(&mut settled, &other).unwrap();
+        assert_eq!(settled.preload, carried.preload);
     }
 
     #[test]

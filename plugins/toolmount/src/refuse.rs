@@ -8,7 +8,7 @@ use panther_plugin_api::ImageLibc;
 
 use crate::{
     glibc::GlibcVersion,
-    preload::{image_cannot_run, CarriedLibrary},
+    preload::{image_cannot_run, settle_with_image, CarriedLibrary},
 };
 
 /// A service in a container, as the messages name it.
@@ -84,7 +84,8 @@ fn static_program(plugin: &str, library: &str, p: &Placed<'_>) -> String {
 /// For a wrapper that preloads `library` (`LD_PRELOAD`) into the program, carried into
 /// containers as `carried` ([`crate::preload`]): a statically linked program cannot be
 /// preloaded, and an image whose C library is known (built from a local folder) must have
-/// every version the carried files need. `carried` is none when the library could not be
+/// every version the carried files need, and a copy of a carried dependency it holds itself
+/// must be able to serve both ([`settle_with_image`]). `carried` is none when the library could not be
 /// resolved on this machine (which is its own problem).
 pub fn preload(
     plugin: &str,
@@ -99,7 +100,9 @@ pub fn preload(
                 return Some(static_program(plugin, library, &p));
             }
             let libc = p.libc?;
-            let why = image_cannot_run(carried?, GlibcVersion::parse(&libc.version), &libc.files)?;
+            let carried = carried?;
+            let why = image_cannot_run(carried, GlibcVersion::parse(&libc.version), &libc.files)
+                .or_else(|| settle_with_image(&mut carried.clone(), &libc.libraries).err())?;
             Some(format!(
                 "{plugin} cannot preload {library} into service `{}` in {} (image `{}`): {why}",
                 p.service, p.environment, p.image
@@ -157,6 +160,7 @@ mod tests {
             libc: libc.map(|version| ImageLibc {
                 version: version.into(),
                 files: vec!["libc.so.6".into(), "libm.so.6".into()],
+                libraries: Default::default(),
             }),
         };
         let carried = CarriedLibrary {
