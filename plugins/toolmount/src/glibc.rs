@@ -13,8 +13,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use anyhow::Context as _;
-use object::{elf, read::elf::ElfFile64, Endianness};
+use crate::symbol_versions;
 
 /// A version of the GNU C library, as a symbol version names it (`GLIBC_2.2.5`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -87,28 +86,14 @@ pub struct Needs {
 
 /// What `file` needs from the C library's own files, read from its version references.
 pub fn needed(file: &Path) -> anyhow::Result<Needs> {
-    let data = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let elf = ElfFile64::<Endianness>::parse(data.as_slice())
-        .with_context(|| format!("{} is not a 64-bit ELF file", file.display()))?;
-    let endian = elf.endian();
-    let sections = elf.elf_section_table();
-    let Some((mut needs, link)) = sections.gnu_verneed(endian, data.as_slice())? else {
-        return Ok(Needs::default());
-    };
-    let strings = sections.strings(endian, data.as_slice(), link)?;
     let mut found = Needs::default();
-    while let Some((need, mut versions)) = needs.next()? {
-        let library = String::from_utf8_lossy(need.file(endian, strings)?).into_owned();
+    for (library, versions) in symbol_versions::references(file)? {
         if !is_part_of_glibc(&library) {
             continue;
         }
-        while let Some(version) = versions.next()? {
-            let name = String::from_utf8_lossy(version.name(endian, strings)?).into_owned();
-            found.highest = found.highest.max(GlibcVersion::parse(&name));
-        }
-        if !found.files.contains(&library) {
-            found.files.push(library);
-        }
+        let highest = versions.iter().filter_map(|v| GlibcVersion::parse(v)).max();
+        found.highest = found.highest.max(highest);
+        found.files.push(library);
     }
     Ok(found)
 }
@@ -130,26 +115,10 @@ pub const FILES: &[&str] = &[
 /// The highest version a C library (`libc.so.6`) defines; none for a file that defines no
 /// `GLIBC_` version (another C library, such as musl).
 pub fn defined(libc: &Path) -> anyhow::Result<Option<GlibcVersion>> {
-    let data = std::fs::read(libc).with_context(|| format!("reading {}", libc.display()))?;
-    let elf = ElfFile64::<Endianness>::parse(data.as_slice())
-        .with_context(|| format!("{} is not a 64-bit ELF file", libc.display()))?;
-    let endian = elf.endian();
-    let sections = elf.elf_section_table();
-    let Some((mut definitions, link)) = sections.gnu_verdef(endian, data.as_slice())? else {
-        return Ok(None);
-    };
-    let strings = sections.strings(endian, data.as_slice(), link)?;
-    let mut highest = None;
-    while let Some((definition, mut names)) = definitions.next()? {
-        if definition.vd_flags.get(endian).contains(elf::VER_FLG_BASE) {
-            continue;
-        }
-        if let Some(name) = names.next()? {
-            let name = String::from_utf8_lossy(name.name(endian, strings)?).into_owned();
-            highest = highest.max(GlibcVersion::parse(&name));
-        }
-    }
-    Ok(highest)
+    Ok(symbol_versions::defined(libc)?
+        .iter()
+        .filter_map(|v| GlibcVersion::parse(v))
+        .max())
 }
 
 /// Where a Linux image keeps its `libc.so.6`, as its dynamic loader looks for it (Debian's

@@ -1,12 +1,12 @@
-//! The symbol versions of shared libraries other than the C library (`GLIBCXX_3.4.30` of
-//! `libstdc++.so.6`, `GCC_12.0.0` of `libgcc_s.so.1`), read from the ELF files alone.
+//! The symbol versions of shared libraries (`GLIBC_2.34` of `libc.so.6`, `GLIBCXX_3.4.30` of
+//! `libstdc++.so.6`), read from the ELF files alone: those a library defines
+//! (`.gnu.version_d`) and those a file refers to (`.gnu.version_r`). [`crate::glibc`] reads
+//! the C library's through them.
 //!
 //! A library preloaded into a program in a container brings its own dependencies
 //! ([`crate::preload`]). When the image holds a library of the same name (a C++ program's
 //! `libstdc++.so.6`), one process can load only one of the two, for the program and for the
-//! carried library alike: the one loaded must define every version both need. These are
-//! the facts that decide it: the versions a library defines (`.gnu.version_d`) and those a
-//! file needs from it (`.gnu.version_r`).
+//! carried library alike: the one loaded must define every version both need.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -16,50 +16,65 @@ use std::{
 use anyhow::Context as _;
 use object::{elf, read::elf::ElfFile64, Endianness};
 
-/// The versions `file` defines (its base version, its own name, left out).
-pub fn defined(file: &Path) -> anyhow::Result<BTreeSet<String>> {
+/// Reads `file` as a 64-bit ELF file and hands it to `read`.
+fn with_elf<T>(
+    file: &Path,
+    read: impl FnOnce(&ElfFile64<'_, Endianness>, &[u8]) -> object::Result<T>,
+) -> anyhow::Result<T> {
     let data = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let elf = ElfFile64::<Endianness>::parse(data.as_slice())
         .with_context(|| format!("{} is not a 64-bit ELF file", file.display()))?;
-    let endian = elf.endian();
-    let sections = elf.elf_section_table();
-    let mut found = BTreeSet::new();
-    let Some((mut definitions, link)) = sections.gnu_verdef(endian, data.as_slice())? else {
-        return Ok(found);
-    };
-    let strings = sections.strings(endian, data.as_slice(), link)?;
-    while let Some((definition, mut names)) = definitions.next()? {
-        if definition.vd_flags.get(endian).contains(elf::VER_FLG_BASE) {
-            continue;
+    read(&elf, data.as_slice())
+        .with_context(|| format!("reading the versions of {}", file.display()))
+}
+
+/// The versions `file` defines (its base version, its own name, left out).
+pub fn defined(file: &Path) -> anyhow::Result<BTreeSet<String>> {
+    with_elf(file, |elf, data| {
+        let endian = elf.endian();
+        let sections = elf.elf_section_table();
+        let mut found = BTreeSet::new();
+        let Some((mut definitions, link)) = sections.gnu_verdef(endian, data)? else {
+            return Ok(found);
+        };
+        let strings = sections.strings(endian, data, link)?;
+        while let Some((definition, mut names)) = definitions.next()? {
+            if definition.vd_flags.get(endian).contains(elf::VER_FLG_BASE) {
+                continue;
+            }
+            if let Some(name) = names.next()? {
+                found.insert(String::from_utf8_lossy(name.name(endian, strings)?).into_owned());
+            }
         }
-        if let Some(name) = names.next()? {
-            found.insert(String::from_utf8_lossy(name.name(endian, strings)?).into_owned());
+        Ok(found)
+    })
+}
+
+/// Every version `file` refers to, by the library it names for it (`libc.so.6` →
+/// `GLIBC_2.34`, …; `libstdc++.so.6` → `GLIBCXX_3.4.30`, …).
+pub fn references(file: &Path) -> anyhow::Result<BTreeMap<String, BTreeSet<String>>> {
+    with_elf(file, |elf, data| {
+        let endian = elf.endian();
+        let sections = elf.elf_section_table();
+        let mut found: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let Some((mut needs, link)) = sections.gnu_verneed(endian, data)? else {
+            return Ok(found);
+        };
+        let strings = sections.strings(endian, data, link)?;
+        while let Some((need, mut versions)) = needs.next()? {
+            let library = String::from_utf8_lossy(need.file(endian, strings)?).into_owned();
+            let entry = found.entry(library).or_default();
+            while let Some(version) = versions.next()? {
+                entry.insert(String::from_utf8_lossy(version.name(endian, strings)?).into_owned());
+            }
         }
-    }
-    Ok(found)
+        Ok(found)
+    })
 }
 
 /// The versions `file` needs from the library it names `library` (`libstdc++.so.6`).
 pub fn needed_from(file: &Path, library: &str) -> anyhow::Result<BTreeSet<String>> {
-    let data = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let elf = ElfFile64::<Endianness>::parse(data.as_slice())
-        .with_context(|| format!("{} is not a 64-bit ELF file", file.display()))?;
-    let endian = elf.endian();
-    let sections = elf.elf_section_table();
-    let mut found = BTreeSet::new();
-    let Some((mut needs, link)) = sections.gnu_verneed(endian, data.as_slice())? else {
-        return Ok(found);
-    };
-    let strings = sections.strings(endian, data.as_slice(), link)?;
-    while let Some((need, mut versions)) = needs.next()? {
-        let named = need.file(endian, strings)? == library.as_bytes();
-        while let Some(version) = versions.next()? {
-            if named {
-                found.insert(String::from_utf8_lossy(version.name(endian, strings)?).into_owned());
-            }
-        }
-    }
-    Ok(found)
+    Ok(references(file)?.remove(library).unwrap_or_default())
 }
 
 /// Of `files` (file name, file to read), the shared libraries outside the C library that
