@@ -80,6 +80,7 @@ pub mod run_dir;
 pub mod scaffold;
 pub mod scope;
 pub mod settings;
+mod table;
 mod time;
 pub mod tools;
 pub mod trust;

@@ -118,28 +118,14 @@ impl Matrix {
 
     /// As a table for the terminal.
     pub fn table(&self) -> String {
-        let width = |cells: &mut dyn Iterator<Item = usize>| cells.max().unwrap_or(0);
-        let first = width(&mut self.rows.iter().map(|(n, _)| n.len())).max(9);
-        let columns: Vec<usize> = (0..self.networks.len())
-            .map(|i| {
-                let cells = width(&mut self.rows.iter().map(|(_, c)| c[i].len()));
-                cells.max(self.networks[i].len())
-            })
-            .collect();
-        let mut out = format!("{:<first$}", "EXECUTION");
-        for (name, w) in self.networks.iter().zip(&columns) {
-            out.push_str(&format!("  {:<w$}", name.to_uppercase()));
-        }
-        out = out.trim_end().to_string();
-        out.push('\n');
-        for (name, cells) in &self.rows {
-            let mut line = format!("{name:<first$}");
-            for (cell, w) in cells.iter().zip(&columns) {
-                line.push_str(&format!("  {cell:<w$}"));
-            }
-            out.push_str(line.trim_end());
-            out.push('\n');
-        }
-        out
+        let header = std::iter::once("EXECUTION".to_string())
+            .chain(self.networks.iter().map(|n| n.to_uppercase()))
+            .collect::<Vec<_>>();
+        let rows = self.rows.iter().map(|(name, cells)| {
+            std::iter::once(name.clone())
+                .chain(cells.iter().cloned())
+                .collect::<Vec<_>>()
+        });
+        crate::table::aligned(std::iter::once(header).chain(rows))
     }
 }

@@ -47,14 +47,15 @@ pub(super) fn doctor(registry: &Registry, format: Format) -> u8 {
             .collect();
         let _ = writeln!(out, "{:#}", serde_json::Value::Array(value));
     } else {
-        let _ = writeln!(
+        let header = [["PLUGIN", "TOOL", "PACKAGE", "STATUS"].map(String::from)];
+        let lines = rows.iter().map(|(plugin, tool, package, status)| {
+            [plugin, tool, package, status].map(String::clone)
+        });
+        let _ = write!(
             out,
-            "{:<18} {:<20} {:<24} STATUS",
-            "PLUGIN", "TOOL", "PACKAGE"
+            "{}",
+            crate::table::aligned(header.into_iter().chain(lines))
         );
-        for (plugin, tool, package, status) in &rows {
-            let _ = writeln!(out, "{plugin:<18} {tool:<20} {package:<24} {status}");
-        }
         // Where each execution environment works on this machine.
         let _ = write!(out, "\n{}", crate::matrix::of(registry).table());
     }

@@ -87,17 +87,7 @@ pub(super) fn list(registry: &Registry, format: Format) -> u8 {
             f.path.display().to_string(),
         ]);
     }
-    let widths: Vec<usize> = (0..5)
-        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
-        .collect();
-    for row in &rows {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        let _ = writeln!(out, "{}", line.join("  ").trim_end());
-    }
+    let _ = write!(out, "{}", crate::table::aligned(rows));
     if !registry.failures().is_empty() {
         let _ = writeln!(out, "\nFiles that failed to load:");
         for f in registry.failures() {
