@@ -529,9 +529,7 @@ impl Validator<'_> {
             return String::new();
         }
         self.suggestions += 1;
-        driver::closest(name, known)
-            .map(|s| format!(" (did you mean `{s}`?)"))
-            .unwrap_or_default()
+        panther_plugin_api::suggest::did_you_mean(name, known)
     }
 
     fn problem(&mut self, offset: usize, message: impl Into<String>) {

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use crate::{config_schema, dispatch::driver, registry::Registry};
+use crate::{config_schema, registry::Registry};
 
 /// Default configurations by plugin name, and the file they were written in.
 #[derive(Debug, Clone, Default)]
@@ -73,9 +73,7 @@ impl PluginDefaults {
                     .plugins()
                     .map(|p| p.manifest.name.clone())
                     .collect();
-                let hint = driver::closest(name, &known)
-                    .map(|s| format!(" (did you mean `{s}`?)"))
-                    .unwrap_or_default();
+                let hint = panther_plugin_api::suggest::did_you_mean(name, &known);
                 problems.push(format!(
                     "{}: [plugins.{name}]: no plugin named `{name}`{hint}",
                     self.source

@@ -110,6 +110,9 @@ mod manifest;
 mod model;
 mod plugin;
 pub mod readiness;
+// since 1.5: begin
+pub mod suggest;
+// since 1.5: end
 #[cfg(feature = "testing")]
 pub mod testing;
 

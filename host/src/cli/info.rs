@@ -22,9 +22,7 @@ pub(super) fn info(registry: &Registry, name: &str, format: Format) -> u8 {
             .plugins()
             .map(|p| p.manifest.name.clone())
             .collect();
-        let hint = crate::dispatch::driver::closest(name, &known)
-            .map(|s| format!(" (did you mean `{s}`?)"))
-            .unwrap_or_default();
+        let hint = panther_plugin_api::suggest::did_you_mean(name, &known);
         eprintln!(
             "error: no plugin named `{name}`{hint}; known: {}",
             known.join(", ")

@@ -396,14 +396,26 @@ fn dispatch(cli: Cli) -> u8 {
 }
 
 fn report_error(err: &dyn std::error::Error, code: u8) -> u8 {
-    let mut stderr = std::io::stderr().lock();
-    let _ = writeln!(stderr, "error: {err}");
+    let _ = write!(std::io::stderr().lock(), "{}", render_error(err));
+    code
+}
+
+/// `error: <message>`, then a `caused by:` line for each cause the messages before it do not
+/// already say: many errors name their cause in their own message and also return it as
+/// their source, and a cause is worth reading once.
+fn render_error(err: &dyn std::error::Error) -> String {
+    let mut said = err.to_string();
+    let mut text = format!("error: {said}\n");
     let mut source = err.source();
     while let Some(cause) = source {
-        let _ = writeln!(stderr, "  caused by: {cause}");
+        let cause_text = cause.to_string();
+        if !said.contains(&cause_text) {
+            text.push_str(&format!("  caused by: {cause_text}\n"));
+            said.push_str(&cause_text);
+        }
         source = cause.source();
     }
-    code
+    text
 }
 
 fn report_experiment_error(err: &ExperimentError) -> u8 {
@@ -414,6 +426,25 @@ fn report_experiment_error(err: &ExperimentError) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cause_is_said_once() {
+        let os = std::io::Error::from_raw_os_error(2);
+        let named = crate::run::RunError::Output {
+            path: "/proc/nope".into(),
+            source: std::io::Error::from_raw_os_error(2),
+        };
+        assert_eq!(
+            render_error(&named),
+            format!("error: cannot create the results folder /proc/nope: {os}\n")
+        );
+        let wrapped = anyhow::Error::new(os).context("reading the plan");
+        let wrapped: &dyn std::error::Error = wrapped.as_ref();
+        assert_eq!(
+            render_error(wrapped),
+            "error: reading the plan\n  caused by: No such file or directory (os error 2)\n"
+        );
+    }
 
     #[test]
     fn cli_is_well_formed() {

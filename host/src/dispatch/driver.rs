@@ -77,34 +77,10 @@ pub fn choose<'r>(
     })
 }
 
-/// The longest name, in characters, for which a suggestion is looked for: the edit distance
-/// costs the product of the two lengths, and a name this long is pasted, not mistyped.
-pub const MAX_SUGGESTED_CHARS: usize = 64;
-
-/// The known name closest to `name`, if it is close enough to be a typo.
-///
-/// A typo changes at most a third of a name (at least one letter), so names whose lengths
-/// differ by more are not compared at all, and names longer than [`MAX_SUGGESTED_CHARS`] get
-/// no suggestion: the time taken is bounded whatever the input.
+/// The known name closest to `name`, if it is close enough to be a typo (the rule every
+/// plugin applies too: [`panther_plugin_api::suggest`]).
 pub fn closest(name: &str, known: &[String]) -> Option<String> {
-    let length = name.chars().count();
-    if length > MAX_SUGGESTED_CHARS {
-        return None;
-    }
-    known
-        .iter()
-        .filter_map(|k| {
-            let k_length = k.chars().count();
-            let allowed = (k_length / 3).max(1);
-            if k_length > MAX_SUGGESTED_CHARS || length.abs_diff(k_length) > allowed {
-                return None;
-            }
-            let distance = strsim::damerau_levenshtein(name, k);
-            // A one-letter name is never "close" to another one-letter name.
-            (distance <= allowed && distance < k_length).then_some((distance, k))
-        })
-        .min_by_key(|(distance, _)| *distance)
-        .map(|(_, k)| k.clone())
+    panther_plugin_api::suggest::closest(name, known).cloned()
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 
 use panther_plugin_api::PluginKind;
 
-use crate::dispatch::{driver, proxy::Proxy};
+use crate::dispatch::proxy::Proxy;
 
 use super::{Builder, ReporterPlan};
 
@@ -62,9 +62,7 @@ pub(super) fn known(builder: &Builder<'_>, reporters: &Proxy<ReporterPlan>) -> V
 
 /// "`disable`: `strac` names no plugin or instance (did you mean `strace`?)".
 pub fn unknown_name(key: &str, name: &str, known: &[String]) -> String {
-    let hint = driver::closest(name, known)
-        .map(|s| format!(" (did you mean `{s}`?)"))
-        .unwrap_or_default();
+    let hint = panther_plugin_api::suggest::did_you_mean(name, known);
     format!(
         "`{key}`: `{}` names no plugin or instance{hint}",
         crate::names::shown(name)

@@ -1330,12 +1330,7 @@ fn find_cycle(compose: &ComposeFile) -> Option<Vec<String>> {
 
 /// The known name closest to `name`, when close enough to be a typo.
 pub fn closest<'a>(name: &str, known: &'a [String]) -> Option<&'a str> {
-    known
-        .iter()
-        .map(|k| (strsim::levenshtein(name, k), k))
-        .filter(|(d, k)| *d <= 2.max(k.len() / 3))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| k.as_str())
+    panther_plugin_api::suggest::closest(name, known).map(String::as_str)
 }
 
 /// `80`, `8080:80`, `127.0.0.1:8080:80`, `127.0.0.1::80`, `8080:80/udp`, `8000-8001:80-81`.

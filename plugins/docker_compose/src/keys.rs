@@ -338,13 +338,11 @@ pub fn supported(place: Place) -> Vec<&'static str> {
 /// A key of `place` that an unknown `key` is probably a typo of, when that key matters
 /// (supported or refused): ignoring the typo would run without what it was meant to say.
 pub fn near_miss(place: Place, key: &str) -> Option<&'static str> {
-    table(place)
+    let matter = table(place)
         .iter()
         .filter(|(_, v)| !matches!(v, Ignored(_)))
-        .map(|(k, _)| (strsim::levenshtein(key, k), *k))
-        .filter(|(d, k)| *d <= 2.min(k.len() / 3).max(1))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| k)
+        .map(|(k, _)| *k);
+    panther_plugin_api::suggest::closest(key, matter)
 }
 
 #[cfg(test)]

@@ -384,28 +384,7 @@ pub fn host_addr(i: usize) -> Ipv4Addr {
 }
 
 fn hint<S: AsRef<str>>(name: &str, known: &[S]) -> String {
-    known
-        .iter()
-        .map(AsRef::as_ref)
-        .filter(|k| edit_distance(name, k) <= 2)
-        .min_by_key(|k| edit_distance(name, k))
-        .map(|k| format!(" (did you mean `{k}`?)"))
-        .unwrap_or_default()
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
+    panther_plugin_api::suggest::did_you_mean(name, known)
 }
 
 /// Least-latency paths (fewest hops among equals), as lists of edge indices.

@@ -521,28 +521,7 @@ pub fn members(mask: u8) -> impl Iterator<Item = &'static str> {
 
 /// The known name closest to `name`, for "did you mean" hints.
 pub fn closest(name: &str) -> Option<&'static str> {
-    TABLE
-        .iter()
-        .map(|(n, _)| (distance(name, n), *n))
-        .filter(|(d, n)| *d <= (n.len() / 3).max(1))
-        .min()
-        .map(|(_, n)| n)
-}
-
-/// Levenshtein distance between two short ASCII names.
-fn distance(a: &str, b: &str) -> usize {
-    let b = b.as_bytes();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.bytes().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, &cb) in b.iter().enumerate() {
-            let substitution = diagonal + usize::from(ca != cb);
-            diagonal = row[j + 1];
-            row[j + 1] = substitution.min(row[j] + 1).min(diagonal + 1);
-        }
-    }
-    row[b.len()]
+    panther_plugin_api::suggest::closest(name, TABLE.iter().map(|(n, _)| *n))
 }
 
 #[cfg(test)]
