@@ -20,25 +20,16 @@
 pub mod watch;
 
 use std::{
-    collections::HashMap,
     path::{Path, PathBuf},
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
-    thread::JoinHandle,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use panther_gperftools::{
-    carry::{carried_for_check, Placed},
     container::ObjectFiles,
-    control::check_switch_signal,
     cpu::{profile_files, CpuProfile},
-    library::{check_override, resolve, LibraryMatcher, DEBIAN_PACKAGE, PROFILER_NAMES},
     report::{cpu_report, folded_stacks, write_flamegraph, FunctionStat},
-    symbolize_cpu, SymbolizedCpuProfile, Symbolizer, GPERF_GENERATOR_HINT, GPERF_GENERATOR_KEYS,
-    PPROF_FILTER_HINT,
+    symbolize_cpu, Pace, Poller, PreloadPlugin, Profiler, ProfilerConfig, SymbolizedCpuProfile,
+    Symbolizer, Wrapped, PPROF_FILTER_HINT,
 };
 use panther_plugin_api::{prelude::*, serde_json};
 use watch::{Profiled, Watch};
@@ -141,265 +132,167 @@ pub struct CpuData {
     pub warnings: Vec<String>,
 }
 
-struct Watcher {
-    stop: Arc<AtomicBool>,
-    thread: JoinHandle<Watch>,
-}
-
+/// What `gperf_cpu` keeps about a service: the thread that switches its processes' profiles
+/// on while it runs, then what that thread learned.
 #[derive(Default)]
-struct Service {
-    output_dir: PathBuf,
-    argv: Vec<String>,
-    /// Where it runs: a container's carried library and root.
-    placed: Placed,
-    watcher: Option<Watcher>,
+pub struct CpuMonitor {
+    watcher: Option<Poller<Watch>>,
     watch: Option<Watch>,
 }
 
-/// Profiles services with libprofiler.
-pub struct GperfCpu {
-    config: Config,
-    library: PathBuf,
-    services: HashMap<String, Service>,
-}
+/// Fast at first, when wrappers start the program and its profile must start early; slower
+/// later, for processes started along the way.
+const WATCH_PACE: Pace = Pace {
+    early: Duration::from_millis(3),
+    later: Duration::from_millis(25),
+};
 
-impl GperfCpu {
-    fn cpuprofile(&self, service: &str) -> Option<(PathBuf, Vec<String>)> {
-        self.services
-            .get(service)
-            .map(|s| (s.output_dir.join(PROFILE_NAME), s.argv.clone()))
-    }
-}
+/// libprofiler's keys, variables and watch.
+impl ProfilerConfig for Config {
+    const PROFILER: Profiler = Profiler::Cpu;
 
-impl Plugin for GperfCpu {
-    type Config = Config;
-
-    fn manifest() -> Manifest {
-        let manifest = Manifest::new("gperf_cpu")
-            .capability("ld_preload")
-            .capability("cpu_profiler")
-            .capability("in_containers")
-            .tool_with_override("libprofiler.so.0", DEBIAN_PACKAGE, "library")
-            .alias_key(
-                "sampling_frequency",
-                "frequency",
-                "PANTHER's name for CPUPROFILE_FREQUENCY",
-            )
-            .alias_key(
-                "profile_frequency",
-                "frequency",
-                "PANTHER's name for CPUPROFILE_FREQUENCY",
-            )
-            .alias_key(
-                "profiler_library",
-                "library",
-                "PANTHER's name for the libprofiler to preload",
-            )
-            .alias_key(
-                "use_realtime_signal",
-                "realtime",
-                "PANTHER's name for CPUPROFILE_REALTIME",
-            )
-            .refuse_key(
-                "output_format",
-                "the report has the top functions, `cpu.folded` and `flamegraph.svg`; the raw profile is kept for pprof",
-            )
-            .refuse_key(
-                "generate_pdf",
-                "`flamegraph.svg` is drawn instead; the raw profile is kept for pprof",
-            )
-            .refuse_key(
-                "profile_children",
-                "processes of the service that keep its environment are profiled, each in its own file",
-            )
-            .refuse_key(
-                "start_profiling_delay",
-                "profiling is switched on when the host starts monitoring the service, right after it is deployed",
-            )
-            .refuse_key("exclude_functions", PPROF_FILTER_HINT)
-            .refuse_key("include_only_functions", PPROF_FILTER_HINT)
-            .refuse_key("pprof_options", PPROF_FILTER_HINT)
-            .refuse_key(
-                "output_file",
-                "the profile is `cpu.prof` in the instance's own folder of the results",
-            );
-        GPERF_GENERATOR_KEYS
-            .iter()
-            .filter(|key| **key != "output_file")
-            .fold(manifest, |m, key| m.refuse_key(*key, GPERF_GENERATOR_HINT))
-    }
-
-    fn validate(config: &Config, experiment: &ValidationContext) -> Vec<String> {
-        let carried = carried_for_check(
-            "gperf_cpu",
-            config.library.as_deref(),
-            PROFILER_NAMES,
-            experiment,
-        );
-        let mut problems = panther_toolmount::refuse::preload(
-            "gperf_cpu",
-            "libprofiler",
-            carried.as_ref(),
-            experiment,
-        );
-        if let Some(library) = &config.library {
-            problems.extend(check_override(library).err());
-        }
-        problems.extend(check_switch_signal(config.signal).err());
-        problems
-    }
-
-    fn new(config: Config, _ctx: Context) -> anyhow::Result<Self> {
-        check_switch_signal(config.signal).map_err(anyhow::Error::msg)?;
-        let library = resolve(
-            config.library.as_deref(),
-            PROFILER_NAMES,
-            "gperf_cpu",
-            "CPU profiler",
-        )
-        .map_err(anyhow::Error::msg)?;
-        Ok(GperfCpu {
-            config,
-            library,
-            services: HashMap::new(),
-        })
-    }
-}
-
-impl ExecutionEnvironment for GperfCpu {
     /// Sampling at 100 Hz costs a program about 1 % (one signal and one stack walk per
     /// sample); 10 % leaves room for higher frequencies, deep stacks and the profile being
     /// written when a process ends.
-    fn slowdown(&self) -> f64 {
-        1.1
+    const SLOWDOWN: f64 = 1.1;
+
+    const OUTPUT_NAME: &'static str = PROFILE_NAME;
+
+    const KEY_ALIASES: &'static [(&'static str, &'static str, &'static str)] = &[
+        (
+            "sampling_frequency",
+            "frequency",
+            "PANTHER's name for CPUPROFILE_FREQUENCY",
+        ),
+        (
+            "profile_frequency",
+            "frequency",
+            "PANTHER's name for CPUPROFILE_FREQUENCY",
+        ),
+        (
+            "profiler_library",
+            "library",
+            "PANTHER's name for the libprofiler to preload",
+        ),
+        (
+            "use_realtime_signal",
+            "realtime",
+            "PANTHER's name for CPUPROFILE_REALTIME",
+        ),
+    ];
+
+    const REFUSED_KEYS: &'static [(&'static str, &'static str)] = &[
+        (
+            "output_format",
+            "the report has the top functions, `cpu.folded` and `flamegraph.svg`; the raw profile is kept for pprof",
+        ),
+        (
+            "generate_pdf",
+            "`flamegraph.svg` is drawn instead; the raw profile is kept for pprof",
+        ),
+        (
+            "profile_children",
+            "processes of the service that keep its environment are profiled, each in its own file",
+        ),
+        (
+            "start_profiling_delay",
+            "profiling is switched on when the host starts monitoring the service, right after it is deployed",
+        ),
+        ("exclude_functions", PPROF_FILTER_HINT),
+        ("include_only_functions", PPROF_FILTER_HINT),
+        ("pprof_options", PPROF_FILTER_HINT),
+        (
+            "output_file",
+            "the profile is `cpu.prof` in the instance's own folder of the results",
+        ),
+    ];
+
+    type Monitor = CpuMonitor;
+
+    fn library(&self) -> Option<&Path> {
+        self.library.as_deref()
     }
 
-    fn wrap(&mut self, mut command: ServiceCommand) -> anyhow::Result<ServiceCommand> {
-        if command.env.contains_key("CPUPROFILE") {
-            bail!(
-                "service `{}` already has CPUPROFILE set (gperf_cpu twice, or set by hand): \
-                 one CPU profiler per service",
-                command.service
-            );
-        }
-        let signal = self.config.signal.to_string();
-        if command.env.get("HEAPPROFILESIGNAL") == Some(&signal) {
-            bail!(
-                "service `{}`: signal {signal} is already gperf_heap's HEAPPROFILESIGNAL; give \
-                 gperf_cpu or gperf_heap another `signal`",
-                command.service
-            );
-        }
-        let cpuprofile = command.output_dir.join(PROFILE_NAME);
-        let placed = Placed::wrap("gperf_cpu", &self.library, &mut command)?;
-        command
-            .env
-            .insert("CPUPROFILE".into(), cpuprofile.display().to_string());
-        command.env.insert(
-            "CPUPROFILE_FREQUENCY".into(),
-            self.config.frequency.to_string(),
-        );
-        command.env.insert("CPUPROFILESIGNAL".into(), signal);
-        if self.config.realtime {
-            command.env.insert("CPUPROFILE_REALTIME".into(), "1".into());
-        }
-        self.services.insert(
-            command.service.clone(),
-            Service {
-                output_dir: command.output_dir.clone(),
-                argv: command.argv.clone(),
-                placed,
-                ..Service::default()
-            },
-        );
-        Ok(command)
+    fn signal(&self) -> i32 {
+        self.signal
     }
 
-    fn start_monitoring(&mut self, service: &str, pid: u32) -> anyhow::Result<()> {
-        let (cpuprofile, argv) = self
-            .cpuprofile(service)
-            .with_context(|| format!("service `{service}` was never wrapped"))?;
-        let entry = self.services.entry(service.to_string()).or_default();
-        entry.placed.start("gperf_cpu", service, pid)?;
-        let matcher = match entry.placed.mapped_library() {
-            Some(mapped) => LibraryMatcher::new(mapped),
-            None => LibraryMatcher::new(&self.library),
-        };
-        let mut watch = Watch::new(pid, argv, matcher, self.config.signal, cpuprofile);
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let thread = std::thread::Builder::new()
-            .name(format!("gperf-cpu-{service}"))
-            .spawn(move || {
-                let started = Instant::now();
-                while !flag.load(Ordering::Relaxed) {
+    fn variables(&self) -> Vec<(&'static str, String)> {
+        let mut variables = vec![("CPUPROFILE_FREQUENCY", self.frequency.to_string())];
+        if self.realtime {
+            variables.push(("CPUPROFILE_REALTIME", "1".into()));
+        }
+        variables
+    }
+
+    fn start_monitoring(
+        &self,
+        service: &str,
+        pid: u32,
+        wrapped: &mut Wrapped<CpuMonitor>,
+    ) -> anyhow::Result<()> {
+        let cpuprofile = wrapped.output_dir.join(PROFILE_NAME);
+        let watch = Watch::new(
+            pid,
+            wrapped.argv.clone(),
+            wrapped.library_matcher(),
+            self.signal,
+            cpuprofile,
+        );
+        let watcher = Poller::spawn(
+            format!("gperf-cpu-{service}"),
+            WATCH_PACE,
+            watch,
+            |watch, stopping| {
+                if !stopping {
                     watch.tick();
-                    // Fast at first, when wrappers start the program and its profile must
-                    // start early; slower later, for processes started along the way.
-                    let pause = if started.elapsed() < Duration::from_secs(2) {
-                        Duration::from_millis(3)
-                    } else {
-                        Duration::from_millis(25)
-                    };
-                    std::thread::park_timeout(pause);
                 }
-                watch
-            })
-            .context("starting the gperf_cpu watch thread")?;
-        let entry = self.services.entry(service.to_string()).or_default();
-        entry.watcher = Some(Watcher { stop, thread });
+                stopping
+            },
+        )
+        .context("starting the gperf_cpu watch thread")?;
+        wrapped.monitor.watcher = Some(watcher);
         Ok(())
     }
 
-    fn stop_monitoring(&mut self, service: &str) -> anyhow::Result<()> {
-        let Some(entry) = self.services.get_mut(service) else {
-            return Ok(());
-        };
-        if let Some(watcher) = entry.watcher.take() {
-            watcher.stop.store(true, Ordering::Relaxed);
-            watcher.thread.thread().unpark();
+    fn stop_monitoring(
+        &self,
+        service: &str,
+        wrapped: &mut Wrapped<CpuMonitor>,
+    ) -> anyhow::Result<()> {
+        if let Some(watcher) = wrapped.monitor.watcher.take() {
             let mut watch = watcher
-                .thread
-                .join()
+                .finish()
                 .map_err(|_| anyhow::anyhow!("the gperf_cpu watch of `{service}` panicked"))?;
             // Start what the watch thread had not started yet, then switch every profile off
             // while the processes still run.
             watch.catch_up(Duration::from_millis(500));
             watch.flush();
-            entry.watch = Some(watch);
+            wrapped.monitor.watch = Some(watch);
         }
         Ok(())
     }
 
-    fn get_monitoring_data(&mut self, service: &str) -> anyhow::Result<serde_json::Value> {
-        let entry = self
-            .services
-            .get_mut(service)
-            .with_context(|| format!("service `{service}` was never wrapped"))?;
-        let watch = entry.watch.take();
+    fn monitoring_data(
+        &self,
+        service: &str,
+        wrapped: &mut Wrapped<CpuMonitor>,
+    ) -> anyhow::Result<serde_json::Value> {
+        let watch = wrapped.monitor.watch.take();
         let data = collect(
-            &entry.output_dir,
+            &wrapped.output_dir,
             watch.as_ref(),
-            &self.config,
-            &self.library,
+            self,
+            &wrapped.library,
             &format!("{service}: CPU"),
-            entry.placed.object_files(),
+            wrapped.placed.object_files(),
         )?;
         Ok(serde_json::to_value(data)?)
     }
 }
 
-impl Drop for GperfCpu {
-    fn drop(&mut self) {
-        for service in self.services.values_mut() {
-            if let Some(watcher) = service.watcher.take() {
-                watcher.stop.store(true, Ordering::Relaxed);
-                watcher.thread.thread().unpark();
-                let _ = watcher.thread.join();
-            }
-        }
-    }
-}
+/// Profiles services with libprofiler.
+pub type GperfCpu = PreloadPlugin<Config>;
 
 /// Reads, symbolizes and reports every profile the service left in `output_dir`.
 pub fn collect(
@@ -527,6 +420,8 @@ export_plugin!(ExecutionEnvironment: GperfCpu);
 
 #[cfg(test)]
 mod tests {
+    use panther_gperftools::testing::{command_preloading, readme_config};
+
     use super::*;
 
     fn config(toml_like: serde_json::Value) -> Config {
@@ -562,20 +457,11 @@ mod tests {
 
     #[test]
     fn wrap_appends_to_ld_preload_and_sets_the_variables() {
-        let mut plugin = GperfCpu {
-            config: config(serde_json::json!({"realtime": true})),
-            library: PathBuf::from("/l/libprofiler.so.0"),
-            services: HashMap::new(),
-        };
-        let mut command = ServiceCommand {
-            service: "s".into(),
-            argv: vec!["prog".into()],
-            output_dir: PathBuf::from("/out"),
-            ..ServiceCommand::default()
-        };
-        command
-            .env
-            .insert("LD_PRELOAD".into(), "/l/libtcmalloc.so.4".into());
+        let mut plugin = GperfCpu::with_library(
+            config(serde_json::json!({"realtime": true})),
+            PathBuf::from("/l/libprofiler.so.0"),
+        );
+        let mut command = command_preloading("/l/libtcmalloc.so.4");
         let wrapped = plugin.wrap(command.clone()).expect("wrap");
         assert_eq!(wrapped.argv, command.argv, "the service itself runs");
         assert_eq!(
@@ -595,24 +481,7 @@ mod tests {
 
     #[test]
     fn the_readme_configuration_block_is_valid() {
-        let readme = include_str!("../README.md");
-        let block = readme
-            .split("```toml\n")
-            .nth(1)
-            .and_then(|b| b.split("```").next())
-            .expect("a toml block");
-        let value: toml::Table = toml::from_str(block).expect("valid toml");
-        let mut section = value["execution"].as_array().expect("[[execution]]")[0]
-            .as_table()
-            .expect("a table")
-            .clone();
-        assert_eq!(
-            section
-                .remove("plugin")
-                .and_then(|p| p.as_str().map(String::from)),
-            Some("gperf_cpu".to_string())
-        );
-        let shown: Config = section.try_into().expect("the keys are the plugin's");
+        let shown: Config = readme_config(include_str!("../README.md"));
         let defaults = config(serde_json::json!({}));
         assert_eq!(
             format!("{shown:?}"),

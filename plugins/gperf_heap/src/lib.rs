@@ -18,23 +18,15 @@
 pub mod flush;
 
 use std::{
-    collections::HashMap,
     path::{Path, PathBuf},
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
-    thread::JoinHandle,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use panther_gperftools::{
-    carry::{carried_for_check, Placed},
     container::ObjectFiles,
-    control::check_switch_signal,
     heap::{analyze_heap_run, dump_prefixes, merge_site_stats, HeapCounts, SiteStat},
-    library::{check_override, resolve, LibraryMatcher, DEBIAN_PACKAGE, TCMALLOC_NAMES},
-    process, Symbolizer, GPERF_GENERATOR_HINT, GPERF_GENERATOR_KEYS, PPROF_FILTER_HINT,
+    process, Pace, Poller, PreloadPlugin, Profiler, ProfilerConfig, Symbolizer, Wrapped,
+    PPROF_FILTER_HINT,
 };
 use panther_plugin_api::{prelude::*, serde_json};
 
@@ -196,12 +188,10 @@ pub struct HeapData {
     pub warnings: Vec<String>,
 }
 
+/// What `gperf_heap` keeps about a service once it runs.
 #[derive(Default)]
-struct Service {
-    output_dir: PathBuf,
-    argv: Vec<String>,
-    /// Where it runs: a container's carried library and root.
-    placed: Placed,
+pub struct HeapMonitor {
+    /// The pid the host gave.
     pid: Option<u32>,
     finder: Option<Finder>,
     /// The process running the service's command, once found.
@@ -211,255 +201,164 @@ struct Service {
     notes: Vec<String>,
 }
 
+/// The process running the service's command and the wrappers above it, once found.
+type Found = Option<(u32, Vec<u32>)>;
+
 /// Looks for the process running the service's command while the service runs: the
 /// processes above it are wrappers added by other execution environments (e.g. strace).
-struct Finder {
-    stop: Arc<AtomicBool>,
-    thread: JoinHandle<(Option<u32>, Vec<u32>)>,
-}
+struct Finder(Poller<Found>);
+
+/// Wrappers start the command within milliseconds; after two seconds it is most likely a
+/// script or a program that changed its command line.
+const FINDER_PACE: Pace = Pace {
+    early: Duration::from_millis(5),
+    later: Duration::from_millis(100),
+};
 
 impl Finder {
     fn start(root: u32, argv: Vec<String>) -> std::io::Result<Self> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let thread = std::thread::Builder::new()
-            .name("gperf-heap-finder".into())
-            .spawn(move || {
-                let started = Instant::now();
-                loop {
-                    if let Some(service) = process::find_running(root, &argv) {
-                        return (Some(service), process::ancestors_below(root, service));
-                    }
-                    if flag.load(Ordering::Relaxed) {
-                        return (None, Vec::new());
-                    }
-                    // Wrappers start the command within milliseconds; after two seconds it
-                    // is most likely a script or a program that changed its command line.
-                    let pause = if started.elapsed() < Duration::from_secs(2) {
-                        Duration::from_millis(5)
-                    } else {
-                        Duration::from_millis(100)
-                    };
-                    std::thread::park_timeout(pause);
+        let poller = Poller::spawn(
+            "gperf-heap-finder".into(),
+            FINDER_PACE,
+            None,
+            move |found: &mut Found, stopping| {
+                if let Some(service) = process::find_running(root, &argv) {
+                    *found = Some((service, process::ancestors_below(root, service)));
+                    return true;
                 }
-            })?;
-        Ok(Finder { stop, thread })
+                stopping
+            },
+        )?;
+        Ok(Finder(poller))
     }
 
     /// The process running the command and the wrappers above it (none when the command's
     /// process was never seen).
     fn finish(self) -> (Option<u32>, Vec<u32>) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.thread().unpark();
-        self.thread.join().unwrap_or_default()
-    }
-}
-
-/// Profiles services' heaps with tcmalloc.
-pub struct GperfHeap {
-    config: Config,
-    library: PathBuf,
-    services: HashMap<String, Service>,
-}
-
-impl Plugin for GperfHeap {
-    type Config = Config;
-
-    fn manifest() -> Manifest {
-        let manifest = Manifest::new("gperf_heap")
-            .capability("ld_preload")
-            .capability("heap_profiler")
-            .capability("in_containers")
-            .tool_with_override("libtcmalloc.so.4", DEBIAN_PACKAGE, "library")
-            .alias_key(
-                "tcmalloc_library",
-                "library",
-                "PANTHER's name for the libtcmalloc to preload",
-            )
-            .alias_key(
-                "heap_profile_allocation_interval",
-                "allocation_interval",
-                "PANTHER's name for HEAP_PROFILE_ALLOCATION_INTERVAL",
-            )
-            .alias_key(
-                "heap_profile_inuse_interval",
-                "inuse_interval",
-                "PANTHER's name for HEAP_PROFILE_INUSE_INTERVAL",
-            )
-            .refuse_key(
-                "heap_profile_time_interval",
-                "dumps are written by allocation (`allocation_interval`), by in-use growth (`inuse_interval`) and when monitoring stops",
-            )
-            .refuse_key(
-                "heap_check_type",
-                "gperftools' heap checker is not driven here: find leaks with the `memcheck` environment",
-            )
-            .refuse_key(
-                "enable_leak_check",
-                "gperftools' heap checker is not driven here: find leaks with the `memcheck` environment",
-            )
-            .refuse_key(
-                "leak_check_at_exit",
-                "gperftools' heap checker is not driven here: find leaks with the `memcheck` environment",
-            )
-            .refuse_key(
-                "output_file",
-                "the dumps are `heap.*.heap` in the instance's own folder of the results",
-            )
-            .refuse_key(
-                "output_format",
-                "the report has in-use and allocated bytes by function and the peak; the raw dumps are kept for pprof",
-            )
-            .refuse_key(
-                "generate_pdf",
-                "the report has in-use and allocated bytes by function and the peak; the raw dumps are kept for pprof",
-            )
-            .refuse_key(
-                "generate_text_report",
-                "the report is always written (the monitoring data's JSON); the raw dumps are kept for pprof",
-            )
-            .refuse_key(
-                "profile_mmap",
-                "mmap profiling is not offered: the report covers malloc and new",
-            )
-            .refuse_key(
-                "only_mmap_profile",
-                "mmap profiling is not offered: the report covers malloc and new",
-            )
-            .refuse_key(
-                "deep_heap_profile",
-                "not offered here; there is nothing to set",
-            )
-            .refuse_key("exclude_functions", PPROF_FILTER_HINT)
-            .refuse_key("include_only_functions", PPROF_FILTER_HINT)
-            .refuse_key("pprof_options", PPROF_FILTER_HINT);
-        GPERF_GENERATOR_KEYS
-            .iter()
-            .filter(|key| **key != "output_file")
-            .fold(manifest, |m, key| m.refuse_key(*key, GPERF_GENERATOR_HINT))
-    }
-
-    fn validate(config: &Config, experiment: &ValidationContext) -> Vec<String> {
-        let carried = carried_for_check(
-            "gperf_heap",
-            config.library.as_deref(),
-            TCMALLOC_NAMES,
-            experiment,
-        );
-        let mut problems = panther_toolmount::refuse::preload(
-            "gperf_heap",
-            "tcmalloc",
-            carried.as_ref(),
-            experiment,
-        );
-        if let Some(library) = &config.library {
-            problems.extend(check_override(library).err());
+        match self.0.finish() {
+            Ok(Some((service, wrappers))) => (Some(service), wrappers),
+            Ok(None) | Err(_) => (None, Vec::new()),
         }
-        problems.extend(check_switch_signal(config.signal).err());
-        problems
-    }
-
-    fn new(config: Config, _ctx: Context) -> anyhow::Result<Self> {
-        check_switch_signal(config.signal).map_err(anyhow::Error::msg)?;
-        let library = resolve(
-            config.library.as_deref(),
-            TCMALLOC_NAMES,
-            "gperf_heap",
-            "tcmalloc with its heap profiler",
-        )
-        .map_err(anyhow::Error::msg)?;
-        Ok(GperfHeap {
-            config,
-            library,
-            services: HashMap::new(),
-        })
     }
 }
 
-impl ExecutionEnvironment for GperfHeap {
+/// tcmalloc's keys, variables, finder and final dumps.
+impl ProfilerConfig for Config {
+    const PROFILER: Profiler = Profiler::Heap;
+
     /// Every allocation and free goes through the profiler, which records its stack: a
     /// program that allocates little barely notices, an allocation-heavy one runs 2 to 5
     /// times slower. 1.5 is for the typical service, which spends a minority of its time in
     /// the allocator.
-    fn slowdown(&self) -> f64 {
-        1.5
+    const SLOWDOWN: f64 = 1.5;
+
+    const OUTPUT_NAME: &'static str = PREFIX_NAME;
+
+    const KEY_ALIASES: &'static [(&'static str, &'static str, &'static str)] = &[
+        (
+            "tcmalloc_library",
+            "library",
+            "PANTHER's name for the libtcmalloc to preload",
+        ),
+        (
+            "heap_profile_allocation_interval",
+            "allocation_interval",
+            "PANTHER's name for HEAP_PROFILE_ALLOCATION_INTERVAL",
+        ),
+        (
+            "heap_profile_inuse_interval",
+            "inuse_interval",
+            "PANTHER's name for HEAP_PROFILE_INUSE_INTERVAL",
+        ),
+    ];
+
+    const REFUSED_KEYS: &'static [(&'static str, &'static str)] = &[
+        (
+            "heap_profile_time_interval",
+            "dumps are written by allocation (`allocation_interval`), by in-use growth (`inuse_interval`) and when monitoring stops",
+        ),
+        ("heap_check_type", HEAP_CHECKER_HINT),
+        ("enable_leak_check", HEAP_CHECKER_HINT),
+        ("leak_check_at_exit", HEAP_CHECKER_HINT),
+        (
+            "output_file",
+            "the dumps are `heap.*.heap` in the instance's own folder of the results",
+        ),
+        (
+            "output_format",
+            "the report has in-use and allocated bytes by function and the peak; the raw dumps are kept for pprof",
+        ),
+        (
+            "generate_pdf",
+            "the report has in-use and allocated bytes by function and the peak; the raw dumps are kept for pprof",
+        ),
+        (
+            "generate_text_report",
+            "the report is always written (the monitoring data's JSON); the raw dumps are kept for pprof",
+        ),
+        ("profile_mmap", MMAP_HINT),
+        ("only_mmap_profile", MMAP_HINT),
+        (
+            "deep_heap_profile",
+            "not offered here; there is nothing to set",
+        ),
+        ("exclude_functions", PPROF_FILTER_HINT),
+        ("include_only_functions", PPROF_FILTER_HINT),
+        ("pprof_options", PPROF_FILTER_HINT),
+    ];
+
+    type Monitor = HeapMonitor;
+
+    fn library(&self) -> Option<&Path> {
+        self.library.as_deref()
     }
 
-    fn wrap(&mut self, mut command: ServiceCommand) -> anyhow::Result<ServiceCommand> {
-        if command.env.contains_key("HEAPPROFILE") {
-            bail!(
-                "service `{}` already has HEAPPROFILE set (gperf_heap twice, or set by hand): \
-                 one heap profiler per service",
-                command.service
-            );
-        }
-        let signal = self.config.signal.to_string();
-        if command.env.get("CPUPROFILESIGNAL") == Some(&signal) {
-            bail!(
-                "service `{}`: signal {signal} is already gperf_cpu's CPUPROFILESIGNAL; give \
-                 gperf_cpu or gperf_heap another `signal`",
-                command.service
-            );
-        }
-        let prefix = command.output_dir.join(PREFIX_NAME);
-        let placed = Placed::wrap("gperf_heap", &self.library, &mut command)?;
-        command
-            .env
-            .insert("HEAPPROFILE".into(), prefix.display().to_string());
-        command.env.insert("HEAPPROFILESIGNAL".into(), signal);
-        if let Some(bytes) = self.config.allocation_interval {
-            command
-                .env
-                .insert("HEAP_PROFILE_ALLOCATION_INTERVAL".into(), bytes.to_string());
-        }
-        if let Some(bytes) = self.config.inuse_interval {
-            command
-                .env
-                .insert("HEAP_PROFILE_INUSE_INTERVAL".into(), bytes.to_string());
-        }
-        self.services.insert(
-            command.service.clone(),
-            Service {
-                output_dir: command.output_dir.clone(),
-                argv: command.argv.clone(),
-                placed,
-                ..Service::default()
-            },
+    fn signal(&self) -> i32 {
+        self.signal
+    }
+
+    fn variables(&self) -> Vec<(&'static str, String)> {
+        let intervals = [
+            ("HEAP_PROFILE_ALLOCATION_INTERVAL", self.allocation_interval),
+            ("HEAP_PROFILE_INUSE_INTERVAL", self.inuse_interval),
+        ];
+        intervals
+            .into_iter()
+            .filter_map(|(name, bytes)| Some((name, bytes?.to_string())))
+            .collect()
+    }
+
+    fn start_monitoring(
+        &self,
+        _service: &str,
+        pid: u32,
+        wrapped: &mut Wrapped<HeapMonitor>,
+    ) -> anyhow::Result<()> {
+        wrapped.monitor.pid = Some(pid);
+        wrapped.monitor.finder = Some(
+            Finder::start(pid, wrapped.argv.clone()).context("starting the gperf_heap finder")?,
         );
-        Ok(command)
-    }
-
-    fn start_monitoring(&mut self, service: &str, pid: u32) -> anyhow::Result<()> {
-        let entry = self
-            .services
-            .get_mut(service)
-            .with_context(|| format!("service `{service}` was never wrapped"))?;
-        entry.placed.start("gperf_heap", service, pid)?;
-        entry.pid = Some(pid);
-        entry.finder =
-            Some(Finder::start(pid, entry.argv.clone()).context("starting the gperf_heap finder")?);
         Ok(())
     }
 
-    fn stop_monitoring(&mut self, service: &str) -> anyhow::Result<()> {
-        let Some(entry) = self.services.get_mut(service) else {
+    fn stop_monitoring(
+        &self,
+        _service: &str,
+        wrapped: &mut Wrapped<HeapMonitor>,
+    ) -> anyhow::Result<()> {
+        let library = wrapped.library_matcher();
+        let monitor = &mut wrapped.monitor;
+        let Some(pid) = monitor.pid else {
             return Ok(());
         };
-        let Some(pid) = entry.pid else {
-            return Ok(());
-        };
-        if let Some(finder) = entry.finder.take() {
-            (entry.service, entry.wrappers) = finder.finish();
+        if let Some(finder) = monitor.finder.take() {
+            (monitor.service, monitor.wrappers) = finder.finish();
         }
-        let library = match entry.placed.mapped_library() {
-            Some(mapped) => LibraryMatcher::new(mapped),
-            None => LibraryMatcher::new(&self.library),
-        };
         let (flushed, notes) = flush::flush_tree(
             pid,
-            &entry.wrappers,
+            &monitor.wrappers,
             &library,
-            self.config.signal,
+            self.signal,
             flush::FLUSH_TIMEOUT,
         );
         for f in &flushed {
@@ -467,41 +366,42 @@ impl ExecutionEnvironment for GperfHeap {
                 tracing::debug!(pid = f.pid, dump = %dump.display(), "final heap dump written");
             }
         }
-        entry.flushed = flushed;
-        entry.notes.extend(notes);
+        monitor.flushed = flushed;
+        monitor.notes.extend(notes);
         Ok(())
     }
 
-    fn get_monitoring_data(&mut self, service: &str) -> anyhow::Result<serde_json::Value> {
-        let entry = self
-            .services
-            .get_mut(service)
-            .with_context(|| format!("service `{service}` was never wrapped"))?;
+    fn monitoring_data(
+        &self,
+        _service: &str,
+        wrapped: &mut Wrapped<HeapMonitor>,
+    ) -> anyhow::Result<serde_json::Value> {
+        let monitor = &mut wrapped.monitor;
         let data = collect(
-            &entry.output_dir,
+            &wrapped.output_dir,
             Processes {
-                root: entry.service.or(entry.pid),
-                wrappers: &entry.wrappers,
-                flushed: &entry.flushed,
+                root: monitor.service.or(monitor.pid),
+                wrappers: &monitor.wrappers,
+                flushed: &monitor.flushed,
             },
-            std::mem::take(&mut entry.notes),
-            &self.library,
-            self.config.top,
-            entry.placed.object_files(),
+            std::mem::take(&mut monitor.notes),
+            &wrapped.library,
+            self.top,
+            wrapped.placed.object_files(),
         )?;
         Ok(serde_json::to_value(data)?)
     }
 }
 
-impl Drop for GperfHeap {
-    fn drop(&mut self) {
-        for service in self.services.values_mut() {
-            if let Some(finder) = service.finder.take() {
-                finder.finish();
-            }
-        }
-    }
-}
+/// Why PANTHER's heap checker keys are refused.
+const HEAP_CHECKER_HINT: &str =
+    "gperftools' heap checker is not driven here: find leaks with the `memcheck` environment";
+
+/// Why PANTHER's mmap profiling keys are refused.
+const MMAP_HINT: &str = "mmap profiling is not offered: the report covers malloc and new";
+
+/// Profiles services' heaps with tcmalloc.
+pub type GperfHeap = PreloadPlugin<Config>;
 
 /// What is known about the processes of a service.
 #[derive(Debug, Clone, Copy, Default)]
@@ -614,6 +514,8 @@ export_plugin!(ExecutionEnvironment: GperfHeap);
 
 #[cfg(test)]
 mod tests {
+    use panther_gperftools::testing::{command_preloading, readme_config};
+
     use super::*;
 
     fn config(value: serde_json::Value) -> Config {
@@ -630,20 +532,11 @@ mod tests {
 
     #[test]
     fn wrap_appends_to_ld_preload_and_sets_the_variables() {
-        let mut plugin = GperfHeap {
-            config: config(serde_json::json!({"allocation_interval": 1048576})),
-            library: PathBuf::from("/l/libtcmalloc.so.4"),
-            services: HashMap::new(),
-        };
-        let mut command = ServiceCommand {
-            service: "s".into(),
-            argv: vec!["prog".into()],
-            output_dir: PathBuf::from("/out"),
-            ..ServiceCommand::default()
-        };
-        command
-            .env
-            .insert("LD_PRELOAD".into(), "/l/libprofiler.so.0".into());
+        let mut plugin = GperfHeap::with_library(
+            config(serde_json::json!({"allocation_interval": 1048576})),
+            PathBuf::from("/l/libtcmalloc.so.4"),
+        );
+        let mut command = command_preloading("/l/libprofiler.so.0");
         let wrapped = plugin.wrap(command.clone()).expect("wrap");
         assert_eq!(wrapped.argv, command.argv);
         assert_eq!(
@@ -680,24 +573,7 @@ mod tests {
 
     #[test]
     fn the_readme_configuration_block_is_valid() {
-        let readme = include_str!("../README.md");
-        let block = readme
-            .split("```toml\n")
-            .nth(1)
-            .and_then(|b| b.split("```").next())
-            .expect("a toml block");
-        let value: toml::Table = toml::from_str(block).expect("valid toml");
-        let mut section = value["execution"].as_array().expect("[[execution]]")[0]
-            .as_table()
-            .expect("a table")
-            .clone();
-        assert_eq!(
-            section
-                .remove("plugin")
-                .and_then(|p| p.as_str().map(String::from)),
-            Some("gperf_heap".to_string())
-        );
-        let shown: Config = section.try_into().expect("the keys are the plugin's");
+        let shown: Config = readme_config(include_str!("../README.md"));
         let defaults = config(serde_json::json!({}));
         assert_eq!((shown.top, shown.signal), (defaults.top, defaults.signal));
         assert!(shown.library.is_none());

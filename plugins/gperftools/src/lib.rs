@@ -14,6 +14,8 @@
 //! * [`process`] reads the process tree, memory maps and environments from `/proc`.
 //! * [`container`] reads the objects of a service that ran in a container from the
 //!   container's own root; [`carry`] brings the libraries into its container.
+//! * [`plugin`] is the execution environment both plugins are, around a [`Profiler`]'s
+//!   configuration; [`poller`] watches a service's processes while it runs.
 //!
 //! No external `pprof` is needed.
 
@@ -26,14 +28,22 @@ pub mod error;
 pub mod heap;
 pub mod library;
 pub mod maps;
+pub mod plugin;
+pub mod poller;
 pub mod process;
+pub mod profiler;
 pub mod report;
 pub mod symbolize;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use cpu::CpuProfile;
 pub use error::{Error, Result};
 pub use maps::Mapping;
+pub use plugin::{PreloadPlugin, ProfilerConfig, Wrapped};
+pub use poller::{Pace, Poller};
 pub use process::ProcessId;
+pub use profiler::Profiler;
 pub use symbolize::{symbolize_cpu, Frame, SymbolizedCpuProfile, Symbolizer};
 
 /// Keys of PANTHER's early `gperf_cpu` and `gperf_heap` configurations, which described GNU

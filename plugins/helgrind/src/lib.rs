@@ -8,9 +8,10 @@
 
 use std::path::PathBuf;
 
-use panther_plugin_api::{prelude::*, ValidationContext};
+use panther_plugin_api::prelude::*;
 use panther_valgrind::{
-    check_extra_args, check_suppressions, xml::Thresholds, Options, Tool, Valgrind,
+    check_extra_args, check_suppressions, xml::Thresholds, Options, Tool, ToolConfig,
+    ValgrindPlugin,
 };
 
 /// `--history-level`: how much helgrind remembers about earlier accesses, which decides
@@ -70,9 +71,27 @@ impl Default for Config {
     }
 }
 
-impl Config {
-    /// The thresholds in the parser's terms.
-    pub fn thresholds(&self) -> Thresholds {
+/// helgrind's keys, options and thresholds.
+impl ToolConfig for Config {
+    const TOOL: Tool = Tool::Helgrind;
+
+    const REFUSED_KEYS: &'static [(&'static str, &'static str)] = &[(
+        "cache_size",
+        "helgrind has no such option; there is nothing to set",
+    )];
+
+    const EXTRA_ARGS_KEYS: &'static [(&'static str, &'static str)] = &[
+        ("conflict_cache_size", "--conflict-cache-size=1000000"),
+        ("track_lockorders", "--track-lockorders=no"),
+        ("check_stack_refs", "--check-stack-refs=no"),
+        ("ignore_thread_creation", "--ignore-thread-creation=yes"),
+        ("free_is_write", "--free-is-write=yes"),
+        ("show_below_main", "--show-below-main=yes"),
+        ("track_fds", "--track-fds=yes"),
+        ("time_stamp", "--time-stamp=yes"),
+    ];
+
+    fn thresholds(&self) -> Thresholds {
         Thresholds {
             max_errors: self.max_errors,
             max_races: self.max_races,
@@ -83,8 +102,7 @@ impl Config {
         }
     }
 
-    /// How valgrind is run.
-    pub fn options(&self) -> Options {
+    fn options(&self) -> Options {
         let level = match self.history_level {
             HistoryLevel::Full => "full",
             HistoryLevel::Approx => "approx",
@@ -98,8 +116,7 @@ impl Config {
         }
     }
 
-    /// What is wrong with the configuration beyond its schema.
-    pub fn problems(&self) -> Vec<String> {
+    fn problems(&self) -> Vec<String> {
         let mut problems =
             check_extra_args(&self.extra_args, &[("--history-level", "history_level")]);
         problems.extend(check_suppressions(&self.suppressions));
@@ -108,84 +125,7 @@ impl Config {
 }
 
 /// Runs services under helgrind.
-pub struct Helgrind {
-    valgrind: Valgrind,
-}
-
-/// PANTHER's helgrind keys: the shared valgrind ones and the helgrind options this plugin
-/// leaves to `extra_args`.
-fn panther_keys(manifest: Manifest) -> Manifest {
-    let manifest = panther_valgrind::panther_keys(manifest).refuse_key(
-        "cache_size",
-        "helgrind has no such option; there is nothing to set",
-    );
-    [
-        ("conflict_cache_size", "--conflict-cache-size=1000000"),
-        ("track_lockorders", "--track-lockorders=no"),
-        ("check_stack_refs", "--check-stack-refs=no"),
-        ("ignore_thread_creation", "--ignore-thread-creation=yes"),
-        ("free_is_write", "--free-is-write=yes"),
-        ("show_below_main", "--show-below-main=yes"),
-        ("track_fds", "--track-fds=yes"),
-        ("time_stamp", "--time-stamp=yes"),
-    ]
-    .into_iter()
-    .fold(manifest, |m, (key, option)| {
-        panther_valgrind::via_extra_args(m, key, option)
-    })
-}
-
-impl Plugin for Helgrind {
-    type Config = Config;
-
-    fn manifest() -> Manifest {
-        let manifest = Manifest::new("helgrind")
-            .capability("valgrind")
-            .capability("in_containers")
-            // One valgrind per process; and valgrind replaces malloc and intercepts pthreads
-            // itself, so an LD_PRELOAD profiler would either be bypassed or break it.
-            .conflicts_with("valgrind")
-            .conflicts_with("ld_preload")
-            // Innermost: valgrind must run the program itself, not another wrapper.
-            .priority(-50)
-            .tool("valgrind", "valgrind");
-        panther_keys(manifest)
-    }
-
-    fn validate(config: &Config, experiment: &ValidationContext) -> Vec<String> {
-        let mut problems = config.problems();
-        problems.extend(panther_toolmount::refuse::needs_dynamic(
-            "helgrind",
-            "vgpreload_helgrind",
-            experiment,
-        ));
-        problems
-    }
-
-    fn new(config: Config, _ctx: Context) -> anyhow::Result<Self> {
-        let problems = config.problems();
-        if !problems.is_empty() {
-            bail!("{}", problems.join("; "));
-        }
-        Ok(Helgrind {
-            valgrind: Valgrind::new(Tool::Helgrind, config.options(), config.thresholds()),
-        })
-    }
-}
-
-impl ExecutionEnvironment for Helgrind {
-    fn slowdown(&self) -> f64 {
-        self.valgrind.slowdown()
-    }
-
-    fn wrap(&mut self, command: ServiceCommand) -> anyhow::Result<ServiceCommand> {
-        self.valgrind.wrap(command)
-    }
-
-    fn get_monitoring_data(&mut self, service: &str) -> anyhow::Result<serde_json::Value> {
-        self.valgrind.collect(service)
-    }
-}
+pub type Helgrind = ValgrindPlugin<Config>;
 
 export_plugin!(ExecutionEnvironment: Helgrind);
 

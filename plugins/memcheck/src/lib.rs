@@ -8,9 +8,10 @@
 
 use std::path::PathBuf;
 
-use panther_plugin_api::{prelude::*, ValidationContext};
+use panther_plugin_api::prelude::*;
 use panther_valgrind::{
-    check_extra_args, check_suppressions, xml::Thresholds, Options, Tool, Valgrind,
+    check_extra_args, check_suppressions, xml::Thresholds, Options, Tool, ToolConfig,
+    ValgrindPlugin,
 };
 
 /// `--leak-check`: whether and how leaks are searched when the program ends.
@@ -114,9 +115,53 @@ impl Default for Config {
     }
 }
 
-impl Config {
-    /// The thresholds in the parser's terms.
-    pub fn thresholds(&self) -> Thresholds {
+/// memcheck's keys, options and thresholds.
+impl ToolConfig for Config {
+    const TOOL: Tool = Tool::Memcheck;
+
+    /// The keys of valgrind's own leak options, which `show_leak_kinds` and the thresholds
+    /// replace.
+    const REFUSED_KEYS: &'static [(&'static str, &'static str)] = &[
+        (
+            "show_reachable",
+            "write `show_leak_kinds = [\"definite\", \"possible\", \"reachable\"]`",
+        ),
+        (
+            "show_possibly_lost",
+            "write `show_leak_kinds = [\"definite\", \"possible\"]` (or without \"possible\")",
+        ),
+        (
+            "errors_for_leak_kinds",
+            "what fails the service is set by the `max_*_lost_bytes` and `max_errors` thresholds",
+        ),
+    ];
+
+    const EXTRA_ARGS_KEYS: &'static [(&'static str, &'static str)] = &[
+        ("leak_resolution", "--leak-resolution=high"),
+        ("leak_check_heuristics", "--leak-check-heuristics=all"),
+        ("xtree_leak", "--xtree-leak=yes"),
+        ("xtree_leak_file", "--xtree-leak-file=xtleak.kcg.%p"),
+        ("undef_value_errors", "--undef-value-errors=no"),
+        ("partial_loads_ok", "--partial-loads-ok=yes"),
+        (
+            "expensive_definedness_checks",
+            "--expensive-definedness-checks=yes",
+        ),
+        ("keep_stacktraces", "--keep-stacktraces=alloc-and-free"),
+        ("freelist_vol", "--freelist-vol=20000000"),
+        ("freelist_big_blocks", "--freelist-big-blocks=1000000"),
+        ("workaround_gcc296_bugs", "--workaround-gcc296-bugs=yes"),
+        ("ignore_range_below_sp", "--ignore-range-below-sp=8192-8189"),
+        ("show_mismatched_frees", "--show-mismatched-frees=no"),
+        ("show_realloc_size_zero", "--show-realloc-size-zero=no"),
+        ("ignore_ranges", "--ignore-ranges=0xPP-0xQQ"),
+        ("malloc_fill", "--malloc-fill=0xAB"),
+        ("free_fill", "--free-fill=0xCD"),
+        ("xml_user_comment", "--xml-user-comment=TEXT"),
+        ("generate_suppressions", "--gen-suppressions=all"),
+    ];
+
+    fn thresholds(&self) -> Thresholds {
         Thresholds {
             max_errors: self.max_errors,
             max_memory_errors: self.max_memory_errors,
@@ -130,8 +175,7 @@ impl Config {
         }
     }
 
-    /// How valgrind is run.
-    pub fn options(&self) -> Options {
+    fn options(&self) -> Options {
         let kinds = if self.show_leak_kinds.is_empty() {
             "none".to_string()
         } else {
@@ -158,8 +202,7 @@ impl Config {
         }
     }
 
-    /// What is wrong with the configuration beyond its schema.
-    pub fn problems(&self) -> Vec<String> {
+    fn problems(&self) -> Vec<String> {
         let mut problems = check_extra_args(
             &self.extra_args,
             &[
@@ -206,107 +249,7 @@ impl Config {
 }
 
 /// Runs services under memcheck.
-pub struct Memcheck {
-    valgrind: Valgrind,
-}
-
-/// PANTHER's memcheck keys: the shared valgrind ones, the options this plugin models under
-/// other names, and the valgrind options it leaves to `extra_args`.
-fn panther_keys(manifest: Manifest) -> Manifest {
-    let manifest = panther_valgrind::panther_keys(manifest)
-        .refuse_key(
-            "show_reachable",
-            "write `show_leak_kinds = [\"definite\", \"possible\", \"reachable\"]`",
-        )
-        .refuse_key(
-            "show_possibly_lost",
-            "write `show_leak_kinds = [\"definite\", \"possible\"]` (or without \"possible\")",
-        )
-        .refuse_key(
-            "errors_for_leak_kinds",
-            "what fails the service is set by the `max_*_lost_bytes` and `max_errors` thresholds",
-        );
-    [
-        ("leak_resolution", "--leak-resolution=high"),
-        ("leak_check_heuristics", "--leak-check-heuristics=all"),
-        ("xtree_leak", "--xtree-leak=yes"),
-        ("xtree_leak_file", "--xtree-leak-file=xtleak.kcg.%p"),
-        ("undef_value_errors", "--undef-value-errors=no"),
-        ("partial_loads_ok", "--partial-loads-ok=yes"),
-        (
-            "expensive_definedness_checks",
-            "--expensive-definedness-checks=yes",
-        ),
-        ("keep_stacktraces", "--keep-stacktraces=alloc-and-free"),
-        ("freelist_vol", "--freelist-vol=20000000"),
-        ("freelist_big_blocks", "--freelist-big-blocks=1000000"),
-        ("workaround_gcc296_bugs", "--workaround-gcc296-bugs=yes"),
-        ("ignore_range_below_sp", "--ignore-range-below-sp=8192-8189"),
-        ("show_mismatched_frees", "--show-mismatched-frees=no"),
-        ("show_realloc_size_zero", "--show-realloc-size-zero=no"),
-        ("ignore_ranges", "--ignore-ranges=0xPP-0xQQ"),
-        ("malloc_fill", "--malloc-fill=0xAB"),
-        ("free_fill", "--free-fill=0xCD"),
-        ("xml_user_comment", "--xml-user-comment=TEXT"),
-        ("generate_suppressions", "--gen-suppressions=all"),
-    ]
-    .into_iter()
-    .fold(manifest, |m, (key, option)| {
-        panther_valgrind::via_extra_args(m, key, option)
-    })
-}
-
-impl Plugin for Memcheck {
-    type Config = Config;
-
-    fn manifest() -> Manifest {
-        let manifest = Manifest::new("memcheck")
-            .capability("valgrind")
-            .capability("in_containers")
-            // One valgrind per process; and valgrind replaces malloc itself, so an
-            // LD_PRELOAD profiler would either be bypassed or break it.
-            .conflicts_with("valgrind")
-            .conflicts_with("ld_preload")
-            // Innermost: valgrind must run the program itself, not another wrapper.
-            .priority(-50)
-            .tool("valgrind", "valgrind");
-        panther_keys(manifest)
-    }
-
-    fn validate(config: &Config, experiment: &ValidationContext) -> Vec<String> {
-        let mut problems = config.problems();
-        problems.extend(panther_toolmount::refuse::needs_dynamic(
-            "memcheck",
-            "vgpreload_memcheck",
-            experiment,
-        ));
-        problems
-    }
-
-    fn new(config: Config, _ctx: Context) -> anyhow::Result<Self> {
-        let problems = config.problems();
-        if !problems.is_empty() {
-            bail!("{}", problems.join("; "));
-        }
-        Ok(Memcheck {
-            valgrind: Valgrind::new(Tool::Memcheck, config.options(), config.thresholds()),
-        })
-    }
-}
-
-impl ExecutionEnvironment for Memcheck {
-    fn slowdown(&self) -> f64 {
-        self.valgrind.slowdown()
-    }
-
-    fn wrap(&mut self, command: ServiceCommand) -> anyhow::Result<ServiceCommand> {
-        self.valgrind.wrap(command)
-    }
-
-    fn get_monitoring_data(&mut self, service: &str) -> anyhow::Result<serde_json::Value> {
-        self.valgrind.collect(service)
-    }
-}
+pub type Memcheck = ValgrindPlugin<Config>;
 
 export_plugin!(ExecutionEnvironment: Memcheck);
 

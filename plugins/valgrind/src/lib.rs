@@ -1,6 +1,7 @@
 //! Shared valgrind support for the `memcheck` and `helgrind` execution environments: [`xml`]
 //! reads valgrind's XML reports, [`Valgrind`] wraps a service's command and turns what valgrind
-//! wrote into the monitoring data the host stores and judges.
+//! wrote into the monitoring data the host stores and judges, and [`ValgrindPlugin`] is the
+//! execution environment itself, around one tool's [`ToolConfig`].
 //!
 //! # How a service runs under valgrind
 //!
@@ -60,6 +61,7 @@ pub mod xml;
 mod args;
 mod carry;
 mod collect;
+mod plugin;
 
 use std::{collections::HashMap, path::PathBuf};
 
@@ -67,6 +69,7 @@ use panther_plugin_api::ServiceCommand;
 
 pub use args::{check_extra_args, check_suppressions, locate, Options, Tool};
 pub use collect::{collect, ProcessReport, RawFiles, ReportedError, ServiceReport};
+pub use plugin::{ToolConfig, ValgrindPlugin};
 
 /// One plugin instance's valgrind: the tool, its options, the thresholds, and the folders
 /// of the services it wrapped.
@@ -135,44 +138,4 @@ impl Valgrind {
         }
         Ok(serde_json::to_value(report)?)
     }
-}
-
-/// PANTHER's keys that its `memcheck` and `helgrind` environments share, declared on
-/// `manifest` (see [`panther_plugin_api::KeyAlias`]).
-pub fn panther_keys(manifest: panther_plugin_api::Manifest) -> panther_plugin_api::Manifest {
-    manifest
-        .alias_key(
-            "additional_parameters",
-            "extra_args",
-            "PANTHER's name for the same list of valgrind options",
-        )
-        .refuse_key(
-            "suppression_file",
-            "write `suppressions = [\"FILE\"]`, a list of files",
-        )
-        .refuse_key(
-            "valgrind_binary",
-            "the host finds valgrind itself (`panther-host doctor` shows where)",
-        )
-        .refuse_key(
-            "output_format",
-            "valgrind always writes XML here: the report is built from it",
-        )
-        .refuse_key(
-            "verbosity",
-            "valgrind's own log is `valgrind.log` in the instance's folder; the host's output is set with -v/-vv",
-        )
-}
-
-/// Refuses PANTHER's `key`, a valgrind option this plugin does not model, with the hint to
-/// pass `option` in `extra_args`.
-pub fn via_extra_args(
-    manifest: panther_plugin_api::Manifest,
-    key: &str,
-    option: &str,
-) -> panther_plugin_api::Manifest {
-    manifest.refuse_key(
-        key,
-        format!("pass valgrind's option in `extra_args`: `extra_args = [\"{option}\"]`"),
-    )
 }
