@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use panther_plugin_api::__private::{ValidateRequest, CLEAN_STALE, SITES, VALIDATE};
 use panther_plugin_api::{
     abi::{ExecutionEnvironmentBox, HostContextBox, NetworkEnvironmentBox, ReporterBox},
+    failure::Failure,
     Deployment, DeploymentPlan, EnvironmentStatus, ProcessState, Resource, RunResult,
     ServiceCommand, ServiceSite, ServiceSpec,
 };
@@ -28,7 +29,10 @@ use crate::{
 
 /// A plugin call that failed (or panicked) inside the plugin.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("plugin `{instance}` ({plugin}) failed while {doing}: {message}")]
+#[error(
+    "plugin `{instance}` ({plugin}) {} while {doing}: {message}",
+    if *panicked { "panicked" } else { "failed" }
+)]
 pub struct PluginError {
     /// The plugin's name.
     pub plugin: String,
@@ -36,8 +40,10 @@ pub struct PluginError {
     pub instance: String,
     /// What the host asked for.
     pub doing: String,
-    /// What the plugin answered, cause chain included.
+    /// What the plugin answered, cause chain included (or where it panicked).
     pub message: String,
+    /// Whether the plugin panicked rather than returned an error.
+    pub panicked: bool,
 }
 
 /// Who an instance is, for error messages.
@@ -50,12 +56,17 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// The error of a call that was `doing` something, from what the plugin (or its plugin
+    /// server, or the host) said: a [`Failure`] read once, so that it is said once.
     fn error(&self, doing: impl Into<String>, message: impl Into<String>) -> PluginError {
+        let doing = doing.into();
+        let failure = Failure::read(&message.into(), &doing);
         PluginError {
             plugin: self.plugin.clone(),
             instance: self.instance.clone(),
-            doing: doing.into(),
-            message: message.into(),
+            panicked: failure.is_panic(),
+            message: failure.to_string(),
+            doing,
         }
     }
 

@@ -24,7 +24,7 @@ use std::{
 use abi_stable::library::{
     lib_header_from_raw_library, AbiHeader, LibraryError, RawLibrary, RootModuleError,
 };
-use panther_plugin_api::{abi::PluginModuleRef, Manifest, API_VERSION};
+use panther_plugin_api::{abi::PluginModuleRef, failure::Failure, Manifest, API_VERSION};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::FileKey;
@@ -444,10 +444,11 @@ fn open_and_describe_with(
 /// when the manifest could be read.
 fn read_manifest(module: PluginModuleRef) -> Result<Manifest, (LoadErrorKind, Option<String>)> {
     let json = module.manifest()().into_result().map_err(|e| {
-        let text = e.into_string();
-        let kind = match text.strip_prefix("plugin panicked while describing itself") {
-            Some(rest) => LoadErrorKind::Panicked(format!(" (describing itself{rest})")),
-            None => LoadErrorKind::Manifest(text),
+        let failure = Failure::read(&e.into_string(), "describing itself");
+        let kind = if failure.is_panic() {
+            LoadErrorKind::Panicked(format!(" (describing itself: {failure})"))
+        } else {
+            LoadErrorKind::Manifest(failure.to_string())
         };
         (kind, None)
     })?;

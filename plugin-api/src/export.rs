@@ -19,6 +19,7 @@ use crate::{
         ReporterBox, ReporterFfi, ReporterFfi_TO,
     },
     context::Context,
+    failure::Failure,
     log_bridge,
     manifest::{Manifest, PluginKind},
     plugin::{ExecutionEnvironment, NetworkEnvironment, Plugin, Reporter},
@@ -54,26 +55,23 @@ fn quiet_panic_hook() {
     });
 }
 
-/// Runs `f`, turning an error into its whole cause chain and a panic into an error that says
-/// what the plugin was doing and where it panicked.
-pub fn guard<T>(doing: &str, f: impl FnOnce() -> anyhow::Result<T>) -> RResult<T, FfiError> {
+/// Runs `f`, turning an error into a [`Failure`] with its causes and a panic into one that
+/// says where it happened; the host, which knows what it asked for, says the rest.
+pub fn guard<T>(f: impl FnOnce() -> anyhow::Result<T>) -> RResult<T, FfiError> {
     quiet_panic_hook();
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(value)) => ROk(value),
-        Ok(Err(err)) => RErr(RString::from(format!("{err:#}"))),
+        Ok(Err(err)) => RErr(RString::from(Failure::from_error(&err).to_json())),
         Err(payload) => {
             let message = payload
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "a non-string panic payload".to_string());
-            let location = PANIC_LOCATION
-                .with(|cell| cell.borrow_mut().take())
-                .map(|l| format!(" (at {l})"))
-                .unwrap_or_default();
-            RErr(RString::from(format!(
-                "plugin panicked while {doing}: {message}{location}"
-            )))
+            let location = PANIC_LOCATION.with(|cell| cell.borrow_mut().take());
+            RErr(RString::from(
+                Failure::Panic { message, location }.to_json(),
+            ))
         }
     }
 }
@@ -102,12 +100,12 @@ pub fn full_manifest<P: Plugin, I: PackageInfo>() -> Manifest {
 
 /// `PluginModule::manifest`.
 pub extern "C" fn manifest<P: Plugin, I: PackageInfo>() -> RResult<RString, FfiError> {
-    guard("describing itself", || to_json(&full_manifest::<P, I>()))
+    guard(|| to_json(&full_manifest::<P, I>()))
 }
 
 /// `PluginModule::claims`.
 pub extern "C" fn claims<P: Plugin>(config: RStr<'_>) -> RResult<RString, FfiError> {
-    guard("computing its claims", || {
+    guard(|| {
         let config: P::Config = parse(config, "configuration")?;
         to_json(&P::claims(&config))
     })
@@ -120,7 +118,7 @@ pub extern "C" fn module_call<P: Plugin>(
 ) -> RResult<ROption<RString>, FfiError> {
     match name.as_str() {
         // since 1.1: begin
-        VALIDATE => guard("validating its configuration", || {
+        VALIDATE => guard(|| {
             let request: ValidateRequest = parse(payload, "validation request")?;
             let config: P::Config =
                 serde_json::from_value(request.config).context("invalid configuration")?;
@@ -138,7 +136,7 @@ pub extern "C" fn network_module_call<P: NetworkEnvironment>(
 ) -> RResult<ROption<RString>, FfiError> {
     match name.as_str() {
         // since 1.3: begin
-        SITES => guard("saying where the services run", || {
+        SITES => guard(|| {
             let request: ValidateRequest = parse(payload, "validation request")?;
             let config: P::Config =
                 serde_json::from_value(request.config).context("invalid configuration")?;
@@ -186,7 +184,7 @@ pub extern "C" fn new_network_environment<P: NetworkEnvironment>(
     config: RStr<'_>,
     host: HostContextBox,
 ) -> RResult<NetworkEnvironmentBox, FfiError> {
-    guard("starting", || {
+    guard(|| {
         let plugin = instantiate::<P>(config, host)?;
         Ok(NetworkEnvironmentFfi_TO::from_value(
             Adapter(plugin),
@@ -200,7 +198,7 @@ pub extern "C" fn new_execution_environment<P: ExecutionEnvironment>(
     config: RStr<'_>,
     host: HostContextBox,
 ) -> RResult<ExecutionEnvironmentBox, FfiError> {
-    guard("starting", || {
+    guard(|| {
         let plugin = instantiate::<P>(config, host)?;
         Ok(ExecutionEnvironmentFfi_TO::from_value(
             Adapter(plugin),
@@ -214,7 +212,7 @@ pub extern "C" fn new_reporter<P: Reporter>(
     config: RStr<'_>,
     host: HostContextBox,
 ) -> RResult<ReporterBox, FfiError> {
-    guard("starting", || {
+    guard(|| {
         let plugin = instantiate::<P>(config, host)?;
         Ok(ReporterFfi_TO::from_value(Adapter(plugin), TD_Opaque))
     })
@@ -249,50 +247,36 @@ pub struct Adapter<P>(pub P);
 
 impl<P: NetworkEnvironment> NetworkEnvironmentFfi for Adapter<P> {
     fn setup_environment(&mut self, plan: RStr<'_>) -> RResult<(), FfiError> {
-        guard("setting up its environment", || {
-            self.0.setup_environment(&parse(plan, "deployment plan")?)
-        })
+        guard(|| self.0.setup_environment(&parse(plan, "deployment plan")?))
     }
 
     fn deploy_service(&mut self, service: RStr<'_>) -> RResult<RString, FfiError> {
-        guard("deploying a service", || {
-            to_json(&self.0.deploy_service(&parse(service, "service")?)?)
-        })
+        guard(|| to_json(&self.0.deploy_service(&parse(service, "service")?)?))
     }
 
     fn wait_ready(&mut self, service: RStr<'_>) -> RResult<(), FfiError> {
-        guard("waiting for a service", || {
-            self.0.wait_ready(service.as_str())
-        })
+        guard(|| self.0.wait_ready(service.as_str()))
     }
 
     fn get_environment_status(&mut self) -> RResult<RString, FfiError> {
-        guard("reporting its status", || {
-            to_json(&self.0.get_environment_status()?)
-        })
+        guard(|| to_json(&self.0.get_environment_status()?))
     }
 
     fn stop_service(&mut self, service: RStr<'_>) -> RResult<RString, FfiError> {
-        guard("stopping a service", || {
-            to_json(&self.0.stop_service(service.as_str())?)
-        })
+        guard(|| to_json(&self.0.stop_service(service.as_str())?))
     }
 
     fn call(&mut self, name: RStr<'_>, _payload: RStr<'_>) -> RResult<ROption<RString>, FfiError> {
         match name.as_str() {
             // since 1.1: begin
-            CLEAN_STALE => guard("cleaning up after earlier runs", || {
-                Ok(RSome(to_json(&self.0.clean_stale()?)?))
-            }),
+            CLEAN_STALE => guard(|| Ok(RSome(to_json(&self.0.clean_stale()?)?))),
             // since 1.1: end
             _ => ROk(RNone),
         }
     }
 
     fn teardown_environment(&mut self) -> RResult<(), FfiError> {
-        guard("tearing down its environment", || {
-            self.0.teardown_environment()
-        })
+        guard(|| self.0.teardown_environment())
     }
 }
 
@@ -308,27 +292,19 @@ impl<P: ExecutionEnvironment> ExecutionEnvironmentFfi for Adapter<P> {
     }
 
     fn wrap_command(&mut self, command: RStr<'_>) -> RResult<RString, FfiError> {
-        guard("wrapping a command", || {
-            to_json(&self.0.wrap(parse(command, "command")?)?)
-        })
+        guard(|| to_json(&self.0.wrap(parse(command, "command")?)?))
     }
 
     fn start_monitoring(&mut self, service: RStr<'_>, pid: u32) -> RResult<(), FfiError> {
-        guard("starting to monitor", || {
-            self.0.start_monitoring(service.as_str(), pid)
-        })
+        guard(|| self.0.start_monitoring(service.as_str(), pid))
     }
 
     fn stop_monitoring(&mut self, service: RStr<'_>) -> RResult<(), FfiError> {
-        guard("stopping to monitor", || {
-            self.0.stop_monitoring(service.as_str())
-        })
+        guard(|| self.0.stop_monitoring(service.as_str()))
     }
 
     fn get_monitoring_data(&mut self, service: RStr<'_>) -> RResult<RString, FfiError> {
-        guard("collecting monitoring data", || {
-            to_json(&self.0.get_monitoring_data(service.as_str())?)
-        })
+        guard(|| to_json(&self.0.get_monitoring_data(service.as_str())?))
     }
 }
 
@@ -338,9 +314,7 @@ impl<P: Reporter> ReporterFfi for Adapter<P> {
     }
 
     fn report(&mut self, result: RStr<'_>) -> RResult<(), FfiError> {
-        guard("writing its report", || {
-            self.0.report(&parse(result, "run result")?)
-        })
+        guard(|| self.0.report(&parse(result, "run result")?))
     }
 }
 

@@ -105,6 +105,7 @@ pub mod abi;
 pub mod context;
 mod event;
 mod export;
+pub mod failure;
 mod log_bridge;
 mod manifest;
 mod model;

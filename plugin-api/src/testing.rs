@@ -109,7 +109,7 @@ impl TestHost {
     pub fn claims<P: Plugin>(&self, config: serde_json::Value) -> anyhow::Result<Vec<Resource>> {
         let json = export::claims::<P>(RStr::from_str(&config.to_string()))
             .into_result()
-            .map_err(|e| anyhow!(e.into_string()))?;
+            .map_err(failed)?;
         Ok(serde_json::from_str(&json)?)
     }
 
@@ -126,11 +126,7 @@ impl TestHost {
         let payload = serde_json::to_string(&request)?;
         let answer =
             export::module_call::<P>(RStr::from_str(export::VALIDATE), RStr::from_str(&payload));
-        match answer
-            .into_result()
-            .map_err(|e| anyhow!(e.into_string()))?
-            .into_option()
-        {
+        match answer.into_result().map_err(failed)?.into_option() {
             Some(json) => Ok(serde_json::from_str(&json)?),
             None => Ok(Vec::new()),
         }
@@ -140,7 +136,7 @@ impl TestHost {
     pub fn reporter<P: Reporter>(&self, config: serde_json::Value) -> anyhow::Result<TestReporter> {
         let inner = export::new_reporter::<P>(RStr::from_str(&config.to_string()), self.ctx())
             .into_result()
-            .map_err(|e| anyhow!(e.into_string()))?;
+            .map_err(failed)?;
         Ok(TestReporter { inner })
     }
 
@@ -152,7 +148,7 @@ impl TestHost {
         let inner =
             export::new_execution_environment::<P>(RStr::from_str(&config.to_string()), self.ctx())
                 .into_result()
-                .map_err(|e| anyhow!(e.into_string()))?;
+                .map_err(failed)?;
         Ok(TestExecution { inner })
     }
 
@@ -164,7 +160,7 @@ impl TestHost {
         let inner =
             export::new_network_environment::<P>(RStr::from_str(&config.to_string()), self.ctx())
                 .into_result()
-                .map_err(|e| anyhow!(e.into_string()))?;
+                .map_err(failed)?;
         Ok(TestNetwork { inner })
     }
 
@@ -237,7 +233,16 @@ impl Drop for TestHost {
 }
 
 fn check<T>(r: RResult<T, RString>) -> anyhow::Result<T> {
-    r.into_result().map_err(|e| anyhow!(e.into_string()))
+    r.into_result().map_err(failed)
+}
+
+/// What a plugin's failed call says, as the host would say it ([`crate::failure::Failure`]).
+fn failed(error: RString) -> anyhow::Error {
+    let failure = crate::failure::Failure::read(error.as_str(), "");
+    match failure.is_panic() {
+        true => anyhow!("panicked: {failure}"),
+        false => anyhow!("{failure}"),
+    }
 }
 
 fn decode<T: serde::de::DeserializeOwned>(r: RResult<RString, RString>) -> anyhow::Result<T> {
