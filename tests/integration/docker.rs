@@ -11,8 +11,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde_json::Value;
-
 use crate::support::*;
 
 /// Runs the `docker` CLI (the tests look at the engine with it; the plugins never run it).
@@ -82,17 +80,7 @@ pub(crate) fn echo_context() -> &'static Path {
         }
         std::fs::copy("/bin/sleep", rootfs.join("bin/sleep")).unwrap();
         let binaries = programs.iter().map(String::as_str).chain(["/bin/sleep"]);
-        for binary in binaries {
-            let output = Command::new("ldd").arg(binary).output().expect("ldd runs");
-            for library in String::from_utf8_lossy(&output.stdout)
-                .split_whitespace()
-                .filter(|w| w.starts_with('/'))
-            {
-                let inside = rootfs.join(library.trim_start_matches('/'));
-                std::fs::create_dir_all(inside.parent().unwrap()).unwrap();
-                std::fs::copy(library, &inside).unwrap();
-            }
-        }
+        copy_linked_libraries(&rootfs, binaries);
         dir
     })
 }
@@ -200,18 +188,6 @@ pub(crate) fn run_id(run: &Path) -> String {
         .to_string()
 }
 
-fn deployed_pids(run: &Path) -> Vec<u32> {
-    events(run)
-        .iter()
-        .filter(|e| e["event"] == "service_deployed")
-        .filter_map(|e| e["pid"].as_u64().map(|p| p as u32))
-        .collect()
-}
-
-pub(crate) fn result_of(run: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(run.join("result.json")).unwrap()).unwrap()
-}
-
 /// A compose file: an echo server with a healthcheck (the echo client, run inside it: the
 /// image has no shell), a client that waits for it to be healthy, and a service the
 /// experiment does not name (started before the experiment's), on a network of the file,
@@ -306,31 +282,8 @@ path = "result.json"
 
 const SERVER: &str = r#""echo-server", "--host", "0.0.0.0", "--port", "7000""#;
 
-/// Waits until the run's events show `count` deployed services; the run folder.
-fn wait_for_deployments(results_root: &Path, count: usize) -> PathBuf {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        assert!(
-            Instant::now() < deadline,
-            "services were not deployed in time"
-        );
-        let run = std::fs::read_dir(results_root)
-            .ok()
-            .and_then(|mut d| d.next())
-            .and_then(|e| e.ok())
-            .map(|e| e.path());
-        if let Some(run) = run.filter(|r| r.join("events.jsonl").exists()) {
-            let deployed = events(&run)
-                .iter()
-                .filter(|e| e["event"] == "service_deployed")
-                .count();
-            if deployed == count {
-                return run;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+/// How long containers may take to come up before a test gives up on them.
+const DEPLOY_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[test]
 fn a_compose_experiment_passes_on_the_clients_exit_code_and_leaves_nothing() {
@@ -444,7 +397,11 @@ fn ctrl_c_during_a_compose_run_leaves_nothing() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let run = wait_for_deployments(&sandbox.path().join("results/compose-interrupted"), 2);
+    let run = wait_for_deployments(
+        &sandbox.path().join("results/compose-interrupted"),
+        2,
+        DEPLOY_TIMEOUT,
+    );
     let id = run_id(&run);
     let _cleanup = RemoveLeftovers(id.clone());
     let running = labelled(&format!("panther.run={id}"));
@@ -925,7 +882,11 @@ fn clean_removes_what_a_killed_host_left() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let run = wait_for_deployments(&sandbox.path().join("results/compose-killed"), 2);
+    let run = wait_for_deployments(
+        &sandbox.path().join("results/compose-killed"),
+        2,
+        DEPLOY_TIMEOUT,
+    );
     let id = run_id(&run);
     let _cleanup = RemoveLeftovers(id.clone());
     let _clean = clean_lock();

@@ -112,15 +112,6 @@ fn run_passing(sandbox: &Sandbox, plugin: &str, line: &str) {
     );
 }
 
-pub(crate) fn monitoring(results: &Path, service: &str, instance: &str) -> Value {
-    let file = results
-        .join("monitoring")
-        .join(service)
-        .join(format!("{instance}.json"));
-    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-    serde_json::from_str(&text).unwrap()
-}
-
 /// The row of a report table for one function.
 pub(crate) fn row<'a>(table: &'a Value, function: &str) -> &'a Value {
     table

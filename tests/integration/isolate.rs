@@ -47,8 +47,8 @@ fn run(sandbox: &Sandbox, experiment: &str, args: &[&str]) -> std::process::Outp
     output
 }
 
-/// The pids of the services the run deployed, from its events.
-fn deployed_pids(results: &Path) -> Vec<u32> {
+/// The pids of the services the run deployed, from its events; every local service has one.
+fn local_service_pids(results: &Path) -> Vec<u32> {
     events(results)
         .iter()
         .filter(|e| e["event"] == "service_deployed")
@@ -174,7 +174,7 @@ fn fails_alone(kind: &str, at: &str, how: &str) {
             "{result:#}"
         );
     }
-    let pids = deployed_pids(&results);
+    let pids = local_service_pids(&results);
     if at != "wrap" {
         assert!(!pids.is_empty(), "nothing was deployed:\n{err}");
     }
@@ -413,7 +413,7 @@ fn ctrl_c_gives_up_on_a_hung_isolated_plugin() {
             .and_then(|mut d| d.next())
             .and_then(Result::ok)
             .filter(|run| run.path().join("events.jsonl").is_file())
-            .map(|run| deployed_pids(&run.path()))
+            .map(|run| local_service_pids(&run.path()))
             .unwrap_or_default();
         if !deployed.is_empty() {
             break deployed;
@@ -463,7 +463,7 @@ fn a_crash_in_a_plugins_own_thread_fails_its_instance() {
         "{err}"
     );
     let results = sandbox.results("in-thread");
-    for pid in deployed_pids(&results) {
+    for pid in local_service_pids(&results) {
         assert!(!alive(pid), "service process {pid} was left running");
     }
     assert!(results.join("result.json").is_file());

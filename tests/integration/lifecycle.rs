@@ -1,12 +1,7 @@
 //! Teardown always happens: after Ctrl-C, a timeout, or a service that dies, no process the
 //! run started is left, and the reports are still written.
 
-use std::{
-    path::{Path, PathBuf},
-    time::{Duration, Instant},
-};
-
-use serde_json::Value;
+use std::time::{Duration, Instant};
 
 use crate::support::*;
 
@@ -44,34 +39,6 @@ plugin = "junit"
     )
 }
 
-/// Waits for the run's results folder to show `count` deployed services; returns their pids.
-fn wait_for_deployments(results_root: &Path, count: usize) -> (PathBuf, Vec<u32>) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        assert!(
-            Instant::now() < deadline,
-            "services were not deployed in time"
-        );
-        if let Some(run) = std::fs::read_dir(results_root)
-            .ok()
-            .and_then(|mut d| d.next())
-            .and_then(|e| e.ok())
-        {
-            if run.path().join("events.jsonl").exists() {
-                let pids: Vec<u32> = events(&run.path())
-                    .iter()
-                    .filter(|e| e["event"] == "service_deployed")
-                    .filter_map(|e| e["pid"].as_u64().map(|p| p as u32))
-                    .collect();
-                if pids.len() == count {
-                    return (run.path(), pids);
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn assert_all_gone(pids: &[u32]) {
     for &pid in pids {
         assert!(!alive(pid), "service process {pid} is still there");
@@ -83,10 +50,6 @@ fn assert_all_gone(pids: &[u32]) {
     }
 }
 
-fn result_of(run: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(run.join("result.json")).unwrap()).unwrap()
-}
-
 #[test]
 fn ctrl_c_tears_everything_down_and_still_writes_the_reports() {
     let sandbox = Sandbox::new();
@@ -96,7 +59,12 @@ fn ctrl_c_tears_everything_down_and_still_writes_the_reports() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let (run, pids) = wait_for_deployments(&sandbox.path().join("results/interrupted"), 3);
+    let run = wait_for_deployments(
+        &sandbox.path().join("results/interrupted"),
+        3,
+        Duration::from_secs(20),
+    );
+    let pids = deployed_pids(&run);
     let forker_children = group_members(pids[1]);
     assert!(
         forker_children.len() >= 3,

@@ -52,14 +52,6 @@ fn run_host(sandbox: &Sandbox, args: &[&str]) -> (Output, u32) {
     (child.wait_with_output().expect("panther-host ends"), pid)
 }
 
-fn deployed_pids(run: &Path) -> Vec<u32> {
-    events(run)
-        .iter()
-        .filter(|e| e["event"] == "service_deployed")
-        .filter_map(|e| e["pid"].as_u64().map(|p| p as u32))
-        .collect()
-}
-
 /// Nothing of the run is left: no namespace, no host file, no service process.
 fn assert_clean(host_pid: u32, service_pids: &[u32]) {
     assert_eq!(namespaces_of(host_pid), Vec::<String>::new(), "left behind");
@@ -1024,10 +1016,4 @@ role = "client"
     );
     let (output, _) = run_host(&sandbox, &["check", file.to_str().unwrap()]);
     assert_passed(&output);
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
 }

@@ -92,18 +92,6 @@ fn run(sandbox: &Sandbox, file: &str, experiment: &str) -> std::process::Output 
     sandbox.host(&["run", path.to_str().unwrap()])
 }
 
-/// `monitoring/<service>/<instance>.json`.
-fn monitoring(results: &Path, service: &str, instance: &str) -> Value {
-    let file = results.join(format!("monitoring/{service}/{instance}.json"));
-    let text = std::fs::read_to_string(&file)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
-    serde_json::from_str(&text).unwrap()
-}
-
-fn result_json(results: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(results.join("result.json")).unwrap()).unwrap()
-}
-
 /// Completed calls of one syscall in a summary (0 when it is absent).
 fn calls(summary: &Value, syscall: &str) -> u64 {
     summary["syscalls"][syscall]["calls"].as_u64().unwrap_or(0)
@@ -225,7 +213,7 @@ path = "result.json"
     }
 
     // The wrapped argv is in the result; the event log has a short summary of each trace.
-    let result = result_json(&results);
+    let result = result_of(&results);
     let argv: Vec<&str> = result["services"][1]["argv"]
         .as_array()
         .unwrap()
@@ -365,7 +353,7 @@ name = "outer"
     );
     let output = run(&sandbox, "e.toml", &experiment);
     assert_eq!(code(&output), 3, "{}", stderr(&output));
-    let result = result_json(&sandbox.results("double_follow"));
+    let result = result_of(&sandbox.results("double_follow"));
     let errors = result["errors"].to_string();
     assert!(
         errors.contains("already runs under strace") && errors.contains("follow_forks = false"),
@@ -523,7 +511,7 @@ max_errors_by_errno = { ENOENT = 2, ECONNRESET = 0 }
     let output = run(&sandbox, "e.toml", &experiment);
     assert_eq!(code(&output), 1, "{}", stderr(&output));
     let results = sandbox.results("strict");
-    let result = result_json(&results);
+    let result = result_of(&results);
     assert_eq!(result["status"], "failed");
     let service = &result["services"][0];
     assert_eq!(service["passed"], false);

@@ -1,11 +1,15 @@
 //! The test harness.
 
 use std::{
+    ffi::OsStr,
     net::TcpListener,
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
     sync::OnceLock,
+    time::{Duration, Instant},
 };
+
+use serde_json::Value;
 
 /// The workspace root.
 pub fn root() -> PathBuf {
@@ -87,6 +91,54 @@ pub fn fixture(name: &str) -> PathBuf {
     let path = fixtures_dir().join(format!("libfixture_{name}.so"));
     assert!(path.is_file(), "fixture {} was not built", path.display());
     path
+}
+
+/// `tests/fixtures/programs/<program>.c`: the C programs the tests compile, shared with the
+/// valgrind and gperftools crates' own tests, which check the same programs without the host.
+pub fn fixture_program(program: &str) -> PathBuf {
+    root()
+        .join("tests/fixtures/programs")
+        .join(format!("{program}.c"))
+}
+
+/// Compiles `fixture_program(program)` into `exe` with `cc -g -O0 -pthread`: debug info for the
+/// tools' function, file and line, and no optimisation, so the lines stay where the programs'
+/// markers say.
+pub fn compile_fixture_program(program: &str, exe: &Path) {
+    let output = Command::new("cc")
+        .args(["-g", "-O0", "-pthread", "-o"])
+        .arg(exe)
+        .arg(fixture_program(program))
+        .output()
+        .expect("cc runs");
+    assert!(
+        output.status.success(),
+        "compiling {program}: {}",
+        stderr(&output)
+    );
+}
+
+/// Copies every library `ldd` names for `binaries` into `rootfs`, at the same path, so that
+/// the binaries run in an image that has nothing else.
+pub fn copy_linked_libraries(rootfs: &Path, binaries: impl IntoIterator<Item = impl AsRef<OsStr>>) {
+    for binary in binaries {
+        let output = Command::new("ldd").arg(binary).output().expect("ldd runs");
+        for library in String::from_utf8_lossy(&output.stdout)
+            .split_whitespace()
+            .filter(|w| w.starts_with('/'))
+        {
+            let inside = rootfs.join(library.trim_start_matches('/'));
+            std::fs::create_dir_all(inside.parent().unwrap()).unwrap();
+            std::fs::copy(library, &inside).unwrap();
+        }
+    }
+}
+
+/// The program `name` on the PATH.
+pub fn which(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }
 
 /// Copies plugin-api into `dest` with another version; with `as_of_1_0`, the parts marked
@@ -381,12 +433,65 @@ pub fn free_port() -> u16 {
 }
 
 /// The events of a run, parsed.
-pub fn events(results: &Path) -> Vec<serde_json::Value> {
+pub fn events(results: &Path) -> Vec<Value> {
     std::fs::read_to_string(results.join("events.jsonl"))
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad event line {l}: {e}")))
         .collect()
+}
+
+/// A run's `result.json`, parsed.
+pub fn result_of(run: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(run.join("result.json")).unwrap()).unwrap()
+}
+
+/// A run's `monitoring/<service>/<instance>.json`, parsed.
+pub fn monitoring(run: &Path, service: &str, instance: &str) -> Value {
+    let path = run
+        .join("monitoring")
+        .join(service)
+        .join(format!("{instance}.json"));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("no monitoring data {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The pids of the services a run deployed, from its events; a service without a pid (one
+/// the host did not start itself) has none to give.
+pub fn deployed_pids(run: &Path) -> Vec<u32> {
+    events(run)
+        .iter()
+        .filter(|e| e["event"] == "service_deployed")
+        .filter_map(|e| e["pid"].as_u64().map(|p| p as u32))
+        .collect()
+}
+
+/// Waits, `within` at most, until the one run under `results_root` has written `count`
+/// `service_deployed` events; returns the run folder.
+pub fn wait_for_deployments(results_root: &Path, count: usize, within: Duration) -> PathBuf {
+    let deadline = Instant::now() + within;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "services were not deployed in time"
+        );
+        let run = std::fs::read_dir(results_root)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .map(|e| e.path());
+        if let Some(run) = run.filter(|r| r.join("events.jsonl").exists()) {
+            let deployed = events(&run)
+                .iter()
+                .filter(|e| e["event"] == "service_deployed")
+                .count();
+            if deployed == count {
+                return run;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Whether a process with this pid exists and has not ended. A zombie has ended: in a

@@ -14,10 +14,8 @@ use std::{
 
 use serde_json::Value;
 
-use crate::docker::{
-    assert_nothing_left, echo_context, require_engine, result_of, run_id, RemoveLeftovers,
-};
-use crate::gperf::{assert_burn_profile, monitoring, profile_of, row};
+use crate::docker::{assert_nothing_left, echo_context, require_engine, run_id, RemoveLeftovers};
+use crate::gperf::{assert_burn_profile, profile_of, row};
 use crate::support::*;
 
 /// A process that waits forever, the static image's `/bin/sleep` (its main process when it
@@ -496,17 +494,7 @@ fn c_program_context(program: &str, test: &str) -> PathBuf {
     )
     .unwrap();
     let exe = rootfs.join("usr/local/bin").join(program);
-    let output = Command::new("cc")
-        .args(["-g", "-O0", "-pthread", "-o"])
-        .arg(&exe)
-        .arg(root().join(format!("tests/fixtures/programs/{program}.c")))
-        .output()
-        .expect("cc runs");
-    assert!(
-        output.status.success(),
-        "compiling {program}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    compile_fixture_program(program, &exe);
     for tool in ["/bin/true", "/bin/sleep"] {
         std::fs::copy(tool, rootfs.join(tool.trim_start_matches('/'))).unwrap();
     }
@@ -515,17 +503,7 @@ fn c_program_context(program: &str, test: &str) -> PathBuf {
         "/bin/true".into(),
         "/bin/sleep".into(),
     ];
-    for binary in &binaries {
-        let output = Command::new("ldd").arg(binary).output().expect("ldd runs");
-        for library in String::from_utf8_lossy(&output.stdout)
-            .split_whitespace()
-            .filter(|w| w.starts_with('/'))
-        {
-            let inside = rootfs.join(library.trim_start_matches('/'));
-            std::fs::create_dir_all(inside.parent().unwrap()).unwrap();
-            std::fs::copy(library, &inside).unwrap();
-        }
-    }
+    copy_linked_libraries(&rootfs, &binaries);
     dir
 }
 
@@ -603,8 +581,7 @@ path = "result.json"
         .collect();
     assert_eq!(kinds, ["InvalidRead", "Leak_DefinitelyLost"], "{data:#}");
     assert_eq!(data["errors"][1]["leaked_bytes"], 4321);
-    let source =
-        std::fs::read_to_string(root().join("tests/fixtures/programs/valgrind_server.c")).unwrap();
+    let source = std::fs::read_to_string(fixture_program("valgrind_server")).unwrap();
     let leak_line = source
         .lines()
         .position(|l| l.contains("/* LEAK_LINE */"))
@@ -694,8 +671,7 @@ path = "result.json"
     let races = data["errors"].as_array().unwrap();
     assert!(!races.is_empty(), "{data:#}");
     assert!(races.iter().all(|r| r["kind"] == "Race"), "{data:#}");
-    let source =
-        std::fs::read_to_string(root().join("tests/fixtures/programs/valgrind_race.c")).unwrap();
+    let source = std::fs::read_to_string(fixture_program("valgrind_race")).unwrap();
     let race_line = source
         .lines()
         .position(|l| l.contains("/* RACE_LINE */"))

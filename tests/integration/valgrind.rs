@@ -2,42 +2,23 @@
 //! (`tests/fixtures/programs/valgrind_*.c`), compiled by the tests with `cc -g -O0 -pthread`
 //! and run as services through `panther-host run`.
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
 use crate::support::*;
 
-fn source(program: &str) -> PathBuf {
-    root()
-        .join("tests/fixtures/programs")
-        .join(format!("{program}.c"))
-}
-
 /// Compiles `tests/fixtures/programs/<program>.c` into the sandbox; returns the executable.
 fn compile(sandbox: &Sandbox, program: &str) -> String {
     let exe = sandbox.path().join(program);
-    let output = Command::new("cc")
-        .args(["-g", "-O0", "-pthread", "-o"])
-        .arg(&exe)
-        .arg(source(program))
-        .output()
-        .expect("cc runs");
-    assert!(
-        output.status.success(),
-        "compiling {program}: {}",
-        stderr(&output)
-    );
+    compile_fixture_program(program, &exe);
     exe.display().to_string()
 }
 
 /// Returns `expected` after checking that `/* marker */` sits on that line of the program,
 /// so that an edit to a program cannot silently shift what the tests expect.
 fn line(program: &str, marker: &str, expected: u64) -> u64 {
-    let text = std::fs::read_to_string(source(program)).unwrap();
+    let text = std::fs::read_to_string(fixture_program(program)).unwrap();
     let found = text
         .lines()
         .position(|l| l.contains(&format!("/* {marker} */")));
@@ -72,16 +53,6 @@ fn run(sandbox: &Sandbox, name: &str, experiment: &str) -> (std::process::Output
     let output = sandbox.host(&["run", file.to_str().unwrap()]);
     let results = sandbox.results(name);
     (output, results)
-}
-
-fn monitoring(results: &Path, service: &str, instance: &str) -> Value {
-    let path = results
-        .join("monitoring")
-        .join(service)
-        .join(format!("{instance}.json"));
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("no monitoring data {}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap()
 }
 
 /// Asserts a frame is in the program's own source at `function (file:line)`.

@@ -12,7 +12,7 @@ use panther_gperftools::{symbolize_cpu, CpuProfile, Symbolizer};
 #[test]
 fn burn_cpu_dominates_the_profile() {
     let dir = common::work_dir("burn_cpu");
-    let binary = common::compile("cpu_burn", &dir);
+    let binary = common::compile("gperf_burn", &dir);
     let env = CpuProfilerEnv {
         library: common::library("libprofiler.so"),
         output: dir.join("x.prof"),
@@ -51,7 +51,7 @@ fn burn_cpu_dominates_the_profile() {
     assert!(burn_frame
         .file
         .as_deref()
-        .is_some_and(|f| f.ends_with("cpu_burn.c")));
+        .is_some_and(|f| f.ends_with("gperf_burn.c")));
     assert!(burn_frame.line.is_some());
 
     let folded = folded_stacks(&symbolized);
@@ -62,7 +62,7 @@ fn burn_cpu_dominates_the_profile() {
     assert!(folded.iter().all(|l| !l.contains("main;burn_cpu;main")));
 
     let svg_path = dir.join("flame.svg");
-    write_flamegraph(&folded, "cpu_burn", &svg_path).expect("flame graph");
+    write_flamegraph(&folded, "gperf_burn", &svg_path).expect("flame graph");
     let svg = std::fs::read_to_string(&svg_path).expect("read svg");
     assert!(svg.starts_with("<?xml") && svg.contains("<svg"));
     assert!(svg.contains("burn_cpu"));

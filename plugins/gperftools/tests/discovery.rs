@@ -3,9 +3,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use panther_gperftools::control::{
@@ -19,21 +17,6 @@ use panther_gperftools::process::{
 };
 
 const TIMEOUT: Duration = Duration::from_secs(10);
-
-fn start(binary: &Path, vars: Vec<(String, String)>) -> Child {
-    let mut child = Command::new(binary)
-        .envs(vars)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("ready line");
-    assert_eq!(line.trim(), "ready");
-    child
-}
 
 fn stop(mut child: Child) {
     child.kill().ok();
@@ -53,14 +36,14 @@ fn the_runtime_libraries_are_found() {
 #[test]
 fn the_cpu_profile_name_is_known_before_the_first_signal() {
     let dir = common::work_dir("discovery_cpu");
-    let binary = common::compile("service_loop", &dir);
+    let binary = common::compile("gperf_request_loop", &dir);
     let env = CpuProfilerEnv {
         library: find_library(PROFILER_NAMES).expect("libprofiler"),
         output: dir.join("cpu.prof"),
         frequency_hz: None,
         switch_signal: Some(DEFAULT_SWITCH_SIGNAL),
     };
-    let child = start(&binary, env.vars());
+    let child = common::start_until_ready(&binary, env.vars());
     let pid = child.id();
     let matcher = LibraryMatcher::new(&env.library);
     assert!(
@@ -96,7 +79,7 @@ fn the_cpu_profile_name_is_known_before_the_first_signal() {
 #[test]
 fn the_heap_prefix_is_known_after_the_profiler_read_it() {
     let dir = common::work_dir("discovery_heap");
-    let binary = common::compile("service_loop", &dir);
+    let binary = common::compile("gperf_request_loop", &dir);
     let env = HeapProfilerEnv {
         library: find_library(TCMALLOC_NAMES).expect("tcmalloc"),
         prefix: dir.join("heap"),
@@ -104,7 +87,7 @@ fn the_heap_prefix_is_known_after_the_profiler_read_it() {
         inuse_interval: None,
         dump_signal: Some(DEFAULT_SWITCH_SIGNAL),
     };
-    let child = start(&binary, env.vars());
+    let child = common::start_until_ready(&binary, env.vars());
     let pid = child.id();
     // The heap profiler read HEAPPROFILE at start-up and marked it for its children...
     assert!(is_marked(

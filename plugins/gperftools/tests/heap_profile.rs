@@ -14,7 +14,7 @@ const MIB: i64 = 1024 * 1024;
 #[test]
 fn known_allocation_pattern_is_attributed_exactly() {
     let dir = common::work_dir("heap_pattern");
-    let binary = common::compile("heap_pattern", &dir);
+    let binary = common::compile("gperf_heap", &dir);
     let env = HeapProfilerEnv {
         library: common::library("libtcmalloc.so"),
         prefix: dir.join("h"),

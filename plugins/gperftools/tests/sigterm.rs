@@ -7,10 +7,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::thread::sleep;
 use std::time::Duration;
 
@@ -24,23 +23,6 @@ use panther_gperftools::{symbolize_cpu, CpuProfile, Error, Symbolizer};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 const RUN_TIME: Duration = Duration::from_millis(1500);
-
-/// Starts the service fixture and waits until `main` has run.
-fn start_service(binary: &Path, vars: Vec<(String, String)>) -> Child {
-    let mut child = Command::new(binary)
-        .envs(vars)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn service");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read ready line");
-    assert_eq!(line.trim(), "ready");
-    child
-}
 
 /// Sends SIGTERM and checks the service died of it (no exit handlers ran).
 fn terminate(mut child: Child) {
@@ -71,9 +53,9 @@ fn heap_env(dir: &Path, dump_signal: Option<i32>) -> HeapProfilerEnv {
 #[test]
 fn sigterm_leaves_an_empty_cpu_profile() {
     let dir = common::work_dir("sigterm_cpu_plain");
-    let binary = common::compile("service_loop", &dir);
+    let binary = common::compile("gperf_request_loop", &dir);
     let env = cpu_env(&dir, None);
-    let child = start_service(&binary, env.vars());
+    let child = common::start_until_ready(&binary, env.vars());
     sleep(RUN_TIME);
     terminate(child);
 
@@ -88,10 +70,10 @@ fn sigterm_leaves_an_empty_cpu_profile() {
 #[test]
 fn switch_signal_flushes_cpu_profile_before_sigterm() {
     let dir = common::work_dir("sigterm_cpu_switch");
-    let binary = common::compile("service_loop", &dir);
+    let binary = common::compile("gperf_request_loop", &dir);
     let signal = DEFAULT_SWITCH_SIGNAL;
     let env = cpu_env(&dir, Some(signal));
-    let child = start_service(&binary, env.vars());
+    let child = common::start_until_ready(&binary, env.vars());
     let pid = child.id();
 
     wait_for_signal_handler(pid, signal, TIMEOUT).expect("switch handler installed");
@@ -116,9 +98,9 @@ fn switch_signal_flushes_cpu_profile_before_sigterm() {
 #[test]
 fn sigterm_loses_the_final_heap_dump() {
     let dir = common::work_dir("sigterm_heap_plain");
-    let binary = common::compile("service_loop", &dir);
+    let binary = common::compile("gperf_request_loop", &dir);
     let env = heap_env(&dir, None);
-    let child = start_service(&binary, env.vars());
+    let child = common::start_until_ready(&binary, env.vars());
     sleep(RUN_TIME);
     terminate(child);
     assert!(dump_files(&env.prefix).expect("list").is_empty());
@@ -127,10 +109,10 @@ fn sigterm_loses_the_final_heap_dump() {
 #[test]
 fn dump_signal_flushes_heap_profile_before_sigterm() {
     let dir = common::work_dir("sigterm_heap_signal");
-    let binary = common::compile("service_loop", &dir);
+    let binary = common::compile("gperf_request_loop", &dir);
     let signal = DEFAULT_SWITCH_SIGNAL;
     let env = heap_env(&dir, Some(signal));
-    let child = start_service(&binary, env.vars());
+    let child = common::start_until_ready(&binary, env.vars());
     let pid = child.id();
 
     wait_for_signal_handler(pid, signal, TIMEOUT).expect("dump handler installed");

@@ -7,8 +7,13 @@ use std::process::{Command, Stdio};
 
 use panther_valgrind::xml::{parse_file, Category, Frame, LeakAmount, Report, Stack, Thresholds};
 
+/// The workspace's `tests/fixtures/programs/`: the host's integration tests run the same
+/// programs through `panther-host`, so each defect is written once and both layers check it.
 fn programs_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/programs")
+        .canonicalize()
+        .expect("tests/fixtures/programs exists")
 }
 
 /// Returns `expected` after checking that `marker` sits on that line of the
@@ -28,7 +33,7 @@ fn line(program: &str, marker: &str, expected: u32) -> u32 {
     expected
 }
 
-/// Compiles `tests/programs/<program>.c` and runs it under valgrind with XML
+/// Compiles `tests/fixtures/programs/<program>.c` and runs it under valgrind with XML
 /// output, returning the parsed report.
 fn run(tool: &str, program: &str, extra: &[&str]) -> Report {
     let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("valgrind-programs");
@@ -77,7 +82,7 @@ fn assert_at(frame: Option<&Frame>, function: &str, file: &str, line: u32) {
         frame
             .dir
             .as_deref()
-            .is_some_and(|d| d.ends_with("tests/programs")),
+            .is_some_and(|d| d.ends_with("tests/fixtures/programs")),
         "{frame}"
     );
     assert!(!frame.is_system(), "{frame}");
@@ -89,7 +94,7 @@ fn user_frame(stack: &Stack) -> Option<&Frame> {
 
 #[test]
 fn invalid_read_past_a_heap_block() {
-    let report = run("memcheck", "invalid_read", &["--leak-check=full"]);
+    let report = run("memcheck", "valgrind_invalid_read", &["--leak-check=full"]);
     assert_eq!(report.errors.len(), 1);
     let error = &report.errors[0];
     assert_eq!(error.kind, "InvalidRead");
@@ -101,14 +106,14 @@ fn invalid_read_past_a_heap_block() {
     assert_at(
         access.first(),
         "read_past_end",
-        "invalid_read.c",
-        line("invalid_read", "INVALID_READ_LINE", 7),
+        "valgrind_invalid_read.c",
+        line("valgrind_invalid_read", "INVALID_READ_LINE", 7),
     );
     assert_at(
         access.get(1),
         "main",
-        "invalid_read.c",
-        line("invalid_read", "CALL_LINE", 17),
+        "valgrind_invalid_read.c",
+        line("valgrind_invalid_read", "CALL_LINE", 17),
     );
 
     let block = &error.stacks[1];
@@ -121,8 +126,8 @@ fn invalid_read_past_a_heap_block() {
     assert_at(
         user_frame(block),
         "main",
-        "invalid_read.c",
-        line("invalid_read", "ALLOC_LINE", 12),
+        "valgrind_invalid_read.c",
+        line("valgrind_invalid_read", "ALLOC_LINE", 12),
     );
 
     assert_eq!(report.error_counts.get(&error.unique), Some(&1));
@@ -132,13 +137,13 @@ fn invalid_read_past_a_heap_block() {
     };
     assert_eq!(
         limits.violations(&report),
-        ["1 invalid read, at most 0 allowed; first at read_past_end (invalid_read.c:7)"]
+        ["1 invalid read, at most 0 allowed; first at read_past_end (valgrind_invalid_read.c:7)"]
     );
 }
 
 #[test]
 fn leak_of_1234_bytes_in_leak_it() {
-    let report = run("memcheck", "leak", &["--leak-check=full"]);
+    let report = run("memcheck", "valgrind_leak", &["--leak-check=full"]);
     assert_eq!(report.errors.len(), 1);
     let leak = &report.errors[0];
     assert_eq!(leak.kind, "Leak_DefinitelyLost");
@@ -160,14 +165,14 @@ fn leak_of_1234_bytes_in_leak_it() {
     assert_at(
         leak.first_user_frame(),
         "leak_it",
-        "leak.c",
-        line("leak", "LEAK_LINE", 7),
+        "valgrind_leak.c",
+        line("valgrind_leak", "LEAK_LINE", 7),
     );
     assert_at(
         leak.stacks[0].frames.get(2),
         "main",
-        "leak.c",
-        line("leak", "CALL_LINE", 14),
+        "valgrind_leak.c",
+        line("valgrind_leak", "CALL_LINE", 14),
     );
 
     let leaks = report.summary.leaks;
@@ -186,15 +191,15 @@ fn leak_of_1234_bytes_in_leak_it() {
     };
     assert_eq!(
         limits.violations(&report),
-        ["1234 bytes definitely lost in 1 block, at most 1000 allowed; first at leak_it (leak.c:7)"]
+        ["1234 bytes definitely lost in 1 block, at most 1000 allowed; first at leak_it (valgrind_leak.c:7)"]
     );
 }
 
 #[test]
 fn data_race_on_an_unlocked_counter() {
-    let report = run("helgrind", "race", &[]);
+    let report = run("helgrind", "valgrind_race", &[]);
     assert!(!report.errors.is_empty());
-    let race_line = line("race", "RACE_LINE", 10);
+    let race_line = line("valgrind_race", "RACE_LINE", 10);
     for race in &report.errors {
         assert_eq!(race.kind, "Race");
         assert_eq!(race.category, Category::Race);
@@ -230,8 +235,8 @@ fn data_race_on_an_unlocked_counter() {
             intro.ends_with(&format!(" of size 4 by thread #{t_before}")),
             "{intro}"
         );
-        assert_at(now.frames.first(), "bump", "race.c", race_line);
-        assert_at(before.frames.first(), "bump", "race.c", race_line);
+        assert_at(now.frames.first(), "bump", "valgrind_race.c", race_line);
+        assert_at(before.frames.first(), "bump", "valgrind_race.c", race_line);
         assert_eq!(race.notes.len(), 1);
         assert!(race.notes[0].ends_with(" is 0 bytes inside data symbol \"counter\""));
     }
@@ -249,14 +254,14 @@ fn data_race_on_an_unlocked_counter() {
     assert_at(
         created(2),
         "main",
-        "race.c",
-        line("race", "CREATE_A_LINE", 17),
+        "valgrind_race.c",
+        line("valgrind_race", "CREATE_A_LINE", 17),
     );
     assert_at(
         created(3),
         "main",
-        "race.c",
-        line("race", "CREATE_B_LINE", 18),
+        "valgrind_race.c",
+        line("valgrind_race", "CREATE_B_LINE", 18),
     );
     assert_eq!(
         report.summary.category(Category::Race),
@@ -277,7 +282,7 @@ fn address(race: &panther_valgrind::xml::ValgrindError) -> u64 {
 
 #[test]
 fn lock_order_inversion() {
-    let report = run("helgrind", "lock_order", &[]);
+    let report = run("helgrind", "valgrind_lock_order", &[]);
     assert_eq!(report.errors.len(), 1);
     let error = &report.errors[0];
     assert_eq!(error.kind, "LockOrder");
@@ -290,13 +295,13 @@ fn lock_order_inversion() {
     );
     assert!(error.what.ends_with("\" violated"), "{}", error.what);
 
-    let outer = line("lock_order", "AB_OUTER_LINE", 11);
-    let inner = line("lock_order", "AB_INNER_LINE", 12);
+    let outer = line("valgrind_lock_order", "AB_OUTER_LINE", 11);
+    let inner = line("valgrind_lock_order", "AB_INNER_LINE", 12);
     let expected: [(&str, &str, u32); 5] = [
         (
             "",
             "second_then_first",
-            line("lock_order", "BA_INNER_LINE", 22),
+            line("valgrind_lock_order", "BA_INNER_LINE", 22),
         ),
         (
             "Required order was established by acquisition of lock at 0x",
@@ -318,7 +323,7 @@ fn lock_order_inversion() {
             text.starts_with(intro),
             "{text:?} should start with {intro:?}"
         );
-        assert_at(user_frame(stack), function, "lock_order.c", line);
+        assert_at(user_frame(stack), function, "valgrind_lock_order.c", line);
     }
     assert!(error.stacks[3]
         .intro
@@ -330,14 +335,14 @@ fn lock_order_inversion() {
     assert_at(
         created,
         "main",
-        "lock_order.c",
-        line("lock_order", "CREATE_BA_LINE", 33),
+        "valgrind_lock_order.c",
+        line("valgrind_lock_order", "CREATE_BA_LINE", 33),
     );
 }
 
 #[test]
 fn unlocking_a_mutex_nobody_holds() {
-    let report = run("helgrind", "unlock_unlocked", &[]);
+    let report = run("helgrind", "valgrind_unlock_unlocked", &[]);
     let kinds: Vec<&str> = report.errors.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(kinds, ["UnlockUnlocked", "PthAPIerror"]);
     assert!(report
@@ -357,8 +362,8 @@ fn unlocking_a_mutex_nobody_holds() {
     assert_at(
         unlock.first_user_frame(),
         "release_without_lock",
-        "unlock_unlocked.c",
-        line("unlock_unlocked", "UNLOCK_LINE", 8),
+        "valgrind_unlock_unlocked.c",
+        line("valgrind_unlock_unlocked", "UNLOCK_LINE", 8),
     );
     let observed = &unlock.stacks[1];
     assert!(observed
@@ -372,8 +377,8 @@ fn unlocking_a_mutex_nobody_holds() {
     assert_at(
         user_frame(observed),
         "main",
-        "unlock_unlocked.c",
-        line("unlock_unlocked", "INIT_LINE", 13),
+        "valgrind_unlock_unlocked.c",
+        line("valgrind_unlock_unlocked", "INIT_LINE", 13),
     );
 
     // glibc's bookkeeping is now off by one, so destroying the mutex fails;
@@ -385,8 +390,8 @@ fn unlocking_a_mutex_nobody_holds() {
     assert_at(
         destroy.first_user_frame(),
         "main",
-        "unlock_unlocked.c",
-        line("unlock_unlocked", "DESTROY_LINE", 15),
+        "valgrind_unlock_unlocked.c",
+        line("valgrind_unlock_unlocked", "DESTROY_LINE", 15),
     );
 
     assert!(report
@@ -398,6 +403,6 @@ fn unlocking_a_mutex_nobody_holds() {
     };
     assert_eq!(
         limits.violations(&report),
-        ["2 pthread API misuses, at most 1 allowed; first at release_without_lock (unlock_unlocked.c:8)"]
+        ["2 pthread API misuses, at most 1 allowed; first at release_without_lock (valgrind_unlock_unlocked.c:8)"]
     );
 }
