@@ -632,7 +632,7 @@ impl Validator<'_> {
                 .manifest
                 .capabilities
                 .iter()
-                .any(|c| c == "local_processes")
+                .any(|c| c == panther_plugin_api::capability::LOCAL_PROCESSES)
             {
                 self.check_programs(&services);
                 self.check_tools(&execution, registry);

@@ -1,21 +1,17 @@
 //! Which execution environment works in which network environment on this machine, as
 //! `doctor` prints it: a tool must be installed, a container engine reachable, and the tool
 //! must be one that reaches services in containers (its plugin declares the capability
-//! [`IN_CONTAINERS`]). `check` refuses the cells that cannot work for a given experiment
+//! [`IN_CONTAINERS`](panther_plugin_api::capability::IN_CONTAINERS)). `check` refuses the cells that cannot work for a given experiment
 //! (e.g. a library preloaded into a static program); this says what this machine allows.
 
 use std::path::PathBuf;
 
-use panther_plugin_api::PluginKind;
+use panther_plugin_api::{
+    capability::{CONTAINERS, IN_CONTAINERS, LOCAL_PROCESSES},
+    PluginKind,
+};
 
 use crate::{registry::Registry, tools};
-
-/// The capability of an execution environment whose tool reaches services in containers.
-pub const IN_CONTAINERS: &str = "in_containers";
-/// The capability of a network environment that runs services as processes of this machine.
-const LOCAL_PROCESSES: &str = "local_processes";
-/// The capability of a network environment that runs services in containers.
-const CONTAINERS: &str = "containers";
 
 /// The matrix: execution environments (rows) by network environments (columns).
 pub struct Matrix {

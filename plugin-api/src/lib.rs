@@ -112,6 +112,7 @@ mod model;
 mod plugin;
 pub mod readiness;
 // since 1.5: begin
+pub mod capability;
 pub mod suggest;
 // since 1.5: end
 #[cfg(feature = "testing")]
@@ -155,6 +156,9 @@ pub mod prelude {
     pub use schemars::{self, JsonSchema};
     pub use serde::{self, Deserialize, Serialize};
     pub use tracing;
+    // since 1.5: begin
+    pub use crate::capability;
+    // since 1.5: end
 }
 
 #[doc(hidden)]

@@ -126,9 +126,9 @@ impl<C: ProfilerConfig> Plugin for PreloadPlugin<C> {
     fn manifest() -> Manifest {
         let profiler = C::PROFILER;
         let manifest = Manifest::new(profiler.plugin())
-            .capability("ld_preload")
+            .capability(capability::LD_PRELOAD)
             .capability(profiler.capability())
-            .capability("in_containers")
+            .capability(capability::IN_CONTAINERS)
             .tool_with_override(profiler.library_names()[0], DEBIAN_PACKAGE, "library");
         let manifest = C::KEY_ALIASES
             .iter()

@@ -45,13 +45,13 @@ impl<C: ToolConfig> Plugin for ValgrindPlugin<C> {
 
     fn manifest() -> Manifest {
         let manifest = Manifest::new(C::TOOL.name())
-            .capability("valgrind")
-            .capability("in_containers")
+            .capability(capability::VALGRIND)
+            .capability(capability::IN_CONTAINERS)
             // One valgrind per process; and valgrind replaces malloc (helgrind also
             // intercepts pthreads) itself, so an LD_PRELOAD profiler would either be
             // bypassed or break it.
-            .conflicts_with("valgrind")
-            .conflicts_with("ld_preload")
+            .conflicts_with(capability::VALGRIND)
+            .conflicts_with(capability::LD_PRELOAD)
             // Innermost: valgrind must run the program itself, not another wrapper.
             .priority(-50)
             .tool("valgrind", "valgrind");

@@ -363,7 +363,7 @@ impl Plugin for DockerCompose {
 
     fn manifest() -> Manifest {
         Manifest::new(NAME)
-            .capability("containers")
+            .capability(capability::CONTAINERS)
             .alias_key(
                 "service_prefix",
                 "project_name",

@@ -35,7 +35,7 @@ impl Plugin for JsonReporter {
     type Config = Config;
 
     fn manifest() -> Manifest {
-        Manifest::new("json").capability("report")
+        Manifest::new("json").capability(capability::REPORT)
     }
 
     fn claims(config: &Config) -> Vec<Resource> {

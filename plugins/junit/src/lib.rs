@@ -31,7 +31,7 @@ impl Plugin for JunitReporter {
     type Config = Config;
 
     fn manifest() -> Manifest {
-        Manifest::new("junit").capability("report")
+        Manifest::new("junit").capability(capability::REPORT)
     }
 
     fn claims(config: &Config) -> Vec<Resource> {

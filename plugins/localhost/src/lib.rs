@@ -47,6 +47,8 @@ impl Plugin for Localhost {
 
     fn manifest() -> Manifest {
         // `local_processes` tells the host it can check that every program exists.
+        // The word, not `capability::LOCAL_PROCESSES`: this plugin is also built against
+        // plugin-api 1.0 in the tests, as an older plugin.
         Manifest::new("localhost").capability("local_processes")
     }
 

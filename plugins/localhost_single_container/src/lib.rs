@@ -251,7 +251,7 @@ impl Plugin for SingleContainer {
 
     fn manifest() -> Manifest {
         Manifest::new(NAME)
-            .capability("containers")
+            .capability(capability::CONTAINERS)
             .alias_key(
                 "volumes",
                 "mounts",

@@ -120,8 +120,8 @@ impl Plugin for ResourceMetrics {
 
     fn manifest() -> Manifest {
         Manifest::new("resource_metrics")
-            .capability("sampler")
-            .capability("in_containers")
+            .capability(capability::SAMPLER)
+            .capability(capability::IN_CONTAINERS)
     }
 
     fn new(config: Config, _ctx: Context) -> anyhow::Result<Self> {

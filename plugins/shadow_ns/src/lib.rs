@@ -109,10 +109,10 @@ impl Plugin for ShadowNs {
                 "Services on a network with latency, jitter, loss and bandwidth limits: \
                  simulated by Shadow, or emulated with a network namespace per host",
             )
-            .capability("network_emulation")
+            .capability(capability::NETWORK_EMULATION)
             // The services are programs on this machine (in both modes): the host checks
             // that they exist.
-            .capability("local_processes")
+            .capability(capability::LOCAL_PROCESSES)
             .tool("ip", "iproute2")
             .alias_key(
                 "general.stop_time",

@@ -278,8 +278,8 @@ impl Plugin for Strace {
                 "Runs each service under strace and summarises its system calls: counts, \
                  failures by errno, time, processes, signals and socket traffic",
             )
-            .capability("ptrace")
-            .capability("in_containers")
+            .capability(capability::PTRACE)
+            .capability(capability::IN_CONTAINERS)
             .tool("strace", "strace")
             .alias_key(
                 "excluded_syscalls",
