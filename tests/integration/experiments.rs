@@ -62,7 +62,9 @@ fn the_quickstart_passes_and_its_results_folder_holds_everything() {
 
     let junit = std::fs::read_to_string(results.join("junit.xml")).unwrap();
     assert!(
-        junit.contains("<testsuite name=\"quickstart\" tests=\"2\" failures=\"0\" errors=\"0\""),
+        junit.contains(
+            "<testsuite name=\"quickstart\" tests=\"2\" disabled=\"0\" errors=\"0\" failures=\"0\""
+        ),
         "{junit}"
     );
 

@@ -107,7 +107,9 @@ fn experiments_of_a_job_run_at_once_in_scopes_of_their_own() {
     let junit = std::fs::read_to_string(job_dir.join("junit.xml")).unwrap();
     assert_eq!(junit.matches("<testsuite ").count(), 2, "{junit}");
     assert!(
-        junit.contains("<testsuite name=\"alpha\" tests=\"1\" failures=\"0\""),
+        junit.contains(
+            "<testsuite name=\"alpha\" tests=\"1\" disabled=\"0\" errors=\"0\" failures=\"0\""
+        ),
         "{junit}"
     );
 }

@@ -84,7 +84,10 @@ fn ctrl_c_tears_everything_down_and_still_writes_the_reports() {
     let result = result_of(&run);
     assert_eq!(result["status"], "interrupted");
     let junit = std::fs::read_to_string(run.join("junit.xml")).unwrap();
-    assert!(junit.contains("<error type=\"interrupted\""), "{junit}");
+    assert!(
+        junit.contains("<error message=\"interrupted\" type=\"interrupted\">"),
+        "{junit}"
+    );
 }
 
 #[test]

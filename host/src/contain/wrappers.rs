@@ -95,7 +95,9 @@ mod tests {
             let inner_started = found
                 .get(1)
                 .is_some_and(|&inner| !children(inner).is_empty());
-            if (found.len() == 2 && inner_started) || Instant::now() > deadline {
+            // Both of the outer shell's children, and the inner shell's one, have started.
+            let all_started = inner_started && children(leader).len() == 2;
+            if (found.len() == 2 && all_started) || Instant::now() > deadline {
                 break found;
             }
             std::thread::sleep(Duration::from_millis(5));

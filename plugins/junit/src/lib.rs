@@ -6,7 +6,6 @@
 use std::{io::Write, path::PathBuf};
 
 use panther_plugin_api::prelude::*;
-use quick_xml::escape::escape;
 
 /// The `[[report]]` section of a `junit` instance.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -65,50 +64,10 @@ impl Reporter for JunitReporter {
     }
 }
 
-/// The XML document for a run.
+/// The XML document for a run ([`panther_junit`], the mapping the host's job report uses too).
 pub fn render(run: &RunResult) -> String {
-    let seconds = run.duration_ms as f64 / 1000.0;
-    let suite = escape(&run.experiment);
-    let mut cases = String::new();
-    let mut failures = 0;
-    for s in &run.services {
-        let name = escape(format!("{} exits with code {}", s.name, s.expected_exit)).into_owned();
-        cases.push_str(&format!(
-            "    <testcase classname=\"{suite}\" name=\"{name}\" time=\"{seconds:.3}\">\n"
-        ));
-        if !s.passed {
-            failures += 1;
-            let message = escape(s.message.as_deref().unwrap_or("failed")).into_owned();
-            cases.push_str(&format!(
-                "      <failure message=\"{message}\">{}</failure>\n",
-                escape(s.state.to_string())
-            ));
-        }
-        cases.push_str(&format!(
-            "      <system-out>{}</system-out>\n      <system-err>{}</system-err>\n    </testcase>\n",
-            escape(s.stdout_log.display().to_string()),
-            escape(s.stderr_log.display().to_string())
-        ));
-    }
-    let mut errors = 0;
-    let run_level = match run.status {
-        RunStatus::TimedOut | RunStatus::Interrupted | RunStatus::Error => {
-            Some(run.status.as_str())
-        }
-        RunStatus::Passed | RunStatus::Failed => None,
-    };
-    if let Some(kind) = run_level {
-        errors += 1;
-        let detail = escape(run.errors.join("\n")).into_owned();
-        cases.push_str(&format!(
-            "    <testcase classname=\"{suite}\" name=\"run\" time=\"{seconds:.3}\">\n      <error type=\"{kind}\" message=\"{kind}\">{detail}</error>\n    </testcase>\n"
-        ));
-    }
-    let tests = run.services.len() + errors;
-    format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"panther-host\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" time=\"{seconds:.3}\">\n  <testsuite name=\"{suite}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" time=\"{seconds:.3}\" timestamp=\"{}\">\n{cases}  </testsuite>\n</testsuites>\n",
-        escape(&run.started_at)
-    )
+    let time = std::time::Duration::from_millis(run.duration_ms);
+    panther_junit::document("panther-host", [panther_junit::suite(run)], time)
 }
 
 export_plugin!(Reporter: JunitReporter);
@@ -125,9 +84,10 @@ mod tests {
         let mut run = TestHost::sample_result();
         let xml = render(&run);
         assert!(
-            xml.contains("<testsuite name=\"sample\" tests=\"2\" failures=\"0\" errors=\"0\""),
+            xml.contains("<testsuite name=\"sample\" tests=\"2\""),
             "{xml}"
         );
+        assert!(xml.contains("failures=\"0\""), "{xml}");
         run.status = RunStatus::Failed;
         run.services[1].passed = false;
         run.services[1].state = ProcessState::Exited { code: 1 };
@@ -147,7 +107,9 @@ mod tests {
         run.errors.push("Ctrl-C".into());
         let xml = render(&run);
         assert!(
-            xml.contains("errors=\"1\"") && xml.contains("<error type=\"interrupted\""),
+            xml.contains("errors=\"1\"")
+                && xml
+                    .contains("<error message=\"interrupted\" type=\"interrupted\">Ctrl-C</error>"),
             "{xml}"
         );
     }
