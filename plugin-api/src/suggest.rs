@@ -28,8 +28,9 @@ where
                 return None;
             }
             let distance = strsim::damerau_levenshtein(name, k);
-            // A one-letter name is never "close" to another one-letter name.
-            (distance <= allowed && distance < k_length && k != name)
+            // A name that shares no letter with the typed one is no typo of it (`x` of `a`),
+            // but `bb` may well be of `b`.
+            (distance <= allowed && distance < k_length.max(length) && k != name)
                 .then_some((distance, candidate))
         })
         .min_by_key(|(distance, _)| *distance)
@@ -61,6 +62,7 @@ mod tests {
         assert_eq!(closest("localhots", &known), Some(&"localhost"));
         assert_eq!(closest("docker", &known), None);
         assert_eq!(closest("b", &known), None);
+        assert_eq!(closest("aa", &known), Some(&"a"));
         assert_eq!(closest(&"x".repeat(1000), &known), None);
         assert_eq!(did_you_mean("jsn", &known), " (did you mean `json`?)");
         assert_eq!(did_you_mean("xml", &known), "");
