@@ -195,47 +195,35 @@ pub trait Adoptable: Sized {
     fn in_owned(owned: &mut Owned) -> Option<&mut Self>;
 }
 
-impl Adoptable for NetworkEnvironment {
-    fn into_owned(self) -> Owned {
-        Owned::Network(self)
-    }
-    fn in_owned(owned: &mut Owned) -> Option<&mut Self> {
-        match owned {
-            Owned::Network(i) => Some(i),
-            _ => None,
+/// Each kind of instance is one variant of [`Owned`].
+macro_rules! adoptable {
+    ($($kind:ident => $variant:ident),* $(,)?) => {$(
+        impl Adoptable for $kind {
+            fn into_owned(self) -> Owned {
+                Owned::$variant(self)
+            }
+            fn in_owned(owned: &mut Owned) -> Option<&mut Self> {
+                match owned {
+                    Owned::$variant(i) => Some(i),
+                    _ => None,
+                }
+            }
         }
-    }
+    )*};
 }
 
-impl Adoptable for ExecutionEnvironment {
-    fn into_owned(self) -> Owned {
-        Owned::Execution(self)
-    }
-    fn in_owned(owned: &mut Owned) -> Option<&mut Self> {
-        match owned {
-            Owned::Execution(i) => Some(i),
-            _ => None,
-        }
-    }
-}
-
-impl Adoptable for Reporter {
-    fn into_owned(self) -> Owned {
-        Owned::Reporter(self)
-    }
-    fn in_owned(owned: &mut Owned) -> Option<&mut Self> {
-        match owned {
-            Owned::Reporter(i) => Some(i),
-            _ => None,
-        }
-    }
-}
+adoptable!(
+    NetworkEnvironment => Network,
+    ExecutionEnvironment => Execution,
+    Reporter => Reporter,
+);
 
 /// A handle to an instance of kind `T` that a scope adopted.
 ///
-/// Only [`Scope::adopt`] makes one, and it can be neither copied nor cloned: the handle names
-/// an instance of its own kind, and [`Scope::release`] consumes it, so no handle outlives its
-/// instance. Several users of one instance share a reference to its handle.
+/// Only [`Scope::adopt`] makes one, so it names an instance of its own kind; it can be
+/// neither copied nor cloned, and [`Scope::release`] consumes it, so it cannot reach an
+/// instance already torn down ([`Scope::end`] consumes the scope itself). Several users of
+/// one instance share a reference to its handle.
 pub struct Adopted<T> {
     index: usize,
     kind: PhantomData<fn() -> T>,
