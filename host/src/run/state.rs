@@ -175,6 +175,7 @@ impl<'a> Run<'a> {
         self.experiment.path.parent().map(PathBuf::from)
     }
 
+    /// Whether the run was cancelled (Ctrl-C): checked between steps, so it ends early.
     pub fn cancelled(&self) -> bool {
         self.options.services.cancelled.load(Ordering::Relaxed)
     }
