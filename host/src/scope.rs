@@ -6,7 +6,10 @@
 //! instances created in it and tears them down in reverse order of creation when it ends,
 //! on success and on error alike.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    marker::PhantomData,
+};
 
 use serde::Deserialize;
 
@@ -184,9 +187,53 @@ impl Owned {
     }
 }
 
-/// A handle to an instance a scope owns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Slot(usize);
+/// A kind of plugin instance a scope can own: how it goes in and how it is found again.
+pub trait Adoptable: Sized {
+    /// The instance, as the scope holds it.
+    fn into_owned(self) -> Owned;
+    /// The instance, if `owned` is of this kind.
+    fn in_owned(owned: &mut Owned) -> Option<&mut Self>;
+}
+
+/// Each kind of instance is one variant of [`Owned`].
+macro_rules! adoptable {
+    ($($kind:ident => $variant:ident),* $(,)?) => {$(
+        impl Adoptable for $kind {
+            fn into_owned(self) -> Owned {
+                Owned::$variant(self)
+            }
+            fn in_owned(owned: &mut Owned) -> Option<&mut Self> {
+                match owned {
+                    Owned::$variant(i) => Some(i),
+                    _ => None,
+                }
+            }
+        }
+    )*};
+}
+
+adoptable!(
+    NetworkEnvironment => Network,
+    ExecutionEnvironment => Execution,
+    Reporter => Reporter,
+);
+
+/// A handle to an instance of kind `T` that a scope adopted.
+///
+/// Only [`Scope::adopt`] makes one, so it names an instance of its own kind; it can be
+/// neither copied nor cloned, and [`Scope::release`] consumes it, so it cannot reach an
+/// instance already torn down ([`Scope::end`] consumes the scope itself). Several users of
+/// one instance share a reference to its handle.
+pub struct Adopted<T> {
+    index: usize,
+    kind: PhantomData<fn() -> T>,
+}
+
+impl<T> std::fmt::Debug for Adopted<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Adopted").field(&self.index).finish()
+    }
+}
 
 /// A live scope: its settings and the instances created in it.
 pub struct Scope {
@@ -219,39 +266,33 @@ impl Scope {
     }
 
     /// Takes ownership of an instance.
-    pub fn adopt(&mut self, instance: Owned) -> Slot {
-        self.owned.push(Some(instance));
-        Slot(self.owned.len() - 1)
-    }
-
-    /// The network environment in `slot`.
-    pub fn network(&mut self, slot: Slot) -> Option<&mut NetworkEnvironment> {
-        match self.owned.get_mut(slot.0) {
-            Some(Some(Owned::Network(i))) => Some(i),
-            _ => None,
+    pub fn adopt<T: Adoptable>(&mut self, instance: T) -> Adopted<T> {
+        self.owned.push(Some(instance.into_owned()));
+        Adopted {
+            index: self.owned.len() - 1,
+            kind: PhantomData,
         }
     }
 
-    /// The execution environment in `slot`.
-    pub fn execution(&mut self, slot: Slot) -> Option<&mut ExecutionEnvironment> {
-        match self.owned.get_mut(slot.0) {
-            Some(Some(Owned::Execution(i))) => Some(i),
-            _ => None,
-        }
-    }
-
-    /// The reporter in `slot`.
-    pub fn reporter(&mut self, slot: Slot) -> Option<&mut Reporter> {
-        match self.owned.get_mut(slot.0) {
-            Some(Some(Owned::Reporter(i))) => Some(i),
-            _ => None,
-        }
+    /// The instance behind `handle`.
+    ///
+    /// # Panics
+    ///
+    /// When `handle` was made by another scope: a handle of this scope names an instance of
+    /// its kind until [`Scope::release`] consumes the handle or [`Scope::end`] consumes the
+    /// scope.
+    pub fn get<T: Adoptable>(&mut self, handle: &Adopted<T>) -> &mut T {
+        self.owned
+            .get_mut(handle.index)
+            .and_then(Option::as_mut)
+            .and_then(T::in_owned)
+            .expect("a handle names a live instance of its kind in the scope that adopted it")
     }
 
     /// Tears down one instance now (before the scope ends), e.g. the network environment
     /// before reports are written.
-    pub fn release(&mut self, slot: Slot) -> Result<(), PluginError> {
-        match self.owned.get_mut(slot.0).and_then(Option::take) {
+    pub fn release<T: Adoptable>(&mut self, handle: Adopted<T>) -> Result<(), PluginError> {
+        match self.owned.get_mut(handle.index).and_then(Option::take) {
             Some(instance) => self.teardown(instance),
             None => Ok(()),
         }
@@ -276,7 +317,12 @@ impl Scope {
 
     /// Tears down every instance, newest first; network environments get
     /// `teardown_environment`. Returns the failures; every instance is dropped regardless.
-    pub fn end(&mut self) -> Vec<PluginError> {
+    /// Consumes the scope, so that no handle can be used after its instance is gone.
+    pub fn end(mut self) -> Vec<PluginError> {
+        self.tear_down_all()
+    }
+
+    fn tear_down_all(&mut self) -> Vec<PluginError> {
         let mut errors = Vec::new();
         while let Some(slot) = self.owned.pop() {
             if let Some(instance) = slot {
@@ -291,7 +337,7 @@ impl Scope {
 
 impl Drop for Scope {
     fn drop(&mut self) {
-        for err in self.end() {
+        for err in self.tear_down_all() {
             tracing::error!("{err}");
         }
     }
