@@ -114,8 +114,6 @@ pub mod readiness;
 // since 1.5: begin
 pub mod suggest;
 // since 1.5: end
-#[cfg(feature = "testing")]
-pub mod testing;
 
 pub use context::{Context, ProcessHandle};
 pub use event::Event;

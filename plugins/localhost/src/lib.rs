@@ -202,7 +202,8 @@ export_plugin!(NetworkEnvironment: Localhost);
 mod tests {
     use std::time::Duration;
 
-    use panther_plugin_api::{testing::TestHost, ProcessState, Readiness, ReadyCheck};
+    use panther_plugin_api::{ProcessState, Readiness, ReadyCheck};
+    use panther_plugin_test::TestHost;
     use serde_json::json;
 
     use super::Localhost;
