@@ -9,17 +9,17 @@ use std::{
         atomic::{AtomicBool, Ordering},
         Arc,
     },
-    time::Duration,
 };
 
 use abi_stable::{
     sabi_trait::TD_Opaque,
-    std_types::{RArc, RErr, RNone, ROk, ROption, RResult, RSome, RStr, RString},
+    std_types::{RArc, ROption, RResult, RStr, RString},
 };
 use panther_plugin_api::{
     abi::{HostContextBox, HostContextFfi, HostContextFfi_TO},
-    Command, Event,
+    Event,
 };
+use panther_process::PluginCalls;
 use tracing::level_filters::LevelFilter;
 
 use crate::{
@@ -42,10 +42,7 @@ impl RunServices {
     /// Fresh services with their own cancellation flag.
     pub fn new(cancelled: Arc<AtomicBool>) -> Self {
         let bus = Arc::new(EventBus::new());
-        let processes = Arc::new(CommandProcessor::new(
-            Arc::clone(&cancelled),
-            Arc::clone(&bus),
-        ));
+        let processes = Arc::new(CommandProcessor::new(Arc::clone(&cancelled), bus.clone()));
         RunServices {
             bus,
             processes,
@@ -87,61 +84,17 @@ impl InstanceContext {
         HostContextFfi_TO::from_ptr(RArc::new(self), TD_Opaque)
     }
 
-    fn capture(&self) -> Capture<'_> {
-        Capture {
-            default_dir: &self.output_dir,
-            scope: &self.scope,
-            source: &self.instance,
+    /// The process calls, answered by the run's processor on behalf of this instance.
+    fn processes(&self) -> PluginCalls<'_> {
+        PluginCalls {
+            processor: &self.services.processes,
+            capture: Capture {
+                default_dir: &self.output_dir,
+                scope: &self.scope,
+                source: &self.instance,
+            },
         }
     }
-}
-
-fn parse_command(json: RStr<'_>) -> Result<Command, RString> {
-    serde_json::from_str(json.as_str())
-        .map_err(|e| RString::from(format!("unreadable command: {e}")))
-}
-
-/// A network environment's request to stop a service it started outside the command
-/// processor (in a container): SIGTERM to what is below its wrappers
-/// ([`contain::wrappers::below`](crate::contain::wrappers::below)), but not twice.
-#[derive(serde::Deserialize)]
-struct SignalBelowWrappers {
-    pid: u32,
-    wrappers: usize,
-    #[serde(default)]
-    skip: Vec<u32>,
-}
-
-#[derive(serde::Serialize)]
-struct Signalled {
-    signalled: Vec<u32>,
-    refused: Vec<u32>,
-}
-
-impl SignalBelowWrappers {
-    fn carry_out(&self) -> Signalled {
-        let mut answer = Signalled {
-            signalled: Vec::new(),
-            refused: Vec::new(),
-        };
-        for pid in crate::contain::wrappers::below(self.pid, self.wrappers) {
-            if self.skip.contains(&pid) {
-                continue;
-            }
-            let target = nix::unistd::Pid::from_raw(pid as i32);
-            match nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGTERM) {
-                Ok(()) => answer.signalled.push(pid),
-                Err(nix::errno::Errno::EPERM) => answer.refused.push(pid),
-                // Gone meanwhile.
-                Err(_) => {}
-            }
-        }
-        answer
-    }
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> RString {
-    RString::from(serde_json::to_string(value).unwrap_or_default())
 }
 
 impl HostContextFfi for InstanceContext {
@@ -195,63 +148,26 @@ impl HostContextFfi for InstanceContext {
     }
 
     fn run_command(&self, command: RStr<'_>) -> RResult<RString, RString> {
-        let command = match parse_command(command) {
-            Ok(c) => c,
-            Err(e) => return RErr(e),
-        };
-        match self.services.processes.run(&command, &self.capture()) {
-            Ok(output) => ROk(to_json(&output)),
-            Err(err) => RErr(RString::from(err.to_string())),
-        }
+        self.processes().run_command(command)
     }
 
     fn spawn(&self, command: RStr<'_>) -> RResult<u64, RString> {
-        let command = match parse_command(command) {
-            Ok(c) => c,
-            Err(e) => return RErr(e),
-        };
-        self.services
-            .processes
-            .spawn(&command, &self.capture())
-            .map_err(|e| RString::from(e.to_string()))
-            .into()
+        self.processes().spawn(command)
     }
 
     fn process_id(&self, handle: u64) -> RResult<u32, RString> {
-        match self.services.processes.pid(handle) {
-            Some(pid) => ROk(pid),
-            None => RErr(RString::from(format!("no process with handle {handle}"))),
-        }
+        self.processes().process_id(handle)
     }
 
     fn call(&self, name: RStr<'_>, payload: RStr<'_>) -> RResult<ROption<RString>, RString> {
-        match name.as_str() {
-            // since 1.5
-            panther_plugin_api::context::SIGNAL_BELOW_WRAPPERS => {
-                match serde_json::from_str::<SignalBelowWrappers>(payload.as_str()) {
-                    Ok(request) => ROk(RSome(to_json(&request.carry_out()))),
-                    Err(err) => RErr(RString::from(format!("unreadable request: {err}"))),
-                }
-            }
-            _ => ROk(RNone),
-        }
+        self.processes().call(name, payload)
     }
 
     fn process_status(&self, handle: u64) -> RResult<RString, RString> {
-        self.services
-            .processes
-            .status(handle)
-            .map(|s| to_json(&s))
-            .map_err(|e| RString::from(e.to_string()))
-            .into()
+        self.processes().process_status(handle)
     }
 
     fn stop(&self, handle: u64, grace_ms: u64) -> RResult<RString, RString> {
-        self.services
-            .processes
-            .stop(handle, Duration::from_millis(grace_ms))
-            .map(|s| to_json(&s))
-            .map_err(|e| RString::from(e.to_string()))
-            .into()
+        self.processes().stop(handle, grace_ms)
     }
 }

@@ -29,14 +29,7 @@ pub struct EventRecord<'a> {
     pub event: &'a Event,
 }
 
-/// Which output stream a line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stream {
-    /// Standard output.
-    Stdout,
-    /// Standard error.
-    Stderr,
-}
+pub use panther_process::Stream;
 
 /// Receives events (and, optionally, the live output of processes).
 pub trait Observer: Send + Sync {
@@ -106,6 +99,17 @@ impl EventBus {
         {
             observer.on_output(process, stream, line);
         }
+    }
+}
+
+/// The command processor reports to the bus like any other part of the run.
+impl panther_process::EventSink for EventBus {
+    fn event(&self, scope: &str, source: &str, event: &Event) {
+        self.emit(scope, source, event);
+    }
+
+    fn output(&self, process: &str, stream: Stream, line: &str) {
+        EventBus::output(self, process, stream, line);
     }
 }
 

@@ -18,8 +18,8 @@
 //! | [`context`] | what a plugin instance may ask of the host |
 //! | `bounded_lines` | capped lines from child processes that may misbehave |
 //! | `child_group` | probes and plugin servers ended with their whole process group |
-//! | [`command`] | the command processor: processes, groups, capture, timeouts |
-//! | [`contain`] | run marks, cgroups, the subreaper: finding every process of a run |
+//! | [`command`] | the command processor (crate `panther-process`): processes, groups, capture, timeouts |
+//! | [`contain`] | run marks, cgroups, the subreaper (crate `panther-process`): finding every process of a run |
 //! | [`events`] | the event bus, `events.jsonl`, live output |
 //! | [`experiment`] | the experiment file and its validation |
 //! | [`plan`] | one resolution of an experiment into what the run does, and why |
@@ -46,12 +46,9 @@
 pub mod aliases;
 mod bounded_lines;
 pub mod cache;
-mod child_exit;
 mod child_group;
 pub mod cli;
-pub mod command;
 pub mod config_schema;
-pub mod contain;
 pub mod context;
 pub mod dispatch;
 pub mod embedded;
@@ -86,3 +83,7 @@ pub mod tools;
 pub mod trust;
 
 pub use panther_plugin_api as api;
+// The command processor lives in its own crate (plugins' tests run it too); the host's
+// modules keep their paths.
+use panther_process::child_exit;
+pub use panther_process::{command, contain};

@@ -115,8 +115,6 @@ pub mod readiness;
 pub mod capability;
 pub mod suggest;
 // since 1.5: end
-#[cfg(feature = "testing")]
-pub mod testing;
 
 pub use context::{Context, ProcessHandle};
 pub use event::Event;

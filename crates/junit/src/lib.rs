@@ -84,7 +84,8 @@ pub fn document(name: &str, suites: impl IntoIterator<Item = TestSuite>, time: D
 
 #[cfg(test)]
 mod tests {
-    use panther_plugin_api::{testing::TestHost, ProcessState};
+    use panther_plugin_api::ProcessState;
+    use panther_plugin_test::TestHost;
 
     use super::*;
 

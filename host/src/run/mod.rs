@@ -47,7 +47,7 @@ use crate::{
 };
 
 /// How long a service gets between SIGTERM and SIGKILL.
-pub const STOP_GRACE: Duration = Duration::from_secs(3);
+pub use crate::command::STOP_GRACE;
 
 /// What the caller decides about a run.
 #[derive(Clone)]

@@ -81,7 +81,8 @@ export_plugin!(Reporter: JsonReporter);
 
 #[cfg(test)]
 mod tests {
-    use panther_plugin_api::{testing::TestHost, Resource};
+    use panther_plugin_api::Resource;
+    use panther_plugin_test::TestHost;
     use serde_json::json;
 
     use super::JsonReporter;

@@ -74,7 +74,8 @@ export_plugin!(Reporter: JunitReporter);
 
 #[cfg(test)]
 mod tests {
-    use panther_plugin_api::{testing::TestHost, ProcessState, RunStatus};
+    use panther_plugin_api::{ProcessState, RunStatus};
+    use panther_plugin_test::TestHost;
     use serde_json::json;
 
     use super::{render, JunitReporter};

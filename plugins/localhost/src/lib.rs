@@ -204,7 +204,8 @@ export_plugin!(NetworkEnvironment: Localhost);
 mod tests {
     use std::time::Duration;
 
-    use panther_plugin_api::{testing::TestHost, ProcessState, Readiness, ReadyCheck};
+    use panther_plugin_api::{ProcessState, Readiness, ReadyCheck};
+    use panther_plugin_test::TestHost;
     use serde_json::json;
 
     use super::Localhost;
@@ -241,6 +242,59 @@ mod tests {
             ProcessState::Signaled { .. }
         ));
         env.teardown_environment().unwrap();
+    }
+
+    /// Stopping a service reaches its whole process group, SIGTERM first and SIGKILL once the
+    /// grace has passed: a shell that ignores SIGTERM is killed after the grace, and the
+    /// child it started goes with it.
+    #[test]
+    fn stopping_ends_the_service_and_its_group_after_the_grace() {
+        let host = TestHost::new();
+        let grace = Duration::from_millis(300);
+        let mut env = host
+            .network_environment::<Localhost>(json!({ "stop_grace": "300ms" }))
+            .unwrap();
+        let pid_file = host.output_dir().join("child.pid");
+        let script = format!(
+            "trap '' TERM; sleep 30 & echo $! > {}; wait",
+            pid_file.display()
+        );
+        env.deploy_service(&host.service("server", &["/bin/sh", "-c", &script]))
+            .unwrap();
+        let child: u32 = wait_for_pid(&pid_file);
+        let stopping = std::time::Instant::now();
+        assert_eq!(
+            env.stop_service("server").unwrap(),
+            ProcessState::Signaled { signal: 9 }
+        );
+        assert!(stopping.elapsed() >= grace, "SIGKILL came before the grace");
+        assert!(!is_running(child), "the service's child {child} still runs");
+        env.teardown_environment().unwrap();
+    }
+
+    fn wait_for_pid(file: &std::path::Path) -> u32 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(pid) = std::fs::read_to_string(file)
+                .ok()
+                .and_then(|text| text.trim().parse().ok())
+            {
+                return pid;
+            }
+            assert!(std::time::Instant::now() < deadline, "no pid in {file:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Whether `pid` is a live process (an ended one not reaped yet does not count).
+    fn is_running(pid: u32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                let state = stat.rsplit_once(')')?.1.split_whitespace().next()?;
+                Some(state != "Z" && state != "X")
+            })
+            .unwrap_or(false)
     }
 
     #[test]

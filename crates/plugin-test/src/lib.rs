@@ -1,9 +1,9 @@
-//! Test support: run a plugin in-process, through the same entry points the host calls,
-//! without a host binary. Enable the `testing` feature in your dev-dependencies:
+//! Test a plugin in-process: instantiate it through the same exported entry points the host
+//! calls, without a host binary. Add the crate to your dev-dependencies:
 //!
 //! ```toml
 //! [dev-dependencies]
-//! panther-plugin-api = { version = "1.1", features = ["testing"] }
+//! panther-plugin-test = "0.1"
 //! ```
 //!
 //! ```text
@@ -13,17 +13,21 @@
 //! assert!(host.output_dir().join("out.md").exists());
 //! ```
 //!
-//! Commands started through the context run for real (without a shell, output captured to
-//! files in the output folder); processes still running when the `TestHost` is dropped are
-//! killed.
+//! Commands started through the context run through the host's own command processor
+//! ([`panther_process`]), as in a run: without a shell, each in a process group of its own
+//! and carrying the run's mark, stopped with SIGTERM and then SIGKILL after the grace the
+//! plugin asks for, ended at their timeout, their output captured to files in the output
+//! folder. What the host does for a whole run and not per process is left out: no cgroup,
+//! and the test process does not become the subreaper of what it starts. Processes still
+//! running when the `TestHost` is dropped are stopped as at the end of a run.
+//!
+//! The crate is apart from `panther-plugin-api` because it runs the processor, which itself
+//! builds on the API's types.
 
 use std::{
-    collections::HashMap,
-    fs::File,
     path::{Path, PathBuf},
-    process::{Child, Stdio},
     sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, Ordering},
         Arc, Mutex,
     },
     time::{Duration, Instant},
@@ -31,19 +35,28 @@ use std::{
 
 use abi_stable::{
     sabi_trait::TD_Opaque,
-    std_types::{RArc, RErr, RNone, ROk, ROption, RResult, RStr, RString},
+    std_types::{RArc, ROption, RResult, RStr, RString},
 };
 use anyhow::anyhow;
-
-use crate::{
+use panther_plugin_api::{
+    __private as export,
     abi::{
         ExecutionEnvironmentBox, HostContextBox, HostContextFfi, HostContextFfi_TO,
         NetworkEnvironmentBox, ReporterBox,
     },
-    export, Command, CommandOutput, Deployment, DeploymentPlan, EnvironmentStatus, Event,
-    ExecutionEnvironment, NetworkEnvironment, Plugin, ProcessState, Reporter, Resource, Role,
-    RunResult, RunStatus, ServiceCommand, ServiceResult, ServiceSpec,
+    failure::Failure,
+    Deployment, DeploymentPlan, EnvironmentStatus, Event, ExecutionEnvironment, NetworkEnvironment,
+    Plugin, ProcessState, Reporter, Resource, Role, RunResult, RunStatus, ServiceCommand,
+    ServiceResult, ServiceSpec, ValidationContext,
 };
+use panther_process::{
+    command::STOP_GRACE, Capture, CommandProcessor, EventSink, PluginCalls, Stream,
+};
+
+/// The scope the processor's events are tagged with.
+const SCOPE: &str = "test";
+/// The source the processor's events are tagged with.
+const SOURCE: &str = "plugin";
 
 /// An in-process host for one test.
 pub struct TestHost {
@@ -53,10 +66,28 @@ pub struct TestHost {
 
 struct Recorder {
     output_dir: PathBuf,
-    events: Mutex<Vec<Event>>,
-    cancelled: AtomicBool,
-    processes: Mutex<HashMap<u64, (Child, u32)>>,
-    next: AtomicU64,
+    events: Arc<Events>,
+    cancelled: Arc<AtomicBool>,
+    processes: CommandProcessor,
+}
+
+/// The events of the test, in order: those the instances emitted and the processor's.
+#[derive(Default)]
+struct Events(Mutex<Vec<Event>>);
+
+impl Events {
+    fn push(&self, event: Event) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(event);
+    }
+}
+
+impl EventSink for Events {
+    fn event(&self, _scope: &str, _source: &str, event: &Event) {
+        self.push(event.clone());
+    }
+
+    /// Output is in the capture files already; the host only logs it live.
+    fn output(&self, _process: &str, _stream: Stream, _line: &str) {}
 }
 
 impl Default for TestHost {
@@ -69,12 +100,13 @@ impl TestHost {
     /// A host with a fresh temporary output folder.
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("a temporary folder");
+        let events = Arc::new(Events::default());
+        let cancelled = Arc::new(AtomicBool::new(false));
         let recorder = Recorder {
             output_dir: dir.path().to_path_buf(),
-            events: Mutex::new(Vec::new()),
-            cancelled: AtomicBool::new(false),
-            processes: Mutex::new(HashMap::new()),
-            next: AtomicU64::new(1),
+            processes: CommandProcessor::new(Arc::clone(&cancelled), events.clone()),
+            events,
+            cancelled,
         };
         TestHost {
             recorder: Arc::new(recorder),
@@ -87,10 +119,12 @@ impl TestHost {
         &self.recorder.output_dir
     }
 
-    /// The events instances emitted, in order.
+    /// The events of the test, in order, as the host's event log would have them: those the
+    /// instances emitted and the processor's `CommandExecuted`.
     pub fn events(&self) -> Vec<Event> {
         self.recorder
             .events
+            .0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
@@ -117,7 +151,7 @@ impl TestHost {
     pub fn validate<P: Plugin>(
         &self,
         config: serde_json::Value,
-        experiment: &crate::ValidationContext,
+        experiment: &ValidationContext,
     ) -> anyhow::Result<Vec<String>> {
         let request = export::ValidateRequest {
             config,
@@ -218,17 +252,10 @@ impl TestHost {
 }
 
 impl Drop for TestHost {
+    /// Stops what still runs as the host does at the end of a run, before the output folder
+    /// goes.
     fn drop(&mut self) {
-        for (_, (mut child, _)) in self
-            .recorder
-            .processes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain()
-        {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.recorder.processes.stop_all(STOP_GRACE);
     }
 }
 
@@ -236,9 +263,9 @@ fn check<T>(r: RResult<T, RString>) -> anyhow::Result<T> {
     r.into_result().map_err(failed)
 }
 
-/// What a plugin's failed call says, as the host would say it ([`crate::failure::Failure`]).
+/// What a plugin's failed call says, as the host would say it ([`Failure`]).
 fn failed(error: RString) -> anyhow::Error {
-    let failure = crate::failure::Failure::read(error.as_str(), "");
+    let failure = Failure::read(error.as_str(), "");
     match failure.is_panic() {
         true => anyhow!("panicked: {failure}"),
         false => anyhow!("{failure}"),
@@ -356,49 +383,18 @@ impl TestNetwork {
 #[derive(Clone)]
 struct Shared(Arc<Recorder>);
 
-impl Recorder {
-    fn start(&self, command: &Command) -> std::io::Result<(Child, PathBuf, PathBuf)> {
-        let dir = command
-            .log_dir
-            .clone()
-            .unwrap_or_else(|| self.output_dir.clone());
-        std::fs::create_dir_all(&dir)?;
-        let name = command.log_name.clone().unwrap_or_else(|| {
-            Path::new(&command.program)
-                .file_name()
-                .map_or("command".into(), |n| n.to_string_lossy().into_owned())
-        });
-        let (out, err) = (
-            dir.join(format!("{name}.stdout")),
-            dir.join(format!("{name}.stderr")),
-        );
-        let mut process = std::process::Command::new(&command.program);
-        process
-            .args(&command.args)
-            .envs(&command.env)
-            .stdin(Stdio::null())
-            .stdout(File::create(&out)?)
-            .stderr(File::create(&err)?);
-        if let Some(cwd) = &command.cwd {
-            process.current_dir(cwd);
+impl Shared {
+    /// The process calls, answered by the test's processor as the host answers them.
+    fn processes(&self) -> PluginCalls<'_> {
+        PluginCalls {
+            processor: &self.0.processes,
+            capture: Capture {
+                default_dir: &self.0.output_dir,
+                scope: SCOPE,
+                source: SOURCE,
+            },
         }
-        Ok((process.spawn()?, out, err))
     }
-}
-
-fn state_of(status: std::process::ExitStatus) -> ProcessState {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => ProcessState::Exited { code },
-        (None, Some(signal)) => ProcessState::Signaled { signal },
-        _ => ProcessState::Failed {
-            reason: format!("{status:?}"),
-        },
-    }
-}
-
-fn json_of<T: serde::Serialize>(value: &T) -> RString {
-    RString::from(serde_json::to_string(value).unwrap_or_default())
 }
 
 impl HostContextFfi for Shared {
@@ -410,11 +406,7 @@ impl HostContextFfi for Shared {
 
     fn emit_event(&self, event: RStr<'_>) {
         if let Ok(event) = serde_json::from_str(event.as_str()) {
-            self.0
-                .events
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(event);
+            self.0.events.push(event);
         }
     }
 
@@ -427,84 +419,26 @@ impl HostContextFfi for Shared {
     }
 
     fn run_command(&self, command: RStr<'_>) -> RResult<RString, RString> {
-        let run = || -> anyhow::Result<CommandOutput> {
-            let command: Command = serde_json::from_str(command.as_str())?;
-            let started = Instant::now();
-            let (mut child, stdout_path, stderr_path) = self.0.start(&command)?;
-            let status = child.wait()?;
-            Ok(CommandOutput {
-                argv: command.argv(),
-                state: state_of(status),
-                timed_out: false,
-                duration_ms: started.elapsed().as_millis() as u64,
-                stdout_path,
-                stderr_path,
-            })
-        };
-        match run() {
-            Ok(output) => ROk(json_of(&output)),
-            Err(err) => RErr(RString::from(format!("{err:#}"))),
-        }
+        self.processes().run_command(command)
     }
 
     fn spawn(&self, command: RStr<'_>) -> RResult<u64, RString> {
-        let start = || -> anyhow::Result<u64> {
-            let command: Command = serde_json::from_str(command.as_str())?;
-            let (child, _, _) = self.0.start(&command)?;
-            let handle = self.0.next.fetch_add(1, Ordering::Relaxed);
-            let pid = child.id();
-            self.0
-                .processes
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(handle, (child, pid));
-            Ok(handle)
-        };
-        start().map_err(|e| RString::from(format!("{e:#}"))).into()
+        self.processes().spawn(command)
     }
 
     fn process_id(&self, handle: u64) -> RResult<u32, RString> {
-        match self
-            .0
-            .processes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&handle)
-        {
-            Some((_, pid)) => ROk(*pid),
-            None => RErr(RString::from(format!("no process with handle {handle}"))),
-        }
+        self.processes().process_id(handle)
     }
 
     fn process_status(&self, handle: u64) -> RResult<RString, RString> {
-        let mut processes = self.0.processes.lock().unwrap_or_else(|e| e.into_inner());
-        match processes.get_mut(&handle) {
-            Some((child, pid)) => match child.try_wait() {
-                Ok(Some(status)) => ROk(json_of(&state_of(status))),
-                _ => ROk(json_of(&ProcessState::Running { pid: *pid })),
-            },
-            None => RErr(RString::from(format!("no process with handle {handle}"))),
-        }
+        self.processes().process_status(handle)
     }
 
-    fn stop(&self, handle: u64, _grace_ms: u64) -> RResult<RString, RString> {
-        let mut processes = self.0.processes.lock().unwrap_or_else(|e| e.into_inner());
-        match processes.get_mut(&handle) {
-            Some((child, _)) => {
-                if let Ok(Some(status)) = child.try_wait() {
-                    return ROk(json_of(&state_of(status)));
-                }
-                let _ = child.kill();
-                match child.wait() {
-                    Ok(status) => ROk(json_of(&state_of(status))),
-                    Err(err) => RErr(RString::from(err.to_string())),
-                }
-            }
-            None => RErr(RString::from(format!("no process with handle {handle}"))),
-        }
+    fn stop(&self, handle: u64, grace_ms: u64) -> RResult<RString, RString> {
+        self.processes().stop(handle, grace_ms)
     }
 
-    fn call(&self, _name: RStr<'_>, _payload: RStr<'_>) -> RResult<ROption<RString>, RString> {
-        ROk(RNone)
+    fn call(&self, name: RStr<'_>, payload: RStr<'_>) -> RResult<ROption<RString>, RString> {
+        self.processes().call(name, payload)
     }
 }

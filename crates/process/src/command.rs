@@ -4,7 +4,7 @@
 //! or `$(...)` are plain arguments. Each process starts in its own process group, so stopping
 //! it (timeout, cancellation, teardown) reaches everything it started: SIGTERM to the group,
 //! then SIGKILL after a grace period. Standard output and error are captured line by line to
-//! `<log_dir>/<name>.stdout` / `.stderr` and streamed to the event bus's observers.
+//! `<log_dir>/<name>.stdout` / `.stderr` and handed, line by line, to the [`EventSink`].
 //!
 //! Every process the processor started is remembered until it has been reaped, and
 //! [`CommandProcessor::stop_all`] is the host's last line of defence at teardown.
@@ -47,9 +47,12 @@ use crate::{
         mark::{self, Owner},
         reap, wrappers,
     },
-    events::{EventBus, Stream},
+    sink::{EventSink, Stream},
 };
 
+/// How long a process gets between SIGTERM and SIGKILL when nobody says otherwise: what is
+/// still running at the end of a run, a service without a `stop_grace`.
+pub const STOP_GRACE: Duration = Duration::from_secs(3);
 /// How long the output readers get to finish once every process that could write to their
 /// pipes is gone; after that they are left behind (a process outside the run's reach still
 /// holds the pipe) and teardown goes on.
@@ -148,7 +151,7 @@ pub struct CommandProcessor {
     processes: Mutex<HashMap<u64, Managed>>,
     next_handle: AtomicU64,
     cancelled: Arc<AtomicBool>,
-    bus: Arc<EventBus>,
+    events: Arc<dyn EventSink>,
     mark: RwLock<RunMark>,
     /// Processes found still running after the process they descend from had ended.
     left_behind: Mutex<Vec<Stray>>,
@@ -165,8 +168,8 @@ pub struct Capture<'a> {
 }
 
 impl CommandProcessor {
-    /// A processor that watches `cancelled` and reports to `bus`.
-    pub fn new(cancelled: Arc<AtomicBool>, bus: Arc<EventBus>) -> Self {
+    /// A processor that watches `cancelled` and reports to `events`.
+    pub fn new(cancelled: Arc<AtomicBool>, events: Arc<dyn EventSink>) -> Self {
         static PROCESSORS: AtomicU64 = AtomicU64::new(0);
         // Until a run names it, the mark is unique to this processor.
         let run_id = format!(
@@ -178,7 +181,7 @@ impl CommandProcessor {
             processes: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             cancelled,
-            bus,
+            events,
             mark: RwLock::new(RunMark {
                 run_id,
                 cgroup: None,
@@ -256,7 +259,7 @@ impl CommandProcessor {
             stdout_path,
             stderr_path,
         };
-        self.bus.emit(
+        self.events.event(
             capture.scope,
             capture.source,
             &Event::CommandExecuted {
@@ -282,7 +285,7 @@ impl CommandProcessor {
             readers,
         };
         self.lock().insert(handle, managed);
-        self.bus.emit(
+        self.events.event(
             capture.scope,
             capture.source,
             &Event::CommandExecuted {
@@ -608,7 +611,7 @@ impl CommandProcessor {
         Ok((child, seq, stdout_path, stderr_path, readers))
     }
 
-    /// Copies a pipe to its capture file line by line, handing each line to observers.
+    /// Copies a pipe to its capture file line by line, handing each line to the sink.
     fn pump(
         &self,
         pipe: impl Read + Send + 'static,
@@ -616,7 +619,7 @@ impl CommandProcessor {
         process: String,
         stream: Stream,
     ) -> Reader {
-        let bus = Arc::clone(&self.bus);
+        let events = Arc::clone(&self.events);
         let name = process.clone();
         let (done_tx, done) = mpsc::channel::<()>();
         thread::spawn(move || {
@@ -631,7 +634,7 @@ impl CommandProcessor {
                 // Unbuffered on purpose: readiness checks read the file while it grows.
                 let _ = file.write_all(&line);
                 let text = String::from_utf8_lossy(&line);
-                bus.output(&process, stream, text.trim_end_matches(['\n', '\r']));
+                events.output(&process, stream, text.trim_end_matches(['\n', '\r']));
                 line.clear();
             }
         });
