@@ -13,7 +13,7 @@ use std::{
 
 use anyhow::Context as _;
 
-use crate::{ReadyCheck, ServiceSpec};
+use crate::{Context, ProcessHandle, ReadyCheck, ServiceSpec};
 
 /// One readiness check being polled.
 pub struct Probe {
@@ -67,6 +67,60 @@ impl Probe {
     pub fn stderr(&self) -> &Path {
         &self.log.stderr
     }
+
+    /// Polls the check every 10 ms, with `tcp` deciding TCP checks as in [`Probe::passes`]
+    /// (an error from it ends the wait), until it passes, the service's process `handle`
+    /// ends, the run is cancelled or `timeout` has passed. The loop every environment whose
+    /// services are processes of the host's command processor runs; the caller words a
+    /// timeout, since only it knows where the check was made from.
+    pub fn wait(
+        &mut self,
+        ctx: &Context,
+        handle: ProcessHandle,
+        service: &str,
+        timeout: Duration,
+        mut tcp: impl FnMut(&str, u16) -> anyhow::Result<bool>,
+    ) -> anyhow::Result<Waited> {
+        loop {
+            let mut failed = None;
+            let ready = self.passes(|host, port| {
+                tcp(host, port).unwrap_or_else(|err| {
+                    failed = Some(err);
+                    false
+                })
+            });
+            if let Some(err) = failed {
+                return Err(err.context(format!("checking whether service `{service}` is ready")));
+            }
+            if ready {
+                tracing::debug!(service, after = ?self.elapsed(), "ready");
+                return Ok(Waited::Ready);
+            }
+            let state = ctx.status(handle)?;
+            if state.is_finished() {
+                anyhow::bail!(
+                    "service `{service}` {state} before it was ready (see {})",
+                    self.stderr().display()
+                );
+            }
+            if ctx.is_cancelled() {
+                anyhow::bail!("cancelled while waiting for service `{service}`");
+            }
+            if self.elapsed() >= timeout {
+                return Ok(Waited::TimedOut);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// How [`Probe::wait`] ended, when neither the service's end nor a cancellation ended it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waited {
+    /// The check passed.
+    Ready,
+    /// The timeout passed first.
+    TimedOut,
 }
 
 /// Whether something accepts TCP connections on `host:port`.

@@ -35,6 +35,15 @@ impl BuildSpec {
             args: Vec::new(),
         }
     }
+
+    /// The build an `image` setting (with its `dockerfile`) asks for, when it names a folder
+    /// (relative to `base`); none when it names an image of the engine's store.
+    pub fn of_setting(image: &str, dockerfile: Option<&str>, base: &Path) -> Option<Self> {
+        as_context(image, base).map(|dir| BuildSpec {
+            dockerfile: dockerfile.map(str::to_string),
+            ..BuildSpec::new(dir)
+        })
+    }
 }
 
 /// The context folder as a tar, and the Dockerfile's name inside it.
@@ -231,6 +240,34 @@ pub fn as_context(image: &str, base: &Path) -> Option<PathBuf> {
 /// a mistake rather than an image name.
 pub fn looks_like_path(image: &str) -> bool {
     image.starts_with("./") || image.starts_with("../") || image.starts_with('/') || image == "."
+}
+
+/// Problems with an `image` setting (and its `dockerfile`) that can be seen without the
+/// engine: a folder without its Dockerfile, a path to no folder, a Dockerfile for an image
+/// name. Both container network environments read the setting alike.
+pub fn check_setting(image: &str, dockerfile: Option<&str>, base: &Path) -> Vec<String> {
+    match as_context(image, base) {
+        Some(dir) => {
+            let file = dir.join(dockerfile.unwrap_or("Dockerfile"));
+            if file.is_file() {
+                Vec::new()
+            } else {
+                vec![format!(
+                    "`image` is the folder {}, which has no {}",
+                    dir.display(),
+                    dockerfile.unwrap_or("Dockerfile")
+                )]
+            }
+        }
+        None if looks_like_path(image) => vec![format!(
+            "`image` `{image}` looks like a folder, but {} does not exist",
+            base.join(image).display()
+        )],
+        None if dockerfile.is_some() => {
+            vec!["`dockerfile` applies only when `image` is a folder".to_string()]
+        }
+        None => Vec::new(),
+    }
 }
 
 #[cfg(test)]

@@ -122,37 +122,15 @@ pub fn check_config(config: &Config, base_dir: &Path) -> Vec<String> {
         None => {}
     }
     if let Some(image) = &config.image {
-        problems.extend(check_image(image, config.dockerfile.as_deref(), base_dir));
+        problems.extend(image::check_setting(
+            image,
+            config.dockerfile.as_deref(),
+            base_dir,
+        ));
     } else if config.dockerfile.is_some() {
         problems.push("`dockerfile` applies only when `image` is a folder".to_string());
     }
     problems
-}
-
-/// Problems with an `image` setting that can be seen without the engine.
-pub fn check_image(image: &str, dockerfile: Option<&str>, base_dir: &Path) -> Vec<String> {
-    match image::as_context(image, base_dir) {
-        Some(dir) => {
-            let file = dir.join(dockerfile.unwrap_or("Dockerfile"));
-            if file.is_file() {
-                Vec::new()
-            } else {
-                vec![format!(
-                    "`image` is the folder {}, which has no {}",
-                    dir.display(),
-                    dockerfile.unwrap_or("Dockerfile")
-                )]
-            }
-        }
-        None if image::looks_like_path(image) => vec![format!(
-            "`image` `{image}` looks like a folder, but {} does not exist",
-            base_dir.join(image).display()
-        )],
-        None if dockerfile.is_some() => {
-            vec!["`dockerfile` applies only when `image` is a folder".to_string()]
-        }
-        None => Vec::new(),
-    }
 }
 
 /// What one run created and runs.
@@ -233,19 +211,14 @@ impl DockerCompose {
             None => Project::new(engine.docker(), engine.handle(), name, labels, log_dir),
         };
         let generated = self.config.image.as_ref().map(|image| {
-            match image::as_context(image, &plan.base_dir) {
-                Some(dir) => {
-                    let build = BuildSpec {
-                        dockerfile: self.config.dockerfile.clone(),
-                        ..BuildSpec::new(dir)
-                    };
-                    ContainerDef::plain(
-                        &format!("{name}-image"),
-                        Some(build),
-                        true,
-                        self.config.init,
-                    )
-                }
+            let dockerfile = self.config.dockerfile.as_deref();
+            match BuildSpec::of_setting(image, dockerfile, &plan.base_dir) {
+                Some(build) => ContainerDef::plain(
+                    &format!("{name}-image"),
+                    Some(build),
+                    true,
+                    self.config.init,
+                ),
                 None => ContainerDef::plain(image, None, false, self.config.init),
             }
         });
@@ -421,10 +394,7 @@ impl NetworkEnvironment for DockerCompose {
             .as_ref()
             .and_then(|file| compose::load(&base_dir.join(file), config.mode()).ok());
         let generated = config.image.as_ref().map(|name| {
-            let build = image::as_context(name, base_dir).map(|dir| BuildSpec {
-                dockerfile: config.dockerfile.clone(),
-                ..BuildSpec::new(dir)
-            });
+            let build = BuildSpec::of_setting(name, config.dockerfile.as_deref(), base_dir);
             (name.clone(), build)
         });
         let mut sites = BTreeMap::new();

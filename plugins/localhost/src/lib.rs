@@ -6,11 +6,11 @@
 //! A TCP readiness check passes only when the listener is the service's own run's (see
 //! [`listener`]): a server another run left behind does not make this one ready.
 
-use std::{collections::BTreeMap, thread, time::Duration};
+use std::{collections::BTreeMap, time::Duration};
 
 use panther_plugin_api::{
     prelude::*,
-    readiness::{describe, tcp_open, Probe},
+    readiness::{describe, tcp_open, Probe, Waited},
 };
 
 mod listener;
@@ -77,56 +77,36 @@ impl Localhost {
         // A listener that belongs to another run (a leftover server) does not make this
         // service ready.
         let mut foreign: Option<(u16, Vec<u32>)> = None;
-        let mut tcp = |host: &str, port: u16| {
+        let tcp = |host: &str, port: u16| {
             if !tcp_open(host, port) {
-                return false;
+                return Ok(false);
             }
-            match listener::owner(port, leader) {
+            Ok(match listener::owner(port, leader) {
                 listener::Owner::OursOrUnknown => true,
                 listener::Owner::Others(pids) => {
                     foreign = Some((port, pids));
                     false
                 }
-                // The status check below says how it ended.
+                // The wait asks the status next, and says how it ended.
                 listener::Owner::LeaderEnded => false,
-            }
+            })
         };
-        loop {
-            if probe.passes(&mut tcp) {
-                tracing::debug!(service = %running.spec.name, after = ?probe.elapsed(), "ready");
-                return Ok(());
-            }
-            let state = self.ctx.status(running.handle)?;
-            if state.is_finished() {
-                bail!(
-                    "service `{}` {state} before it was ready (see {})",
-                    running.spec.name,
-                    probe.stderr().display()
-                );
-            }
-            if self.ctx.is_cancelled() {
-                bail!(
-                    "cancelled while waiting for service `{}`",
-                    running.spec.name
-                );
-            }
-            if probe.elapsed() >= readiness.timeout {
-                if let Some((port, pids)) = &foreign {
-                    bail!(
-                        "service `{}` was not ready within {:?}: port {port} is held by process(es) {pids:?} of another run or program (`panther-host clean` ends those of killed runs)",
-                        running.spec.name,
-                        readiness.timeout,
-                    );
-                }
-                bail!(
-                    "service `{}` was not ready within {:?} ({})",
-                    running.spec.name,
-                    readiness.timeout,
-                    describe(&readiness.check)
-                );
-            }
-            thread::sleep(Duration::from_millis(10));
+        let name = &running.spec.name;
+        let waited = probe.wait(&self.ctx, running.handle, name, readiness.timeout, tcp)?;
+        if waited == Waited::Ready {
+            return Ok(());
         }
+        if let Some((port, pids)) = &foreign {
+            bail!(
+                "service `{name}` was not ready within {:?}: port {port} is held by process(es) {pids:?} of another run or program (`panther-host clean` ends those of killed runs)",
+                readiness.timeout,
+            );
+        }
+        bail!(
+            "service `{name}` was not ready within {:?} ({})",
+            readiness.timeout,
+            describe(&readiness.check)
+        )
     }
 }
 

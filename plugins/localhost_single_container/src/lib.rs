@@ -65,25 +65,11 @@ pub fn check_config(config: &Config, base_dir: &Path) -> Vec<String> {
             "`image` is needed: an image in the engine's local store or a folder with a Dockerfile"
                 .to_string(),
         ),
-        Some(name) => match image::as_context(name, base_dir) {
-            Some(dir) => {
-                let dockerfile = config.dockerfile.as_deref().unwrap_or("Dockerfile");
-                if !dir.join(dockerfile).is_file() {
-                    problems.push(format!(
-                        "`image` is the folder {}, which has no {dockerfile}",
-                        dir.display()
-                    ));
-                }
-            }
-            None if image::looks_like_path(name) => problems.push(format!(
-                "`image` `{name}` looks like a folder, but {} does not exist",
-                base_dir.join(name).display()
-            )),
-            None if config.dockerfile.is_some() => {
-                problems.push("`dockerfile` applies only when `image` is a folder".to_string())
-            }
-            None => {}
-        },
+        Some(name) => problems.extend(image::check_setting(
+            name,
+            config.dockerfile.as_deref(),
+            base_dir,
+        )),
     }
     for mount in &config.mounts {
         let (path, _) = split_mount(mount);
@@ -312,10 +298,7 @@ impl NetworkEnvironment for SingleContainer {
                 .iter()
                 .map(|m| absolute(&base_dir.join(split_mount(m).0))),
         );
-        let build = image::as_context(&image, &base_dir).map(|dir| BuildSpec {
-            dockerfile: config.dockerfile.clone(),
-            ..BuildSpec::new(dir)
-        });
+        let build = BuildSpec::of_setting(&image, config.dockerfile.as_deref(), &base_dir);
         let mut sites = BTreeMap::new();
         for service in &experiment.services {
             let program = experiment.commands.get(service).and_then(|c| c.first());
@@ -390,13 +373,9 @@ impl NetworkEnvironment for SingleContainer {
         let keepalive_given = keepalive.is_some();
         let dockerfile = self.config.dockerfile.clone();
         let engine = self.engine()?;
-        let image = match image::as_context(&image_setting, &base_dir) {
-            Some(dir) => {
+        let image = match BuildSpec::of_setting(&image_setting, dockerfile.as_deref(), &base_dir) {
+            Some(build) => {
                 let tag = format!("{name}-image");
-                let build = BuildSpec {
-                    dockerfile,
-                    ..BuildSpec::new(dir)
-                };
                 engine.block_on(image::build(
                     engine.docker(),
                     &build,

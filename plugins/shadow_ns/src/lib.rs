@@ -23,13 +23,12 @@ use std::{
     net::{SocketAddr, TcpStream, ToSocketAddrs},
     os::fd::OwnedFd,
     path::{Path, PathBuf},
-    thread,
     time::Duration,
 };
 
 use panther_plugin_api::{
     prelude::*,
-    readiness::{describe, Probe},
+    readiness::{describe, Probe, Waited},
     ValidationContext,
 };
 
@@ -364,53 +363,20 @@ impl ShadowNs {
         let handle = running.handle.context("the service has no process")?;
         let mut probe = Probe::new(&running.spec, &readiness.check)?;
         let ns = &emulation.namespaces[running.host];
-        loop {
-            // TCP checks connect from inside the service's namespace; entering it can fail.
-            let mut entering = None;
-            let ready = probe.passes(|host, port| {
-                let targets = resolve(&emulation.topology, host, port);
-                match netns::in_netns(ns, move || tcp_open(&targets)) {
-                    Ok(open) => open,
-                    Err(err) => {
-                        entering = Some(err);
-                        false
-                    }
-                }
-            });
-            if let Some(err) = entering {
-                return Err(err.context(format!(
-                    "checking whether service `{}` is ready",
-                    running.spec.name
-                )));
-            }
-            if ready {
-                tracing::debug!(service = %running.spec.name, after = ?probe.elapsed(), "ready");
-                return Ok(());
-            }
-            let state = self.ctx.status(handle)?;
-            if state.is_finished() {
-                bail!(
-                    "service `{}` {state} before it was ready (see {})",
-                    running.spec.name,
-                    probe.stderr().display()
-                );
-            }
-            if self.ctx.is_cancelled() {
-                bail!(
-                    "cancelled while waiting for service `{}`",
-                    running.spec.name
-                );
-            }
-            if probe.elapsed() >= readiness.timeout {
-                bail!(
-                    "service `{}` was not ready within {:?} ({}, seen from host `{}`)",
-                    running.spec.name,
-                    readiness.timeout,
-                    describe(&readiness.check),
-                    emulation.topology.hosts[running.host]
-                );
-            }
-            thread::sleep(Duration::from_millis(10));
+        // TCP checks connect from inside the service's namespace; entering it can fail.
+        let tcp = |host: &str, port: u16| {
+            let targets = resolve(&emulation.topology, host, port);
+            netns::in_netns(ns, move || tcp_open(&targets))
+        };
+        let name = &running.spec.name;
+        match probe.wait(&self.ctx, handle, name, readiness.timeout, tcp)? {
+            Waited::Ready => Ok(()),
+            Waited::TimedOut => bail!(
+                "service `{name}` was not ready within {:?} ({}, seen from host `{}`)",
+                readiness.timeout,
+                describe(&readiness.check),
+                emulation.topology.hosts[running.host]
+            ),
         }
     }
 
