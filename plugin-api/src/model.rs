@@ -58,6 +58,33 @@ impl Command {
         })
     }
 
+    /// The command that starts `service` on this machine, as a network environment spawns it:
+    /// its argv, variables and working directory, its output captured to
+    /// `<log_dir>/<name>.stdout` and `.stderr`, and the wrappers the host leaves to end when it
+    /// stops the service. `None` when its argv is empty.
+    pub fn for_service(service: &ServiceSpec) -> Option<Self> {
+        let mut command = Command::from_argv(&service.argv)?;
+        command.env = service.env.clone();
+        command.cwd = service.cwd.clone();
+        command.log_name = Some(service.name.clone());
+        command.log_dir = Some(service.log_dir.clone());
+        command.parent_wrappers = service.parent_wrappers.clone();
+        Some(command)
+    }
+
+    /// This command started through `launcher` (a program and its arguments that `exec` the
+    /// rest in the same process, such as `ip netns exec NS`), keeping everything else.
+    pub fn launched_by(mut self, launcher: &[String]) -> Self {
+        let Some((program, args)) = launcher.split_first() else {
+            return self;
+        };
+        let mut argv: Vec<String> = args.to_vec();
+        argv.push(std::mem::replace(&mut self.program, program.clone()));
+        argv.append(&mut self.args);
+        self.args = argv;
+        self
+    }
+
     /// Adds one argument.
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.args.push(arg.into());
@@ -570,4 +597,40 @@ pub struct RunResult {
     /// Problems that are not about one service (setup, teardown, plugins).
     #[serde(default)]
     pub errors: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_service_command_keeps_its_wrappers_under_a_launcher() {
+        let service = ServiceSpec {
+            name: "server".into(),
+            argv: vec!["/usr/bin/time".into(), "-v".into(), "--".into(), "srv".into()],
+            env: [("A".to_string(), "1".to_string())].into(),
+            cwd: Some("/work".into()),
+            depends_on: Vec::new(),
+            ready: None,
+            role: Role::Server,
+            log_dir: "/logs".into(),
+            stop_grace: None,
+            mounts: Vec::new(),
+            parent_wrappers: vec!["time".into()],
+        };
+        let launcher = ["ip", "netns", "exec", "ns0"].map(String::from);
+        let command = Command::for_service(&service).unwrap().launched_by(&launcher);
+        assert_eq!(
+            command.argv(),
+            ["ip", "netns", "exec", "ns0", "/usr/bin/time", "-v", "--", "srv"]
+        );
+        assert_eq!(command.parent_wrappers, ["time"]);
+        assert_eq!(command.log_name.as_deref(), Some("server"));
+        assert_eq!(command.env["A"], "1");
+        let empty = ServiceSpec {
+            argv: Vec::new(),
+            ..service
+        };
+        assert!(Command::for_service(&empty).is_none());
+    }
 }

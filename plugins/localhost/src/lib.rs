@@ -117,14 +117,7 @@ impl NetworkEnvironment for Localhost {
     }
 
     fn deploy_service(&mut self, service: &ServiceSpec) -> anyhow::Result<Deployment> {
-        let mut command =
-            Command::from_argv(&service.argv).context("the service has an empty command")?;
-        command.env = service.env.clone();
-        command.cwd = service.cwd.clone();
-        command.log_name = Some(service.name.clone());
-        command.log_dir = Some(service.log_dir.clone());
-        // Stopping it signals the service below its wrappers, which then write their reports.
-        command.parent_wrappers = service.parent_wrappers.clone();
+        let command = Command::for_service(service).context("the service has an empty command")?;
         let handle = self
             .ctx
             .spawn(&command)

@@ -481,14 +481,20 @@ impl NetworkEnvironment for ShadowNs {
                     .host_of(&service.name)
                     .with_context(|| format!("service `{}` is placed on no host", service.name))?;
                 let ns = &e.namespaces[host];
-                let mut command = Command::new(e.ip.display().to_string())
-                    .args(["netns", "exec", ns.as_str()])
-                    .args(service.argv.iter().cloned());
-                command.env = Self::host_env(&e.topology, host);
-                command.env.extend(service.env.clone());
-                command.cwd = service.cwd.clone();
-                command.log_name = Some(service.name.clone());
-                command.log_dir = Some(service.log_dir.clone());
+                // `ip netns exec` enters the namespace and becomes the service (`exec`): the
+                // service's own wrappers stay the ones the host leaves to end.
+                let launcher = [
+                    e.ip.display().to_string(),
+                    "netns".into(),
+                    "exec".into(),
+                    ns.clone(),
+                ];
+                let mut command = Command::for_service(service)
+                    .context("the service has an empty command")?
+                    .launched_by(&launcher);
+                let mut env = Self::host_env(&e.topology, host);
+                env.append(&mut command.env);
+                command.env = env;
                 let id = format!(
                     "{} ({}, namespace {ns})",
                     e.topology.hosts[host],
