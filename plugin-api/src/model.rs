@@ -607,7 +607,12 @@ mod tests {
     fn a_service_command_keeps_its_wrappers_under_a_launcher() {
         let service = ServiceSpec {
             name: "server".into(),
-            argv: vec!["/usr/bin/time".into(), "-v".into(), "--".into(), "srv".into()],
+            argv: vec![
+                "/usr/bin/time".into(),
+                "-v".into(),
+                "--".into(),
+                "srv".into(),
+            ],
             env: [("A".to_string(), "1".to_string())].into(),
             cwd: Some("/work".into()),
             depends_on: Vec::new(),
@@ -619,10 +624,21 @@ mod tests {
             parent_wrappers: vec!["time".into()],
         };
         let launcher = ["ip", "netns", "exec", "ns0"].map(String::from);
-        let command = Command::for_service(&service).unwrap().launched_by(&launcher);
+        let command = Command::for_service(&service)
+            .unwrap()
+            .launched_by(&launcher);
         assert_eq!(
             command.argv(),
-            ["ip", "netns", "exec", "ns0", "/usr/bin/time", "-v", "--", "srv"]
+            [
+                "ip",
+                "netns",
+                "exec",
+                "ns0",
+                "/usr/bin/time",
+                "-v",
+                "--",
+                "srv"
+            ]
         );
         assert_eq!(command.parent_wrappers, ["time"]);
         assert_eq!(command.log_name.as_deref(), Some("server"));
