@@ -40,19 +40,35 @@ impl Plugin for Time {
         Manifest::new("time")
             .tool("time", "time")
             // GNU time's own report says "kbytes": accept that spelling too.
-            .alias_key("max_rss_kb", "max_rss_kib", "GNU time's label for the same number")
-            .refuse_key("output_file", "GNU time's report is `time.txt` in the instance's folder")
+            .alias_key(
+                "max_rss_kb",
+                "max_rss_kib",
+                "GNU time's label for the same number",
+            )
+            .refuse_key(
+                "output_file",
+                "GNU time's report is `time.txt` in the instance's folder",
+            )
     }
 
     fn new(config: Config, _ctx: Context) -> anyhow::Result<Self> {
-        Ok(Time { config, reports: BTreeMap::new() })
+        Ok(Time {
+            config,
+            reports: BTreeMap::new(),
+        })
     }
 }
 
 impl ExecutionEnvironment for Time {
     fn wrap(&mut self, mut command: ServiceCommand) -> anyhow::Result<ServiceCommand> {
         let report = command.output_dir.join("time.txt");
-        let mut argv = vec![self.config.program.clone(), "-v".into(), "-o".into(), report.display().to_string(), "--".into()];
+        let mut argv = vec![
+            self.config.program.clone(),
+            "-v".into(),
+            "-o".into(),
+            report.display().to_string(),
+            "--".into(),
+        ];
         argv.append(&mut command.argv);
         command.argv = argv;
         command.runs_as_parent("time");
@@ -61,18 +77,34 @@ impl ExecutionEnvironment for Time {
     }
 
     fn get_monitoring_data(&mut self, service: &str) -> anyhow::Result<serde_json::Value> {
-        let path = self.reports.get(service).with_context(|| format!("service `{service}` was never wrapped"))?;
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {} (GNU time writes it when the service exits)", path.display()))?;
-        let field = |label: &str| text.lines().find_map(|l| l.trim().strip_prefix(label)).map(str::trim);
+        let path = self
+            .reports
+            .get(service)
+            .with_context(|| format!("service `{service}` was never wrapped"))?;
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "reading {} (GNU time writes it when the service exits)",
+                path.display()
+            )
+        })?;
+        let field = |label: &str| {
+            text.lines()
+                .find_map(|l| l.trim().strip_prefix(label))
+                .map(str::trim)
+        };
         let number = |label: &str| field(label).and_then(|v| v.parse::<f64>().ok());
         let peak = number("Maximum resident set size (kbytes):").unwrap_or(0.0) as u64;
         // "Command terminated by signal 15": a server the host stopped.
-        let signal = text.lines().find_map(|l| l.strip_prefix("Command terminated by signal ")).and_then(|n| n.trim().parse::<u32>().ok());
+        let signal = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Command terminated by signal "))
+            .and_then(|n| n.trim().parse::<u32>().ok());
         let mut violations = Vec::new();
         if let Some(max) = self.config.max_rss_kib {
             if peak > max {
-                violations.push(format!("peak resident memory {peak} KiB, at most {max} KiB allowed"));
+                violations.push(format!(
+                    "peak resident memory {peak} KiB, at most {max} KiB allowed"
+                ));
             }
         }
         tracing::debug!(service, peak_kib = peak, "GNU time report read");
