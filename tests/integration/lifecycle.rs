@@ -19,7 +19,8 @@ ready = {{ tcp = {port} }}
 
 [[service]]
 name = "forker"
-command = ["/bin/sh", "-c", "sleep 300 & sleep 301 & wait"]
+command = ["/bin/sh", "-c", "sleep 300 & sleep 301 & echo forked; wait"]
+ready = {{ log = "forked" }}
 
 [[service]]
 name = "client"
@@ -85,7 +86,7 @@ fn ctrl_c_tears_everything_down_and_still_writes_the_reports() {
     assert_eq!(result["status"], "interrupted");
     let junit = std::fs::read_to_string(run.join("junit.xml")).unwrap();
     assert!(
-        junit.contains("<error message=\"interrupted\" type=\"interrupted\">"),
+        junit.contains("<error message=\"interrupted\" type=\"interrupted\""),
         "{junit}"
     );
 }
