@@ -92,11 +92,15 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(5);
         let found = loop {
             let found = chain(leader, 2);
+            // A forked child is a copy of its shell until it has `exec`ed `sleep`.
+            let sleeping = |pid: &u32| mark::stat(*pid).is_some_and(|s| s.comm == "sleep");
             let inner_started = found
                 .get(1)
-                .is_some_and(|&inner| !children(inner).is_empty());
-            // Both of the outer shell's children, and the inner shell's one, have started.
-            let all_started = inner_started && children(leader).len() == 2;
+                .is_some_and(|&inner| children(inner).iter().any(sleeping));
+            // Both of the outer shell's children, and the inner shell's one, have started
+            // their programs.
+            let outer = children(leader);
+            let all_started = inner_started && outer.len() == 2 && sleeping(&outer[1]);
             if (found.len() == 2 && all_started) || Instant::now() > deadline {
                 break found;
             }
